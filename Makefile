@@ -1,0 +1,32 @@
+# Set-up is part of every target: a fresh machine needs only `make demo` or `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores, cached by pip afterwards)
+	$(BIN)/python -m pip install -e ".[local,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the embedded model: single sampling against self-consistency.
+demo: $(STAMP)
+	mkdir -p .manyminds
+	$(BIN)/manyminds bench arithmetic --limit 40 -n 8 --cache .manyminds/demo.db
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/warm_cache.py
+	$(BIN)/python benchmarks/embedded.py
+
+clean:
+	rm -rf $(VENV) .manyminds .pytest_cache

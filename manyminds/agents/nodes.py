@@ -1,0 +1,113 @@
+"""Shared graph nodes: prepare, sample, extract, aggregate.
+
+Strategies assemble their graphs from these. Each node takes the batch state
+and returns an update; a node that needs a backend or a prompt receives it
+when the node is built, so the graph holds no global state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from manyminds.aggregators import Aggregator
+from manyminds.answers import extract
+from manyminds.backends.base import Backend
+from manyminds.errors import ConfigError
+from manyminds.agents.state import EnsembleState
+from manyminds.types import Candidate, Generation, Message, Result, SamplingParams, Task, Usage
+
+DEFAULT_CONCURRENCY = 16
+
+Node = Callable[[EnsembleState, RunnableConfig], Awaitable[dict[str, Any]]]
+
+
+def configured(config: RunnableConfig | None, name: str, default: Any) -> Any:
+    """A run-time option passed as `config={"configurable": {"manyminds_NAME": ...}}`."""
+    return ((config or {}).get("configurable") or {}).get(f"manyminds_{name}", default)
+
+
+async def prepare(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+    """Normalise the input (question, task or tasks) into `batch`."""
+    if state.get("tasks") is not None:
+        raw: Sequence[Task | str] = state["tasks"]
+        single = False
+    elif state.get("task") is not None:
+        raw, single = [state["task"]], True
+    elif state.get("question") is not None:
+        raw, single = [state["question"]], True
+    else:
+        raise ConfigError("the graph needs a 'question', a 'task' or a list of 'tasks' in its input")
+    return {"batch": [Task.of(t) for t in raw], "single": single}
+
+
+def sample_node(
+    backend: Backend,
+    messages_for: Callable[[Task], list[Message]],
+    params: SamplingParams,
+    n: int,
+) -> Node:
+    """Ask the backend for n samples of each task's prompt, the batch concurrently.
+
+    A task's n samples are one backend request (the backend's native n), so
+    the fan-out across samples costs no graph steps. At most `concurrency`
+    tasks (run-time option, default 16) are in flight; `progress`, if given,
+    is called once per finished task.
+    """
+
+    async def sample(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+        batch = state["batch"]
+        limit = asyncio.Semaphore(max(1, int(configured(config, "concurrency", DEFAULT_CONCURRENCY))))
+        progress = configured(config, "progress", None)
+
+        async def one(task: Task) -> list[Generation]:
+            async with limit:
+                generations = await backend.generate(messages_for(task), params, n)
+            if progress is not None:
+                progress(1)
+            return generations
+
+        return {"generations": list(await asyncio.gather(*(one(t) for t in batch)))}
+
+    return sample
+
+
+async def extract_node(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+    """Read an answer key out of every generation; unreadable ones stay, without a vote."""
+    candidates = [
+        [Candidate(index=g.index, text=g.text, answer=extract(task, g.text), generation=g) for g in gens]
+        for task, gens in zip(state["batch"], state["generations"])
+    ]
+    return {"candidates": candidates}
+
+
+def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[str, Any]) -> Node:
+    """Decide each task's answer and assemble its Result."""
+
+    async def aggregate(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+        results = []
+        for task, gens, cands in zip(state["batch"], state["generations"], state["candidates"]):
+            decision = aggregator(task, cands)
+            results.append(
+                Result(
+                    task=task,
+                    answer=decision.answer,
+                    confidence=decision.confidence,
+                    tally=decision.tally,
+                    candidates=list(cands),
+                    usage=Usage.of(gens),
+                    decision=decision,
+                    strategy=strategy,
+                    strategy_params=strategy_params,
+                    trace=["prepare", "sample", "extract", "aggregate"],
+                )
+            )
+        update: dict[str, Any] = {"results": results}
+        if state.get("single"):
+            update.update(result=results[0], answer=results[0].answer, confidence=results[0].confidence)
+        return update
+
+    return aggregate

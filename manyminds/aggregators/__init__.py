@@ -1,0 +1,6 @@
+"""Aggregators: from candidates to a decision. Plugins register under `manyminds.aggregators`."""
+
+from manyminds.aggregators.base import Aggregator, aggregator, available, get_aggregator
+from manyminds.aggregators.majority import Majority, decide, tally
+
+__all__ = ["Aggregator", "Majority", "aggregator", "available", "decide", "get_aggregator", "tally"]

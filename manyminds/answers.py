@@ -1,0 +1,158 @@
+"""Answer extraction and normalisation, one set of rules per answer format.
+
+The output of `extract` is an answer *key*: equivalent answers must share a
+key so they vote together ("1,000", "1000" and "1000.0"; "(B)" and "b";
+"Yes." and "yes"). None means no answer could be read; such a candidate is
+kept without a vote, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+from manyminds.types import AnswerFormat, Task
+
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
+NUMBER_RE = re.compile(rf"(?<![\w.])(?:{_NUMBER})")
+GSM8K_RE = re.compile(r"####\s*\$?\s*(" + _NUMBER + ")")
+ANSWER_IS_RE = re.compile(
+    r"(?:answer\s*(?:is|:|=)|final answer\s*(?:is|:)?|answer\s*would be)\s*:?\s*(.*)", re.IGNORECASE
+)
+BOXED_RE = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
+
+
+def extract(task: Task, text: str) -> str | None:
+    """The answer key that `text` gives for `task`, or None when there is none."""
+    if task.format is AnswerFormat.NUMBER:
+        return extract_number(text)
+    if task.format is AnswerFormat.CHOICE:
+        return extract_choice(text, task.choices)
+    if task.format is AnswerFormat.YES_NO:
+        return extract_yes_no(text)
+    return extract_text(text)
+
+
+def normalise_gold(task: Task) -> str | None:
+    """The gold answer as a key, by the same rules as the samples, so they compare equal."""
+    if task.gold is None:
+        return None
+    return extract(task, task.gold)
+
+
+# -- numbers -----------------------------------------------------------------
+
+
+def normalise_number(raw: str) -> str | None:
+    """'1,000', '1000.0', '$1000' -> '1000'; '1/2' -> '0.5'; '-3.50' -> '-3.5'."""
+    cleaned = raw.replace(",", "").replace("$", "").replace(" ", "").replace("\u2212", "-")
+    try:
+        if "/" in cleaned:
+            value = Fraction(cleaned)
+            decimal = Decimal(value.numerator) / Decimal(value.denominator)
+            if Fraction(decimal) != value:  # not a terminating decimal: keep the reduced fraction
+                return f"{value.numerator}/{value.denominator}"
+        else:
+            decimal = Decimal(cleaned)
+    except (InvalidOperation, ValueError, ZeroDivisionError):
+        return None
+    if decimal == decimal.to_integral_value():
+        return str(int(decimal))
+    return format(decimal.normalize(), "f")
+
+
+def _first_number(span: str) -> str | None:
+    match = NUMBER_RE.search(span.replace("\u2212", "-"))
+    return normalise_number(match.group(0)) if match else None
+
+
+def _last_number(span: str) -> str | None:
+    matches = NUMBER_RE.findall(span.replace("\u2212", "-"))
+    return normalise_number(matches[-1]) if matches else None
+
+
+def extract_number(text: str) -> str | None:
+    """GSM8K '#### 18', then \\boxed{...}, then 'the answer is ...', then the last number."""
+    if match := GSM8K_RE.search(text):
+        return normalise_number(match.group(1))
+    boxed = BOXED_RE.findall(text)
+    if boxed and (value := _last_number(boxed[-1])) is not None:
+        return value
+    phrases = ANSWER_IS_RE.findall(text)
+    if phrases:
+        span = phrases[-1].split("\n")[0]
+        # "The answer is 4 + 9 = 13." states the result after the last '='.
+        if "=" in span:
+            span = span.rsplit("=", 1)[1]
+        if (value := _first_number(span)) is not None:
+            return value
+    return _last_number(text)
+
+
+# -- multiple choice ----------------------------------------------------------
+
+LETTERS = "ABCDEFGHIJ"
+
+
+def extract_choice(text: str, choices: tuple[str, ...] | None = None) -> str | None:
+    """'(B)', 'B.', 'the answer is b', 'Answer: B) 21' -> 'B'; an option's text maps to its letter."""
+    letters = LETTERS[: len(choices)] if choices else "ABCDE"
+    letter = rf"[{letters}{letters.lower()}]"
+    phrases = ANSWER_IS_RE.findall(text)
+    for span in reversed(phrases):
+        if match := re.match(rf"\s*[\(\[]?({letter})(?![\w])", span):
+            return match.group(1).upper()
+    if match := re.fullmatch(rf"\s*[\(\[]?({letter})[\)\]\.:]?\s*", text):
+        return match.group(1).upper()
+    if match := re.match(rf"\s*[\(\[]?([{letters}])[\)\]\.:](?:\s|$)", text):
+        return match.group(1)
+    parenthesised = re.findall(rf"\(([{letters}])\)", text)
+    if parenthesised:
+        return parenthesised[-1]
+    if choices:
+        said = normalise_text(phrases[-1] if phrases else text)
+        hits = [LETTERS[i] for i, c in enumerate(choices) if normalise_text(c) and normalise_text(c) == said]
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+# -- yes / no -----------------------------------------------------------------
+
+_YES_NO = {"yes": "yes", "no": "no", "true": "yes", "false": "no"}
+_YES_NO_RE = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
+
+
+def extract_yes_no(text: str) -> str | None:
+    """'Yes.', 'the answer is no', 'True' -> 'yes' / 'no'."""
+    phrases = ANSWER_IS_RE.findall(text)
+    for span in reversed(phrases):
+        if match := _YES_NO_RE.match(span.strip(" *\"'")):
+            return _YES_NO[match.group(1).lower()]
+    if match := _YES_NO_RE.match(text.strip(" *\"'")):
+        return _YES_NO[match.group(1).lower()]
+    found = _YES_NO_RE.findall(text)
+    return _YES_NO[found[-1].lower()] if found else None
+
+
+# -- free text ----------------------------------------------------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, no punctuation, no articles, single spaces (the SQuAD rule)."""
+    text = text.lower().translate(_PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def extract_text(text: str) -> str | None:
+    """The phrase after 'the answer is' (to the end of its line), else the first line."""
+    phrases = ANSWER_IS_RE.findall(text)
+    span = phrases[-1] if phrases else text.strip()
+    span = span.strip().split("\n")[0]
+    key = normalise_text(span)
+    return key or None

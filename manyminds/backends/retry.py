@@ -1,0 +1,83 @@
+"""The one retry loop every remote backend goes through.
+
+Backends classify their failures as `BackendError(retryable=...)`; this
+module decides how long to wait and when to give up: jittered exponential
+backoff, a server's Retry-After honoured up to 120 s, and at least 60 s
+(by default 120 s) before a request is abandoned.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from manyminds.errors import BackendError
+
+log = logging.getLogger("manyminds.retry")
+
+T = TypeVar("T")
+
+MAX_RETRY_AFTER = 120.0
+MIN_DEADLINE = 60.0
+
+_backoff = wait_random_exponential(multiplier=0.5, max=20.0)
+
+
+def parse_retry_after(headers: dict[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "retry-after-ms" in lowered:
+        try:
+            return max(0.0, float(lowered["retry-after-ms"]) / 1000)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+
+
+def _wait(state: RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, BackendError) and error.retry_after is not None:
+        return min(error.retry_after, MAX_RETRY_AFTER)
+    return _backoff(state)
+
+
+def _is_retryable(error: BaseException) -> bool:
+    return isinstance(error, BackendError) and error.retryable
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning("attempt %d failed (%s); retrying in %.1fs", state.attempt_number, error, wait)
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], *, deadline: float = 120.0) -> T:
+    """Run `call` until it succeeds, a non-retryable error occurs, or `deadline` seconds pass."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_is_retryable),
+        wait=_wait,
+        stop=stop_after_delay(max(deadline, MIN_DEADLINE)),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    return await retrying(call)

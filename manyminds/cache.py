@@ -1,0 +1,487 @@
+"""The generation cache: every sample is stored once, so a rerun or a crash never pays twice.
+
+A row is keyed by (request key, sample index). The request key hashes the
+canonical JSON of the backend's identity (kind, model, endpoint; never a
+secret), the messages and every sampling parameter; `n` is not part of it.
+So sample 7 of a request is the same row on every rerun, and asking for 16
+samples after 8 generates only the 8 missing ones. At temperature 0 all
+samples are the same, so they share the row of index 0.
+
+Writes are queued and committed by one writer thread in batches, each in a
+`BEGIN IMMEDIATE` transaction on a WAL-mode database, so the event loop never
+waits on disk and several processes can share one file. Rows not yet
+committed are visible to lookups from the moment they are queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import hashlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from pydantic import BaseModel
+
+from manyminds.backends.base import Backend, Capabilities
+from manyminds.errors import CacheError
+from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
+
+log = logging.getLogger("manyminds.cache")
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SCHEMA_VERSION = 1
+_META = "manyminds_meta"
+
+
+def request_key(identity: dict[str, Any], messages: list[Message], params: SamplingParams) -> str:
+    """The hash of a request's canonical JSON: what decides its samples, but not how many."""
+    canonical = json.dumps(
+        {
+            "backend": identity,
+            "messages": [[m.role, m.content] for m in messages],
+            "params": params.model_dump(mode="json"),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _migrate_v1(db: sqlite_utils.Database) -> None:
+    db["requests"].create(
+        {"key": str, "backend": str, "model": str, "request": str, "created": float},
+        pk="key",
+        if_not_exists=True,
+    )
+    db["generations"].create(
+        {
+            "key": str,
+            "idx": int,
+            "text": str,
+            "finish_reason": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "logprobs": str,
+            "request_id": str,
+            "created": float,
+        },
+        pk=("key", "idx"),
+        if_not_exists=True,
+    )
+
+
+# Migration i takes the schema from version i to i+1; append, never edit.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_v1]
+
+
+class CacheStats(BaseModel):
+    path: str
+    requests: int
+    generations: int
+    prompt_tokens: int
+    completion_tokens: int
+    bytes: int
+    models: dict[str, int]
+    """Generations per backend:model."""
+    schema_version: int
+
+
+_open_caches: "weakref.WeakSet[GenerationCache]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all_at_exit() -> None:
+    for cache in list(_open_caches):
+        try:
+            cache.close()
+        except Exception as error:  # pragma: no cover - best effort at interpreter exit
+            log.warning("could not flush cache %s at exit: %s", cache.path, error)
+
+
+def check_cache_path(path: Path) -> None:
+    """Refuse, without touching anything, a path we must not or cannot use."""
+    if path.is_dir():
+        raise CacheError(f"cache path {path} is a directory: give a file path such as {path}/cache.db")
+    if not path.parent.exists():
+        raise CacheError(
+            f"cache directory {path.parent} does not exist: create it or pass another cache path"
+        )
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as handle:
+            if handle.read(16) != SQLITE_MAGIC:
+                raise CacheError(
+                    f"{path} is not a SQLite database; it was left untouched: pass another cache path"
+                )
+
+
+class GenerationCache:
+    """A SQLite store of generations; `wrap(backend)` gives a backend that consults it."""
+
+    def __init__(self, path: str | Path, *, flush_interval: float = 0.05, batch_size: int = 512):
+        self.path = Path(path).expanduser()
+        check_cache_path(self.path)
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        try:
+            self._reader = self._connect()
+            self._migrate(sqlite_utils.Database(self._reader))
+        except sqlite3.DatabaseError as error:
+            raise CacheError(f"{self.path} cannot be used as a cache: {error}") from error
+        self._read_lock = threading.Lock()
+        self._pending: dict[tuple[str, int], tuple] = {}
+        self._pending_lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_loop, name="manyminds-cache", daemon=True)
+        self._writer.start()
+        _open_caches.add(self)
+
+    # -- opening -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def _migrate(self, db: sqlite_utils.Database) -> None:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db[_META].create({"name": str, "value": str}, pk="name", if_not_exists=True)
+            row = db.execute(f"SELECT value FROM {_META} WHERE name = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise CacheError(
+                    f"{self.path} has cache schema {version}, newer than this manyminds "
+                    f"understands ({SCHEMA_VERSION}): upgrade manyminds"
+                )
+            for migrate in MIGRATIONS[version:]:
+                migrate(db)
+            db.execute(
+                f"INSERT OR REPLACE INTO {_META} (name, value) VALUES ('schema_version', ?)",
+                [str(SCHEMA_VERSION)],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- reading -----------------------------------------------------------
+
+    def lookup(self, key: str, indices: Iterable[int]) -> dict[int, Generation]:
+        """The stored samples of request `key` among `indices`, by index."""
+        wanted = sorted(set(indices))
+        if not wanted:
+            return {}
+        found: dict[int, Generation] = {}
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT idx, text, finish_reason, prompt_tokens, completion_tokens, logprobs, "
+                "request_id FROM generations WHERE key = ? AND idx BETWEEN ? AND ?",
+                (key, wanted[0], wanted[-1]),
+            ).fetchall()
+        wanted_set = set(wanted)
+        for row in rows:
+            if row[0] in wanted_set:
+                found[row[0]] = _generation(row)
+        if self._pending:
+            with self._pending_lock:
+                for index in wanted_set - found.keys():
+                    row = self._pending.get((key, index))
+                    if row is not None:
+                        found[index] = _generation((index, *row[2:8]))
+        return found
+
+    def stats(self) -> CacheStats:
+        self.flush()
+        db = sqlite_utils.Database(self._reader)
+        models: dict[str, int] = {}
+        for backend, model, count in db.execute(
+            "SELECT r.backend, r.model, COUNT(*) FROM generations g JOIN requests r ON r.key = g.key "
+            "GROUP BY r.backend, r.model ORDER BY 3 DESC"
+        ).fetchall():
+            models[f"{backend}:{model}"] = count
+        prompt, completion = db.execute(
+            "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM generations"
+        ).fetchone()
+        return CacheStats(
+            path=str(self.path),
+            requests=db["requests"].count,
+            generations=db["generations"].count,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            bytes=self.path.stat().st_size,
+            models=models,
+            schema_version=SCHEMA_VERSION,
+        )
+
+    def count(self, key: str | None = None) -> int:
+        """Committed rows (of one request, or all); flushes pending writes first."""
+        self.flush()
+        with self._read_lock:
+            if key is None:
+                return self._reader.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+            return self._reader.execute(
+                "SELECT COUNT(*) FROM generations WHERE key = ?", (key,)
+            ).fetchone()[0]
+
+    # -- writing -----------------------------------------------------------
+
+    def put(self, key: str, request: dict[str, Any], generations: Iterable[Generation]) -> None:
+        """Queue generations of request `key` for storage; visible to lookups at once."""
+        if self._closed:
+            raise CacheError(f"cache {self.path} is closed")
+        now = time.time()
+        rows = []
+        with self._pending_lock:
+            for g in generations:
+                logprobs = (
+                    json.dumps([t.model_dump(exclude_none=True) for t in g.logprobs])
+                    if g.logprobs is not None
+                    else None
+                )
+                row = (
+                    key,
+                    g.index,
+                    g.text,
+                    g.finish_reason,
+                    g.prompt_tokens,
+                    g.completion_tokens,
+                    logprobs,
+                    g.request_id,
+                    now,
+                )
+                self._pending.setdefault((key, g.index), row)
+                rows.append(row)
+        self._queue.put((key, request, rows))
+
+    def flush(self) -> None:
+        """Block until every queued write is committed; re-raise a writer failure."""
+        if not self._writer.is_alive():
+            self._raise_writer_error()
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+        self._raise_writer_error()
+
+    def _raise_writer_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise CacheError(f"writing to cache {self.path} failed: {error}") from error
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        self._reader.close()
+        _open_caches.discard(self)
+
+    def __enter__(self) -> "GenerationCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                batch, events = [], []
+                deadline = time.monotonic() + self.flush_interval
+                while True:
+                    if isinstance(item, threading.Event):
+                        events.append(item)
+                        break  # a flush request: commit what we have now
+                    if item is None:
+                        self._queue.put(None)
+                        break
+                    batch.append(item)
+                    if len(batch) >= self.batch_size:
+                        break
+                    try:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._commit(conn, batch)
+                for event in events:
+                    event.set()
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list) -> None:
+        now = time.time()
+        requests = {}
+        rows = []
+        for key, request, generation_rows in batch:
+            requests[key] = (
+                key,
+                request["backend"].get("kind", ""),
+                request["backend"].get("model", ""),
+                json.dumps(request, sort_keys=True, ensure_ascii=False),
+                now,
+            )
+            rows.extend(generation_rows)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?)", requests.values())
+            conn.executemany("INSERT OR IGNORE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException as error:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            log.error("cache write of %d samples failed: %s", len(rows), error)
+            self._error = error
+            return  # rows stay pending: still served from memory for this process
+        with self._pending_lock:
+            for row in rows:
+                self._pending.pop((row[0], row[1]), None)
+
+    def wrap(self, backend: Backend) -> "CachedBackend":
+        return CachedBackend(backend, self)
+
+
+def _generation(row: tuple) -> Generation:
+    index, text, finish_reason, prompt_tokens, completion_tokens, logprobs, request_id = row
+    return Generation.model_construct(
+        text=text,
+        index=index,
+        finish_reason=finish_reason,
+        prompt_tokens=prompt_tokens or 0,
+        completion_tokens=completion_tokens or 0,
+        logprobs=None
+        if logprobs is None
+        else tuple(TokenLogprob(**t) for t in json.loads(logprobs)),
+        request_id=request_id,
+        cached=True,
+    )
+
+
+def _runs(indices: list[int]) -> list[range]:
+    """Split sorted indices into contiguous ranges: each becomes one backend request."""
+    runs: list[range] = []
+    for index in indices:
+        if runs and runs[-1].stop == index:
+            runs[-1] = range(runs[-1].start, index + 1)
+        else:
+            runs.append(range(index, index + 1))
+    return runs
+
+
+class CachedBackend:
+    """A backend that serves stored samples and asks the wrapped one only for the missing.
+
+    Concurrent requests for the same missing sample share one generation.
+    """
+
+    def __init__(self, backend: Backend, cache: GenerationCache) -> None:
+        self.inner = backend
+        self.cache = cache
+        self.name = backend.name
+        self.model = backend.model
+        self._inflight: dict[tuple[str, int], asyncio.Future] = {}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    def cache_identity(self) -> dict[str, Any]:
+        return self.inner.cache_identity()
+
+    def __repr__(self) -> str:
+        return f"CachedBackend({self.inner!r}, {str(self.cache.path)!r})"
+
+    async def generate(
+        self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
+    ) -> list[Generation]:
+        identity = self.inner.cache_identity()
+        key = request_key(identity, messages, params)
+        wanted = [0] if params.greedy else list(range(first_index, first_index + n))
+        found = self.cache.lookup(key, wanted)
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            found.update(await self._fill(key, identity, messages, params, missing))
+        if params.greedy:
+            # Greedy samples are identical: one stored row answers every index.
+            only = found[0]
+            return [
+                only if i == 0 else only.model_copy(update={"index": i, "cached": True})
+                for i in range(first_index, first_index + n)
+            ]
+        return [found[i] for i in wanted]
+
+    async def _fill(
+        self,
+        key: str,
+        identity: dict[str, Any],
+        messages: list[Message],
+        params: SamplingParams,
+        missing: list[int],
+    ) -> dict[int, Generation]:
+        loop = asyncio.get_running_loop()
+        waiting = {i: self._inflight[(key, i)] for i in missing if (key, i) in self._inflight}
+        mine = [i for i in missing if i not in waiting]
+        futures = {}
+        for i in mine:
+            futures[i] = self._inflight[(key, i)] = loop.create_future()
+        request = {
+            "backend": identity,
+            "messages": [m.model_dump() for m in messages],
+            "params": params.model_dump(mode="json"),
+        }
+
+        async def run(indices: range) -> list[Generation]:
+            try:
+                generations = await self.inner.generate(messages, params, len(indices), indices.start)
+                self.cache.put(key, request, generations)
+                for g in generations:
+                    if not futures[g.index].done():
+                        futures[g.index].set_result(g)
+                return generations
+            except BaseException as error:
+                for i in indices:
+                    if not futures[i].done():
+                        futures[i].set_exception(error)
+                        futures[i].exception()  # mark retrieved: the caller re-raises it below
+                raise
+            finally:
+                for i in indices:
+                    self._inflight.pop((key, i), None)
+
+        results = await asyncio.gather(*(run(r) for r in _runs(mine)), return_exceptions=True)
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        out = {i: futures[i].result() for i in mine}
+        for i, future in waiting.items():
+            out[i] = await future
+        return out
+
+
+def open_cache(cache: "GenerationCache | str | Path | None") -> tuple["GenerationCache | None", bool]:
+    """A cache from a path or an instance; the flag says whether the caller opened it (and closes it)."""
+    if cache is None or isinstance(cache, GenerationCache):
+        return cache, False
+    return GenerationCache(cache), True

@@ -1,0 +1,269 @@
+"""The `manyminds` command line: run one question, benchmark a task set, inspect a cache.
+
+Errors a user can fix (a bad argument, an unknown backend, an unusable cache
+file) are printed as one line on stderr with exit status 2, never as a
+traceback; whatever was already cached stays cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from manyminds.errors import ManymindsError
+from manyminds.types import AnswerFormat
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Many LLM samples, combined well: self-consistency and other ensembles.",
+)
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmark strategies on built-in task sets.")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect a generation cache.")
+app.add_typer(bench_app, name="bench")
+app.add_typer(cache_app, name="cache")
+
+out = Console(width=None if sys.stdout.isatty() else 120)
+
+
+
+class PromptStyle(str, enum.Enum):
+    cot = "cot"
+    direct = "direct"
+
+
+class Level(str, enum.Enum):
+    single_digit = "single-digit"
+    two_digit = "two-digit"
+    word_1 = "word-1"
+    word_2 = "word-2"
+
+
+DEFAULT_CACHE = "~/.cache/manyminds/generations.db"
+
+BackendOpt = Annotated[
+    str, typer.Option("--backend", "-b", help="local | openai:MODEL | openai:MODEL@BASE_URL")
+]
+CacheOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cache",
+        help=f"SQLite cache file (default: $MANYMINDS_CACHE or {DEFAULT_CACHE})",
+        show_default=False,
+    ),
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Generate everything anew; store nothing.")]
+
+
+def _cache_path(cache: str | None, no_cache: bool) -> Path | None:
+    if no_cache:
+        return None
+    if cache is not None:
+        return Path(cache).expanduser()
+    path = Path(os.environ.get("MANYMINDS_CACHE") or DEFAULT_CACHE).expanduser()
+    if not os.environ.get("MANYMINDS_CACHE"):
+        path.parent.mkdir(parents=True, exist_ok=True)  # only the default location is created for you
+    return path
+
+
+def _tally_table(result, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("answer")
+    table.add_column("votes", justify="right")
+    table.add_column("share", justify="right")
+    total = sum(result.tally.values()) or 1
+    gold = result.task.gold
+    from manyminds.answers import normalise_gold
+
+    gold_key = normalise_gold(result.task) if gold is not None else None
+    for answer, votes in sorted(result.tally.items(), key=lambda kv: -kv[1]):
+        mark = " (gold)" if answer == gold_key else ""
+        chosen = " <- chosen" if answer == result.answer else ""
+        table.add_row(f"{answer}{mark}{chosen}", f"{votes:g}", f"{votes / total:.0%}")
+    silent = sum(1 for c in result.candidates if c.answer is None)
+    if silent:
+        table.add_row("[dim](no answer)[/dim]", str(silent), "-")
+    return table
+
+
+@app.command()
+def run(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    n: Annotated[int, typer.Option("-n", "--samples", help="Samples to draw (the budget).")] = 8,
+    backend: BackendOpt = "local",
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 512,
+    prompt: Annotated[PromptStyle, typer.Option(help="Chain of thought or answer only.")] = PromptStyle.cot,
+    answer_format: Annotated[
+        AnswerFormat, typer.Option("--format", help="How to read answers.")
+    ] = AnswerFormat.NUMBER,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed for reproducible samples.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Answer one question by self-consistency and show the vote."""
+    from manyminds.backends import from_spec
+    from manyminds.strategies import SelfConsistency
+    from manyminds.types import Task
+
+    task = Task(question=question, format=answer_format)
+    strategy = SelfConsistency(
+        n=n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed
+    )
+    path = _cache_path(cache, no_cache)
+    if path is not None:
+        from manyminds.cache import check_cache_path
+
+        check_cache_path(path)  # fail before loading a model
+    result = strategy.solve(task, backend=from_spec(backend), cache=path)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "answer": result.answer,
+                    "confidence": result.confidence,
+                    "tally": result.tally,
+                    "candidates": [
+                        {"index": c.index, "text": c.text, "answer": c.answer} for c in result.candidates
+                    ],
+                    "usage": result.usage.model_dump(),
+                    "aggregator": result.decision.aggregator,
+                }
+            )
+        )
+        return
+    out.print(f"[bold]answer:[/bold] {result.answer}   [bold]confidence:[/bold] {result.confidence:.0%}")
+    out.print(_tally_table(result, f"votes of {n} samples"))
+    u = result.usage
+    out.print(
+        f"usage: {u.samples} samples ({u.cached_samples} from cache), {u.calls} calls, "
+        f"{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens"
+    )
+
+
+@bench_app.command("arithmetic")
+def bench_arithmetic(
+    limit: Annotated[int, typer.Option("--limit", "-k", help="Number of questions.")] = 40,
+    n: Annotated[int, typer.Option("-n", "--samples", help="Samples per question for the vote.")] = 8,
+    backend: BackendOpt = "local",
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    level: Annotated[Level, typer.Option(help="Difficulty.")] = Level.single_digit,
+    seed: Annotated[int, typer.Option(help="Seed of the question generator.")] = 0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 64,
+    prompt: Annotated[PromptStyle, typer.Option(help="Answer only or chain of thought.")] = PromptStyle.direct,
+    concurrency: Annotated[int, typer.Option(help="Questions in flight at once.")] = 16,
+) -> None:
+    """Single sampling against self-consistency on generated arithmetic questions."""
+    from manyminds.backends import from_spec
+    from manyminds.bench import arithmetic_tasks, run_methods
+    from manyminds.bench.runner import most_split
+    from manyminds.cache import GenerationCache
+    from manyminds.strategies import SelfConsistency
+
+    tasks = arithmetic_tasks(level.value, limit, seed)
+    vote = SelfConsistency(n=n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value)
+    single = vote.model_copy(update={"n": 1})
+    methods = {f"self-consistency (n={n})": vote, "single sample": single}
+    path = _cache_path(cache, no_cache)
+    store = GenerationCache(path) if path is not None else None
+    try:
+        chosen = from_spec(backend)
+        report = asyncio.run(
+            run_methods(methods, tasks, backend=chosen, cache=store, concurrency=concurrency)
+        )
+    finally:
+        if store is not None:
+            store.close()
+
+    table = Table(title=f"arithmetic, level {level.value}: {limit} questions, backend {backend}")
+    for column, justify in [
+        ("method", "left"),
+        ("accuracy", "right"),
+        ("samples/question", "right"),
+        ("samples", "right"),
+        ("from cache", "right"),
+        ("calls now", "right"),
+        ("tokens", "right"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for s in reversed(report.scores):
+        table.add_row(
+            s.method,
+            f"{s.accuracy:.1%} ({s.correct}/{s.questions})",
+            f"{s.samples_per_question:g}",
+            str(s.usage.samples),
+            str(s.usage.cached_samples),
+            str(s.usage.calls),
+            str(s.usage.total_tokens),
+        )
+    out.print(table)
+    example = most_split(report.results[f"self-consistency (n={n})"])
+    out.print(_tally_table(example, f"votes for {example.task.question!r} (gold {example.task.gold})"))
+
+
+@cache_app.command("stats")
+def cache_stats(path: Annotated[str, typer.Argument(help="The cache file.")]) -> None:
+    """Rows, requests, tokens and models stored in a cache file."""
+    from manyminds.cache import GenerationCache
+
+    target = Path(path).expanduser()
+    if not target.is_file():
+        raise ManymindsError(f"no cache file at {target}")
+    with GenerationCache(target) as store:
+        stats = store.stats()
+    table = Table(title=f"cache {stats.path}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("requests", str(stats.requests))
+    table.add_row("generations", str(stats.generations))
+    table.add_row("prompt tokens", str(stats.prompt_tokens))
+    table.add_row("completion tokens", str(stats.completion_tokens))
+    table.add_row("file size", f"{stats.bytes / 1024:.1f} KiB")
+    table.add_row("schema version", str(stats.schema_version))
+    for model, count in stats.models.items():
+        table.add_row(f"samples of {model}", str(count))
+    out.print(table)
+
+
+def _one_line(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or error.title
+        message = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message} (got {e.get('input')!r})" if "got" not in message else f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def main() -> None:
+    """Entry point: run the app, turning expected errors into one line and exit status 2."""
+    try:
+        app()
+    except ManymindsError as error:
+        _fail(str(error))
+    except ValidationError as error:
+        _fail(_one_line(error))
+    except ValueError as error:  # e.g. an unknown --format value
+        _fail(str(error))
+
+
+def _fail(message: str) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

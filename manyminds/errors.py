@@ -1,0 +1,33 @@
+"""Errors that reach users carry a message saying what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class ManymindsError(Exception):
+    """Base of the errors manyminds raises on purpose; the CLI prints them in one line."""
+
+
+class ConfigError(ManymindsError, ValueError):
+    """A bad argument: an unknown backend spec, an impossible parameter."""
+
+
+class CacheError(ManymindsError):
+    """The cache file cannot be used (missing directory, not a SQLite file, newer schema)."""
+
+
+class BackendError(ManymindsError):
+    """A backend call failed.
+
+    `retryable` tells the one retry loop (manyminds.backends.retry) whether
+    trying again can help: rate limits, timeouts and server errors can; a bad
+    request or a missing model cannot.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class CapabilityError(ManymindsError):
+    """The backend cannot do what was asked (e.g. logprobs), and we will not fake it."""

@@ -1,0 +1,132 @@
+"""The Strategy base: a frozen config that builds a LangGraph graph and runs it.
+
+Building a graph never mutates the strategy, so one strategy object can serve
+many concurrent runs. `asolve` is the core; `solve` and `solve_many` are thin
+sync wrappers over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, ConfigDict
+
+from manyminds.backends.base import Backend
+from manyminds.cache import GenerationCache, open_cache
+from manyminds.errors import ConfigError
+from manyminds.types import Result, Task
+
+CacheArg = GenerationCache | str | Path | None
+
+
+class Strategy(BaseModel):
+    """A method of combining many samples into one answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: ClassVar[str] = "strategy"
+
+    def build(self, backend: Backend) -> CompiledStateGraph:
+        """The compiled graph over `backend` (already wrapped by a cache, if any)."""
+        raise NotImplementedError
+
+    def graph(self, backend: Backend, cache: CacheArg = None) -> CompiledStateGraph:
+        """A compiled LangGraph graph, usable alone or as a node of a user's StateGraph.
+
+        Input: ``{"question": str}``, ``{"task": Task}`` or ``{"tasks": [...]}``.
+        Output: ``results`` (one per task) and, for one question, ``result``,
+        ``answer`` and ``confidence``. A cache given as a path is opened here
+        and flushed when the process exits.
+        """
+        opened, _ = open_cache(cache)
+        return self.build(opened.wrap(backend) if opened is not None else backend)
+
+    def params(self) -> dict[str, Any]:
+        """The configuration recorded in every result."""
+        return self.model_dump(mode="json")
+
+    async def asolve(self, task: Task | str, *, backend: Backend, cache: CacheArg = None) -> Result:
+        (result,) = await self.asolve_many([task], backend=backend, cache=cache, progress=False)
+        return result
+
+    def solve(self, task: Task | str, *, backend: Backend, cache: CacheArg = None) -> Result:
+        return asyncio.run(self.asolve(task, backend=backend, cache=cache))
+
+    async def asolve_many(
+        self,
+        tasks: Sequence[Task | str],
+        *,
+        backend: Backend,
+        cache: CacheArg = None,
+        concurrency: int = 16,
+        progress: bool | None = None,
+    ) -> list[Result]:
+        """Results for `tasks`, in their order; at most `concurrency` tasks in flight.
+
+        `progress` shows a progress bar (default: when stderr is a terminal).
+        """
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        batch = [Task.of(t) for t in tasks]
+        if not batch:
+            return []
+        opened, close = open_cache(cache)
+        try:
+            graph = self.build(opened.wrap(backend) if opened is not None else backend)
+            with _progress_bar(len(batch), self.name, progress) as advance:
+                configurable = {"manyminds_concurrency": concurrency, "manyminds_progress": advance}
+                state = await graph.ainvoke({"tasks": batch}, config={"configurable": configurable})
+            return state["results"]
+        finally:
+            if opened is not None:
+                opened.close() if close else opened.flush()
+
+    def solve_many(
+        self,
+        tasks: Sequence[Task | str],
+        *,
+        backend: Backend,
+        cache: CacheArg = None,
+        concurrency: int = 16,
+        progress: bool | None = None,
+    ) -> list[Result]:
+        return asyncio.run(
+            self.asolve_many(tasks, backend=backend, cache=cache, concurrency=concurrency, progress=progress)
+        )
+
+
+class _progress_bar:
+    """A rich progress bar, or nothing when not wanted; yields an `advance(k)` callback."""
+
+    def __init__(self, total: int, label: str, enabled: bool | None) -> None:
+        self.total = total
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress: Any = None
+
+    def __enter__(self) -> Callable[[int], None] | None:
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._progress.start()
+        task_id = self._progress.add_task(self.label, total=self.total)
+        return lambda k: self._progress.advance(task_id, k)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,268 @@
+"""The typed values that flow between the parts of manyminds.
+
+Every arrow in the pipeline (task -> backend -> generations -> candidates ->
+decision -> result) carries one of these pydantic models, never a loose dict,
+so a stored result can be re-read, re-aggregated and compared offline.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class AnswerFormat(str, enum.Enum):
+    """How a task's answer is extracted from a completion and compared."""
+
+    NUMBER = "number"
+    CHOICE = "choice"
+    YES_NO = "yes-no"
+    TEXT = "text"
+
+
+class Message(BaseModel):
+    """One chat message, as OpenAI-style chat APIs take it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Task(BaseModel):
+    """A question to answer, with how to read its answer and (optionally) the gold one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    question: str
+    """The question as the user would ask it; must not be empty."""
+    format: AnswerFormat = AnswerFormat.NUMBER
+    """Which extractor reads answers from completions (number, choice, yes-no, text)."""
+    choices: tuple[str, ...] | None = None
+    """Option texts for multiple-choice tasks, labelled A, B, C... in order."""
+    gold: str | None = None
+    """The reference answer, when known; used for scoring, never shown to the model."""
+    id: str | None = None
+    """A stable identifier (data set id), kept in results and run records."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("question")
+    @classmethod
+    def _question_not_empty(cls, value: str) -> str:
+        if not value or not value.strip():
+            raise ValueError("question is empty: give the text of the question to answer")
+        return value
+
+    @classmethod
+    def of(cls, task: "Task | str") -> "Task":
+        """Accept a plain string anywhere a task is expected."""
+        return task if isinstance(task, Task) else cls(question=task)
+
+
+class SamplingParams(BaseModel):
+    """One validated set of sampling parameters; `n` is not one of them.
+
+    The number of samples is an argument of `Backend.generate`, not a sampling
+    parameter, so that the cache key of a request is the same whether 8 or 16
+    samples of it are asked for.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = 0.7
+    """Softmax temperature; 0 means greedy decoding (all samples are identical)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass, in (0, 1]."""
+    max_tokens: int = 512
+    """Upper bound on completion tokens per sample."""
+    stop: tuple[str, ...] = ()
+    """Strings that end a completion."""
+    seed: int | None = None
+    """Base seed; backends derive a distinct, reproducible seed per sample index from it."""
+    logprobs: bool = False
+    """Return the log-probability of every sampled token."""
+    top_logprobs: int = 0
+    """How many alternatives per token to return with logprobs (0 = none)."""
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"temperature must be >= 0, got {value}")
+        return value
+
+    @field_validator("top_p")
+    @classmethod
+    def _top_p(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {value}")
+        return value
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _max_tokens(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {value}")
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs(cls, value: int) -> int:
+        if not 0 <= value <= 20:
+            raise ValueError(f"top_logprobs must be in [0, 20], got {value}")
+        return value
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+class TokenLogprob(BaseModel):
+    """The log-probability of one sampled token (and, if asked, its alternatives)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token: str
+    logprob: float
+    top: dict[str, float] | None = None
+
+
+class Generation(BaseModel):
+    """One sampled completion, as a backend (or the cache) returns it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    index: int
+    """The sample index within its request: sample 7 is the same sample on every rerun."""
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    request_id: str | None = None
+    """Identifies the backend call that produced it: samples from one native-n call share it."""
+    cached: bool = False
+    """True when this sample was read from the cache rather than generated now."""
+
+
+class Candidate(BaseModel):
+    """A generation read as an answer to a task.
+
+    A candidate whose answer could not be extracted has `answer=None`: it is
+    kept (the text is evidence) but casts no vote.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    text: str
+    answer: str | None
+    """The normalised answer key: equivalent answers share one key and vote together."""
+    generation: Generation | None = None
+    source: str = "sample"
+    """Which prompt or step produced it (the strategy names these)."""
+
+    @property
+    def votes(self) -> bool:
+        return self.answer is not None
+
+
+class Usage(BaseModel):
+    """What a result cost: backend calls made now, samples served from the cache, tokens."""
+
+    calls: int = 0
+    """Backend calls actually made for this result (cache hits make none)."""
+    samples: int = 0
+    """Samples used, fresh and cached."""
+    cached_samples: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    """Tokens of every sample used, fresh or cached: what the answer costs to produce."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            calls=self.calls + other.calls,
+            samples=self.samples + other.samples,
+            cached_samples=self.cached_samples + other.cached_samples,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+    @classmethod
+    def of(cls, generations: "list[Generation] | tuple[Generation, ...]") -> "Usage":
+        """Count calls by distinct request id; prompt tokens once per call, as APIs bill them."""
+        fresh_requests: set[str] = set()
+        prompt_tokens_by_request: dict[str, int] = {}
+        completion = 0
+        cached = 0
+        anonymous_calls = 0
+        for g in generations:
+            completion += g.completion_tokens
+            key = g.request_id or f"anonymous:{g.index}"
+            prompt_tokens_by_request.setdefault(key, g.prompt_tokens)
+            if g.cached:
+                cached += 1
+            elif g.request_id is None:
+                anonymous_calls += 1
+            else:
+                fresh_requests.add(g.request_id)
+        return cls(
+            calls=len(fresh_requests) + anonymous_calls,
+            samples=len(generations),
+            cached_samples=cached,
+            prompt_tokens=sum(prompt_tokens_by_request.values()),
+            completion_tokens=completion,
+        )
+
+
+class Decision(BaseModel):
+    """An aggregator's verdict over a set of candidates."""
+
+    answer: str | None
+    """The chosen answer key, or None when no candidate voted (abstention)."""
+    confidence: float = 0.0
+    """The winner's share of the votes (0 when nothing voted)."""
+    tally: dict[str, float] = Field(default_factory=dict)
+    """Votes (or weights) per answer key, in the order of first appearance."""
+    aggregator: str = ""
+    """The name of the aggregator that decided, e.g. "majority"."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """The aggregator's parameters, so a run says exactly how its answer was chosen."""
+
+
+class Result(BaseModel):
+    """The outcome for one task: the answer, how sure, why, and at what cost."""
+
+    task: Task
+    answer: str | None
+    confidence: float
+    tally: dict[str, float]
+    candidates: list[Candidate]
+    usage: Usage
+    decision: Decision
+    strategy: str
+    """The strategy's name, e.g. "self-consistency"."""
+    strategy_params: dict[str, Any] = Field(default_factory=dict)
+    trace: list[str] = Field(default_factory=list)
+    """The steps taken, in order (graph nodes, escalations), for inspection."""
+
+    @property
+    def correct(self) -> bool | None:
+        """Whether the answer matches the task's gold answer (None if no gold)."""
+        if self.task.gold is None:
+            return None
+        from manyminds.answers import normalise_gold
+
+        return self.answer is not None and self.answer == normalise_gold(self.task)
+
+    @model_validator(mode="after")
+    def _sorted_candidates(self) -> "Result":
+        # Parallel updates arrive in arbitrary order; results always list candidates by index.
+        self.candidates.sort(key=lambda c: (c.source, c.index))
+        return self

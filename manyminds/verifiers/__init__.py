@@ -1,0 +1,1 @@
+"""Verifiers (unit tests, math checks, judges, reward models): see the verifiers issue."""
