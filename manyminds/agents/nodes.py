@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from manyminds.aggregators import Aggregator
 from manyminds.answers import extract
@@ -21,6 +22,7 @@ from manyminds.agents.state import EnsembleState
 from manyminds.types import Candidate, Generation, Message, Result, SamplingParams, Task, Usage
 
 DEFAULT_CONCURRENCY = 16
+T = TypeVar("T")
 
 Node = Callable[[EnsembleState, RunnableConfig], Awaitable[dict[str, Any]]]
 
@@ -30,7 +32,7 @@ def configured(config: RunnableConfig | None, name: str, default: Any) -> Any:
     return ((config or {}).get("configurable") or {}).get(f"manyminds_{name}", default)
 
 
-async def prepare(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+def prepare(state: EnsembleState) -> dict[str, Any]:
     """Normalise the input (question, task or tasks) into `batch`."""
     if state.get("tasks") is not None:
         raw: Sequence[Task | str] = state["tasks"]
@@ -49,7 +51,7 @@ def sample_node(
     messages_for: Callable[[Task], list[Message]],
     params: SamplingParams,
     n: int,
-) -> Node:
+) -> RunnableLambda:
     """Ask the backend for n samples of each task's prompt, the batch concurrently.
 
     A task's n samples are one backend request (the backend's native n), so
@@ -72,10 +74,33 @@ def sample_node(
 
         return {"generations": list(await asyncio.gather(*(one(t) for t in batch)))}
 
-    return sample
+    return async_node(sample, "sample")
 
 
-async def extract_node(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+def async_node(afunc: Node, name: str) -> RunnableLambda:
+    """A node whose work is async, usable from `invoke` as well as `ainvoke`.
+
+    Under `invoke` the coroutine runs on a private event loop (a fresh thread
+    if the calling thread already runs one), so a user's synchronous parent
+    graph can embed an ensemble graph.
+    """
+
+    def func(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+        return run_sync(afunc(state, config))
+
+    return RunnableLambda(func, afunc=afunc, name=name)
+
+
+def run_sync(coroutine: Awaitable[T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()  # type: ignore[arg-type]
+
+
+def extract_node(state: EnsembleState) -> dict[str, Any]:
     """Read an answer key out of every generation; unreadable ones stay, without a vote."""
     candidates = [
         [Candidate(index=g.index, text=g.text, answer=extract(task, g.text), generation=g) for g in gens]
@@ -84,10 +109,12 @@ async def extract_node(state: EnsembleState, config: RunnableConfig) -> dict[str
     return {"candidates": candidates}
 
 
-def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[str, Any]) -> Node:
+def aggregate_node(
+    aggregator: Aggregator, strategy: str, strategy_params: dict[str, Any]
+) -> Callable[[EnsembleState], dict[str, Any]]:
     """Decide each task's answer and assemble its Result."""
 
-    async def aggregate(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+    def aggregate(state: EnsembleState) -> dict[str, Any]:
         results = []
         for task, gens, cands in zip(state["batch"], state["generations"], state["candidates"]):
             decision = aggregator(task, cands)

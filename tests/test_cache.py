@@ -1,0 +1,151 @@
+"""The generation cache: one row per (request, sample index), resumable, safe to open."""
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from manyminds.backends import Scripted
+from manyminds.backends.openai_compat import OpenAICompatible
+from manyminds.cache import GenerationCache, request_key
+from manyminds.errors import CacheError
+from manyminds.types import Message, SamplingParams
+
+MSGS = [Message(role="user", content="What is 7 + 5?")]
+PARAMS = SamplingParams(temperature=0.7, max_tokens=32)
+
+
+def reply(messages, params, index):
+    return f"sample {index}: The answer is {index}."
+
+
+def test_sixteen_after_eight_generates_only_the_missing_eight(tmp_path):
+    backend = Scripted(reply)
+    with GenerationCache(tmp_path / "c.db") as cache:
+        cached = cache.wrap(backend)
+        first = asyncio.run(cached.generate(MSGS, PARAMS, 8))
+        second = asyncio.run(cached.generate(MSGS, PARAMS, 16))
+    assert [(r.n, r.first_index) for r in backend.requests] == [(8, 0), (8, 8)]
+    assert [g.index for g in second] == list(range(16))
+    assert [g.text for g in second[:8]] == [g.text for g in first]
+    assert all(g.cached for g in second[:8]) and not any(g.cached for g in second[8:])
+
+
+def test_rows_survive_reopening_and_a_rerun_makes_no_call(tmp_path):
+    backend = Scripted(reply)
+    with GenerationCache(tmp_path / "c.db") as cache:
+        asyncio.run(cache.wrap(backend).generate(MSGS, PARAMS, 4))
+    with GenerationCache(tmp_path / "c.db") as cache:
+        again = asyncio.run(cache.wrap(backend).generate(MSGS, PARAMS, 4))
+        assert cache.count() == 4
+    assert len(backend.requests) == 1
+    assert [g.text for g in again] == [reply(None, None, i) for i in range(4)]
+
+
+def test_temperature_zero_is_one_row(tmp_path):
+    backend = Scripted(reply)
+    greedy = SamplingParams(temperature=0)
+    with GenerationCache(tmp_path / "c.db") as cache:
+        out = asyncio.run(cache.wrap(backend).generate(MSGS, greedy, 5))
+        assert cache.count() == 1
+    assert [g.index for g in out] == [0, 1, 2, 3, 4]
+    assert len({g.text for g in out}) == 1
+    assert backend.samples_generated == 1
+
+
+def test_key_depends_on_everything_but_n():
+    identity = {"kind": "scripted", "model": "m"}
+    base = request_key(identity, MSGS, PARAMS)
+    assert base == request_key(dict(identity), list(MSGS), SamplingParams(temperature=0.7, max_tokens=32))
+    assert base != request_key(identity, MSGS, SamplingParams(temperature=0.8, max_tokens=32))
+    assert base != request_key({"kind": "scripted", "model": "other"}, MSGS, PARAMS)
+    assert base != request_key(identity, [Message(role="user", content="What is 7 + 6?")], PARAMS)
+
+
+def test_no_secret_is_stored(tmp_path):
+    backend = OpenAICompatible(model="m", base_url="http://127.0.0.1:9/v1", api_key="sk-secret-123")
+    assert "sk-secret" not in str(backend.cache_identity())
+
+    with GenerationCache(tmp_path / "c.db") as cache:
+        key = request_key(backend.cache_identity(), MSGS, PARAMS)
+        cache.put(key, {"backend": backend.cache_identity(), "messages": [], "params": {}},
+                  asyncio.run(Scripted(reply).generate(MSGS, PARAMS, 2)))
+    assert b"sk-secret" not in (tmp_path / "c.db").read_bytes()
+
+
+def test_concurrent_requests_for_the_same_samples_generate_once(tmp_path):
+    backend = Scripted(reply, latency=0.05)
+    with GenerationCache(tmp_path / "c.db") as cache:
+        cached = cache.wrap(backend)
+
+        async def both():
+            return await asyncio.gather(cached.generate(MSGS, PARAMS, 4), cached.generate(MSGS, PARAMS, 4))
+
+        a, b = asyncio.run(both())
+    assert backend.samples_generated == 4
+    assert [g.text for g in a] == [g.text for g in b]
+
+
+def test_failed_generation_keeps_what_was_stored(tmp_path):
+    def flaky(messages, params, index):
+        if index >= 4:
+            raise RuntimeError("backend down")
+        return reply(messages, params, index)
+
+    with GenerationCache(tmp_path / "c.db") as cache:
+        cached = cache.wrap(Scripted(flaky))
+        asyncio.run(cached.generate(MSGS, PARAMS, 4))
+        with pytest.raises(RuntimeError):
+            asyncio.run(cached.generate(MSGS, PARAMS, 8))
+        assert cache.count() == 4
+
+
+def test_wal_mode_and_schema_version(tmp_path):
+    GenerationCache(tmp_path / "c.db").close()
+    conn = sqlite3.connect(tmp_path / "c.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT value FROM manyminds_meta WHERE name='schema_version'").fetchone()[0] == "1"
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    GenerationCache(tmp_path / "c.db").close()
+    conn = sqlite3.connect(tmp_path / "c.db")
+    conn.execute("UPDATE manyminds_meta SET value='99' WHERE name='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CacheError, match="newer"):
+        GenerationCache(tmp_path / "c.db")
+
+
+def test_a_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(CacheError, match="does not exist"):
+        GenerationCache(tmp_path / "nope" / "c.db")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("my precious notes\n")
+    with pytest.raises(CacheError, match="not a SQLite database"):
+        GenerationCache(path)
+    assert path.read_text() == "my precious notes\n"
+
+
+def test_another_sqlite_database_keeps_its_tables(tmp_path):
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE mine (x)")
+    conn.execute("INSERT INTO mine VALUES (42)")
+    conn.commit()
+    conn.close()
+    with GenerationCache(path) as cache:
+        asyncio.run(cache.wrap(Scripted(reply)).generate(MSGS, PARAMS, 2))
+    assert sqlite3.connect(path).execute("SELECT x FROM mine").fetchall() == [(42,)]
+
+
+def test_stats(tmp_path):
+    with GenerationCache(tmp_path / "c.db") as cache:
+        asyncio.run(cache.wrap(Scripted(reply)).generate(MSGS, PARAMS, 3))
+        stats = cache.stats()
+    assert stats.generations == 3 and stats.requests == 1
+    assert stats.models == {"scripted:scripted": 3}
