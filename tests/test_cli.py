@@ -1,0 +1,120 @@
+"""The CLI: output, one-line errors, benchmark, cache stats, and resume after SIGKILL."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.proxy import FaultProxy
+
+CLI = [sys.executable, "-m", "manyminds.cli"]
+
+
+def cli(*args, cwd=None, check=True):
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "200"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def test_run_json(tmp_path):
+    proc = cli("run", "What is 7 + 5?", "-n", "5", "--backend", "scripted:The answer is 12.|12|13",
+               "--cache", str(tmp_path / "c.db"), "--json")
+    data = json.loads(proc.stdout)
+    assert data["answer"] == "12"
+    assert data["tally"] == {"12": 4, "13": 1}
+    assert data["confidence"] == 0.8
+    assert [c["index"] for c in data["candidates"]] == [0, 1, 2, 3, 4]
+    assert data["candidates"][2] == {"index": 2, "text": "13", "answer": "13"}
+    assert data["usage"]["samples"] == 5 and data["usage"]["calls"] == 1
+
+
+def test_run_table(tmp_path):
+    proc = cli("run", "What is 7 + 5?", "-n", "3", "--backend", "scripted:The answer is 12.", "--no-cache")
+    assert "answer: 12" in proc.stdout and "100%" in proc.stdout and "chosen" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", ""], "question is empty"),
+        (["run", "What?", "-n", "0"], "greater than or equal to 1"),
+        (["run", "What?", "--temperature", "-1"], "temperature"),
+        (["run", "What?", "--backend", "nope:x"], "unknown backend spec 'nope:x'"),
+        (["run", "What?", "--backend", "openai:gpt-4o-mini"], "OPENAI_API_KEY"),
+        (["run", "What?", "--cache", "/nonexistent-dir/c.db"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = cli(*args, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_cache_that_is_not_sqlite_is_refused_and_kept(tmp_path):
+    path = tmp_path / "data.db"
+    path.write_text("not a database")
+    proc = cli("run", "What?", "--backend", "scripted:1", "--cache", str(path), check=False)
+    assert proc.returncode == 2 and "not a SQLite database" in proc.stderr
+    assert path.read_text() == "not a database"
+
+
+def test_bad_input_loses_nothing_cached(tmp_path):
+    db = str(tmp_path / "c.db")
+    cli("run", "What is 1 + 1?", "-n", "3", "--backend", "scripted:2", "--cache", db)
+    cli("run", "What is 1 + 1?", "-n", "0", "--backend", "scripted:2", "--cache", db, check=False)
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 3
+
+
+def test_bench_arithmetic_and_cache_stats(tmp_path):
+    db = str(tmp_path / "c.db")
+    proc = cli("bench", "arithmetic", "--limit", "5", "-n", "3", "--backend", "scripted:The answer is 10.", "--cache", db)
+    assert "self-consistency (n=3)" in proc.stdout and "single sample" in proc.stdout
+    assert "votes for" in proc.stdout
+    stats = cli("cache", "stats", db).stdout
+    assert "generations" in stats and "scripted:scripted" in stats
+
+
+def _rows(db) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.integration
+def test_bench_killed_mid_way_resumes_without_regenerating(llama_server, tmp_path):
+    db = tmp_path / "c.db"
+    args = ["bench", "arithmetic", "--limit", "6", "-n", "4", "--max-tokens", "8", "--concurrency", "2",
+            "--cache", str(db)]
+    with FaultProxy(llama_server, delay=0.3) as proxy:
+        spec = f"openai:smollm2@{proxy.url}"
+        victim = subprocess.Popen([*CLI, *args, "--backend", spec], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while _rows(db) < 6 and time.monotonic() < deadline and victim.poll() is None:
+            time.sleep(0.05)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+    before = _rows(db)
+    assert 6 <= before < 24, "the run must be killed mid-way"
+
+    with FaultProxy(llama_server) as proxy:
+        cli(*args, "--backend", f"openai:smollm2@{proxy.url}")
+        second_run_calls = proxy.log.forwarded
+    after = _rows(db)
+    distinct_questions = sqlite3.connect(db).execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+    assert after == distinct_questions * 4
+    # The llama.cpp server returns one sample per call: calls made == samples missing.
+    assert second_run_calls == after - before

@@ -1,0 +1,62 @@
+"""The embedded model, for real: llama.cpp in process with the bundled SmolLM2 GGUF."""
+
+import asyncio
+
+import pytest
+
+from manyminds.backends.local import Local, default_model_path
+from manyminds.errors import CapabilityError, ConfigError
+from manyminds.strategies import SelfConsistency
+from manyminds.types import Message, SamplingParams
+
+pytestmark = pytest.mark.integration
+
+MSGS = [Message(role="user", content="What is 3 + 4? Reply with just the number.")]
+
+
+def test_model_ships_in_a_package_not_a_download():
+    path = default_model_path()
+    assert path.suffix == ".gguf" and "site-packages" in str(path) and path.stat().st_size > 50_000_000
+
+
+def test_samples_are_distinct_and_reproducible_by_index(local_backend):
+    params = SamplingParams(temperature=1.0, max_tokens=24, seed=7)
+    first = asyncio.run(local_backend.generate(MSGS, params, 4))
+    again = asyncio.run(local_backend.generate(MSGS, params, 2, first_index=2))
+    assert [g.index for g in first] == [0, 1, 2, 3]
+    assert len({g.text for g in first}) > 1, "each sample must get its own seed"
+    assert [g.text for g in again] == [g.text for g in first[2:]]
+    assert all(g.completion_tokens > 0 and g.prompt_tokens > 0 for g in first)
+
+
+def test_greedy_is_deterministic(local_backend):
+    params = SamplingParams(temperature=0, max_tokens=16)
+    a = asyncio.run(local_backend.generate(MSGS, params, 1))
+    b = asyncio.run(local_backend.generate(MSGS, params, 1, first_index=5))
+    assert a[0].text == b[0].text
+
+
+def test_logprobs_are_refused_clearly(local_backend):
+    with pytest.raises(CapabilityError, match="logprobs"):
+        asyncio.run(local_backend.generate(MSGS, SamplingParams(logprobs=True), 1))
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="model file not found"):
+        Local(model_path=tmp_path / "none.gguf")
+
+
+def test_self_consistency_end_to_end(local_backend, tmp_path):
+    strategy = SelfConsistency(n=4, prompt="direct", max_tokens=24, seed=1)
+    results = strategy.solve_many(
+        ["What is 2 + 3?", "What is 4 + 4?"], backend=local_backend, cache=tmp_path / "c.db"
+    )
+    for r in results:
+        assert len(r.candidates) == 4 and r.usage.samples == 4 and r.usage.calls == 4
+        assert r.answer is None or r.answer in r.tally
+        assert sum(r.tally.values()) == sum(c.answer is not None for c in r.candidates)
+    again = strategy.solve_many(
+        ["What is 2 + 3?", "What is 4 + 4?"], backend=local_backend, cache=tmp_path / "c.db"
+    )
+    assert [r.usage.calls for r in again] == [0, 0]
+    assert [r.answer for r in again] == [r.answer for r in results]

@@ -1,0 +1,76 @@
+"""OpenAICompatible against the real llama.cpp server, directly and through a fault proxy."""
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from manyminds.backends.openai_compat import OpenAICompatible
+from manyminds.backends.retry import parse_retry_after
+from manyminds.cache import GenerationCache
+from manyminds.errors import BackendError, ConfigError
+from manyminds.strategies import SelfConsistency
+from manyminds.types import Message, SamplingParams
+from tests.proxy import FaultProxy
+
+MSGS = [Message(role="user", content="What is 3 + 4? Reply with just the number.")]
+SHORT = SamplingParams(temperature=0.8, max_tokens=12, seed=3)
+
+
+def test_retry_after_forms():
+    assert parse_retry_after({"Retry-After": "3"}) == 3
+    assert parse_retry_after({"retry-after-ms": "1500"}) == 1.5
+    assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0
+    assert parse_retry_after({}) is None
+
+
+def test_a_key_or_a_base_url_is_required():
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        OpenAICompatible(model="gpt-4o-mini")
+
+
+@pytest.mark.integration
+def test_server_that_ignores_n_is_topped_up(llama_server):
+    backend = OpenAICompatible(model="smollm2", base_url=llama_server, max_concurrency=2)
+    out = asyncio.run(backend.generate(MSGS, SHORT, 3, first_index=5))
+    assert [g.index for g in out] == [5, 6, 7]
+    assert backend._native_n is False  # learned from the first reply
+    assert len({g.request_id for g in out}) == 3
+    assert all(g.completion_tokens > 0 for g in out)
+
+
+@pytest.mark.integration
+def test_logprobs_pass_through(llama_server):
+    backend = OpenAICompatible(model="smollm2", base_url=llama_server)
+    (g,) = asyncio.run(backend.generate(MSGS, SHORT.model_copy(update={"logprobs": True, "top_logprobs": 2}), 1))
+    assert g.logprobs and all(t.logprob <= 0 for t in g.logprobs)
+    assert "".join(t.token for t in g.logprobs).strip() == g.text.strip()
+
+
+@pytest.mark.integration
+def test_non_retryable_error_is_raised_at_once(llama_server):
+    with FaultProxy(llama_server) as proxy:
+        backend = OpenAICompatible(model="smollm2", base_url=proxy.url.replace("/v1", "/nope"))
+        with pytest.raises(BackendError, match="HTTP 404") as error:
+            asyncio.run(backend.generate(MSGS, SHORT, 1))
+        assert not error.value.retryable
+
+
+@pytest.mark.integration
+def test_faults_are_retried_and_every_sample_is_generated_once(llama_server, tmp_path):
+    faults = ["429", "500", "drop", "slow", "malformed", "503", "429", "drop"]
+    with FaultProxy(llama_server, faults, slow_seconds=3.0, retry_after=0.5) as proxy:
+        backend = OpenAICompatible(model="smollm2", base_url=proxy.url, timeout=1.5, max_concurrency=2)
+        strategy = SelfConsistency(n=3, prompt="direct", max_tokens=12, seed=11)
+        questions = ["What is 1 + 2?", "What is 2 + 5?", "What is 6 + 1?"]
+        results = strategy.solve_many(questions, backend=backend, cache=tmp_path / "c.db")
+        assert proxy.plan == [] and sorted(proxy.log.faults) == sorted(faults)
+        forwarded = proxy.log.forwarded
+    for r in results:
+        assert [c.index for c in r.candidates] == [0, 1, 2]
+    rows = sqlite3.connect(tmp_path / "c.db").execute(
+        "SELECT key, COUNT(*), MIN(idx), MAX(idx) FROM generations GROUP BY key"
+    ).fetchall()
+    assert len(rows) == 3 and all(count == 3 and lo == 0 and hi == 2 for _, count, lo, hi in rows)
+    # The slow reply may reach the server after the client gave up; at most that one is extra.
+    assert 9 <= forwarded <= 10
