@@ -2,10 +2,16 @@
 
     import manyminds as mm
     result = mm.strategies.SelfConsistency(n=8).solve("What is 7 + 5?", backend=mm.backends.Local())
+
+Submodules load on first use (PEP 562), so `import manyminds` stays cheap and
+the command line can start the model before LangGraph has finished importing.
 """
 
-from manyminds import aggregators, backends, strategies
-from manyminds.cache import GenerationCache
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from manyminds.errors import BackendError, CacheError, CapabilityError, ConfigError, ManymindsError
 from manyminds.types import (
     AnswerFormat,
@@ -19,7 +25,23 @@ from manyminds.types import (
     Usage,
 )
 
+if TYPE_CHECKING:
+    from manyminds import aggregators, backends, bench, strategies
+    from manyminds.cache import GenerationCache
+
 __version__ = "0.1.0"
+
+_LAZY_MODULES = {"aggregators", "backends", "bench", "strategies", "agents", "verifiers", "answers", "cache"}
+_LAZY_NAMES = {"GenerationCache": "manyminds.cache"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"manyminds.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module 'manyminds' has no attribute {name!r}")
+
 
 __all__ = [
     "AnswerFormat",
@@ -29,8 +51,8 @@ __all__ = [
     "CapabilityError",
     "ConfigError",
     "Decision",
-    "GenerationCache",
     "Generation",
+    "GenerationCache",
     "ManymindsError",
     "Message",
     "Result",
@@ -39,5 +61,6 @@ __all__ = [
     "Usage",
     "aggregators",
     "backends",
+    "bench",
     "strategies",
 ]

@@ -8,6 +8,7 @@ kept without a vote, never dropped.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from decimal import Decimal, InvalidOperation
@@ -26,11 +27,17 @@ BOXED_RE = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
 
 def extract(task: Task, text: str) -> str | None:
     """The answer key that `text` gives for `task`, or None when there is none."""
-    if task.format is AnswerFormat.NUMBER:
+    return _extract(task.format, task.choices, text)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _extract(format: AnswerFormat, choices: tuple[str, ...] | None, text: str) -> str | None:
+    # Memoised: samples often repeat a text verbatim (short answers, warm reruns).
+    if format is AnswerFormat.NUMBER:
         return extract_number(text)
-    if task.format is AnswerFormat.CHOICE:
-        return extract_choice(text, task.choices)
-    if task.format is AnswerFormat.YES_NO:
+    if format is AnswerFormat.CHOICE:
+        return extract_choice(text, choices)
+    if format is AnswerFormat.YES_NO:
         return extract_yes_no(text)
     return extract_text(text)
 

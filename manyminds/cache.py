@@ -27,14 +27,16 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
 from pydantic import BaseModel
 
 from manyminds.backends.base import Backend, Capabilities
 from manyminds.errors import CacheError
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger("manyminds.cache")
 
@@ -58,7 +60,7 @@ def request_key(identity: dict[str, Any], messages: list[Message], params: Sampl
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _migrate_v1(db: sqlite_utils.Database) -> None:
+def _migrate_v1(db: "sqlite_utils.Database") -> None:
     db["requests"].create(
         {"key": str, "backend": str, "model": str, "request": str, "created": float},
         pk="key",
@@ -82,7 +84,7 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
 
 
 # Migration i takes the schema from version i to i+1; append, never edit.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_v1]
+MIGRATIONS: "list[Callable[[sqlite_utils.Database], None]]" = [_migrate_v1]
 
 
 class CacheStats(BaseModel):
@@ -135,7 +137,7 @@ class GenerationCache:
         self.batch_size = batch_size
         try:
             self._reader = self._connect()
-            self._migrate(sqlite_utils.Database(self._reader))
+            self._migrate(self._reader)
         except sqlite3.DatabaseError as error:
             raise CacheError(f"{self.path} cannot be used as a cache: {error}") from error
         self._read_lock = threading.Lock()
@@ -144,6 +146,7 @@ class GenerationCache:
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._closed = False
+        self._wrappers: weakref.WeakKeyDictionary[Any, CachedBackend] = weakref.WeakKeyDictionary()
         self._writer = threading.Thread(target=self._write_loop, name="manyminds-cache", daemon=True)
         self._writer.start()
         _open_caches.add(self)
@@ -155,14 +158,18 @@ class GenerationCache:
         conn.execute("PRAGMA busy_timeout = 30000")
         return conn
 
-    def _migrate(self, db: sqlite_utils.Database) -> None:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if self._schema_version(conn) == SCHEMA_VERSION:
+            return  # the common case needs neither a write lock nor sqlite-utils
+        import sqlite_utils
+
+        db = sqlite_utils.Database(conn)
         db.execute("BEGIN IMMEDIATE")
         try:
             db[_META].create({"name": str, "value": str}, pk="name", if_not_exists=True)
-            row = db.execute(f"SELECT value FROM {_META} WHERE name = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+            version = self._schema_version(conn)
             if version > SCHEMA_VERSION:
                 raise CacheError(
                     f"{self.path} has cache schema {version}, newer than this manyminds "
@@ -178,6 +185,16 @@ class GenerationCache:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> int:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_META,)
+        ).fetchone()
+        if not exists:
+            return 0
+        row = conn.execute(f"SELECT value FROM {_META} WHERE name = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
 
     # -- reading -----------------------------------------------------------
 
@@ -206,6 +223,8 @@ class GenerationCache:
         return found
 
     def stats(self) -> CacheStats:
+        import sqlite_utils
+
         self.flush()
         db = sqlite_utils.Database(self._reader)
         models: dict[str, int] = {}
@@ -360,7 +379,12 @@ class GenerationCache:
                 self._pending.pop((row[0], row[1]), None)
 
     def wrap(self, backend: Backend) -> "CachedBackend":
-        return CachedBackend(backend, self)
+        """The cached view of `backend`; the same object for the same backend, so graphs
+        built over it can be reused."""
+        wrapper = self._wrappers.get(backend)
+        if wrapper is None:
+            wrapper = self._wrappers[backend] = CachedBackend(backend, self)
+        return wrapper
 
 
 def _generation(row: tuple) -> Generation:

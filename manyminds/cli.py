@@ -115,6 +115,7 @@ def run(
 ) -> None:
     """Answer one question by self-consistency and show the vote."""
     from manyminds.backends import from_spec
+    from manyminds.cache import GenerationCache
     from manyminds.strategies import SelfConsistency
     from manyminds.types import Task
 
@@ -122,12 +123,15 @@ def run(
     strategy = SelfConsistency(
         n=n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed
     )
+    chosen = from_spec(backend)
     path = _cache_path(cache, no_cache)
-    if path is not None:
-        from manyminds.cache import check_cache_path
-
-        check_cache_path(path)  # fail before loading a model
-    result = strategy.solve(task, backend=from_spec(backend), cache=path)
+    store = GenerationCache(path) if path is not None else None  # fails before loading a model
+    try:
+        _start_early(chosen, strategy, task, store)
+        result = strategy.solve(task, backend=chosen, cache=store)
+    finally:
+        if store is not None:
+            store.close()
     if as_json:
         print(
             json.dumps(
@@ -151,6 +155,26 @@ def run(
         f"usage: {u.samples} samples ({u.cached_samples} from cache), {u.calls} calls, "
         f"{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens"
     )
+
+
+def _start_early(backend, strategy, task, store) -> None:
+    """Let an in-process backend start on the samples the cache lacks while LangGraph imports.
+
+    Importing LangGraph takes most of a second; the embedded model can load
+    and sample meanwhile. Only backends with a `prefetch` method take part.
+    """
+    prefetch = getattr(backend, "prefetch", None)
+    if prefetch is None:
+        return
+    from manyminds.cache import request_key
+
+    messages, params = strategy.messages(task), strategy.sampling_params()
+    wanted = [0] if params.greedy else list(range(strategy.n))
+    if store is not None:
+        have = store.lookup(request_key(backend.cache_identity(), messages, params), wanted)
+        wanted = [i for i in wanted if i not in have]
+    if wanted:
+        prefetch(messages, params, wanted)
 
 
 @bench_app.command("arithmetic")

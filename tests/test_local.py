@@ -60,3 +60,24 @@ def test_self_consistency_end_to_end(local_backend, tmp_path):
     )
     assert [r.usage.calls for r in again] == [0, 0]
     assert [r.answer for r in again] == [r.answer for r in results]
+
+
+def test_prefetched_samples_are_picked_up_not_regenerated(local_backend):
+    params = SamplingParams(temperature=1.0, max_tokens=16, seed=21)
+    plain = asyncio.run(local_backend.generate(MSGS, params, 3))
+    calls = []
+    original = local_backend._sample
+
+    def counting(*args):
+        calls.append(args[-1])
+        return original(*args)
+
+    local_backend._sample = counting
+    try:
+        local_backend.prefetch(MSGS, params, [0, 1])
+        again = asyncio.run(local_backend.generate(MSGS, params, 3))
+    finally:
+        del local_backend._sample
+    assert sorted(calls) == [0, 1, 2], "each sample generated once: two prefetched, one on demand"
+    assert [g.text for g in again] == [g.text for g in plain]
+    assert not local_backend._prefetched

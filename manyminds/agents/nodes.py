@@ -77,6 +77,20 @@ def sample_node(
     return async_node(sample, "sample")
 
 
+def inline_node(func: Callable[[EnsembleState], dict[str, Any]], name: str) -> RunnableLambda:
+    """A quick synchronous node that runs on the event loop under `ainvoke`.
+
+    LangGraph runs plain sync functions on a worker thread in async mode; for
+    nodes that take microseconds per task the thread hop costs more than
+    the work.
+    """
+
+    async def afunc(state: EnsembleState) -> dict[str, Any]:
+        return func(state)
+
+    return RunnableLambda(func, afunc=afunc, name=name)
+
+
 def async_node(afunc: Node, name: str) -> RunnableLambda:
     """A node whose work is async, usable from `invoke` as well as `ainvoke`.
 
@@ -102,8 +116,14 @@ def run_sync(coroutine: Awaitable[T]) -> T:
 
 def extract_node(state: EnsembleState) -> dict[str, Any]:
     """Read an answer key out of every generation; unreadable ones stay, without a vote."""
+    # model_construct: every field comes from validated values, so skip re-validation.
     candidates = [
-        [Candidate(index=g.index, text=g.text, answer=extract(task, g.text), generation=g) for g in gens]
+        [
+            Candidate.model_construct(
+                index=g.index, text=g.text, answer=extract(task, g.text), generation=g, source="sample"
+            )
+            for g in gens
+        ]
         for task, gens in zip(state["batch"], state["generations"])
     ]
     return {"candidates": candidates}

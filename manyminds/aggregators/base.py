@@ -9,6 +9,7 @@ parameters, so a stored run says exactly how its answer was chosen.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -42,8 +43,15 @@ def aggregator(name: str) -> Callable[[type], type]:
     return register
 
 
+@functools.lru_cache(maxsize=1)
+def _installed() -> dict[str, Callable[..., Aggregator]]:
+    # Entry points do not change while a process runs; scanning them costs milliseconds.
+    return discover("manyminds.aggregators")
+
+
 def available() -> dict[str, Callable[..., Aggregator]]:
-    found = dict(discover("manyminds.aggregators"))
+    """Every aggregator: installed plugins (built-ins included) and those registered here."""
+    found = dict(_installed())
     found.update(_registry)
     return found
 

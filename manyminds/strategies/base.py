@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict
 
 from manyminds.backends.base import Backend
@@ -21,7 +21,13 @@ from manyminds.cache import GenerationCache, open_cache
 from manyminds.errors import ConfigError
 from manyminds.types import Result, Task
 
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
+
 CacheArg = GenerationCache | str | Path | None
+
+# backend -> {strategy config -> compiled graph}; strategies are frozen, hence hashable keys.
+_compiled: "weakref.WeakKeyDictionary[Any, dict[Strategy, CompiledStateGraph]]" = weakref.WeakKeyDictionary()
 
 
 class Strategy(BaseModel):
@@ -31,11 +37,20 @@ class Strategy(BaseModel):
 
     name: ClassVar[str] = "strategy"
 
-    def build(self, backend: Backend) -> CompiledStateGraph:
+    def build(self, backend: Backend) -> "CompiledStateGraph":
         """The compiled graph over `backend` (already wrapped by a cache, if any)."""
         raise NotImplementedError
 
-    def graph(self, backend: Backend, cache: CacheArg = None) -> CompiledStateGraph:
+    def compiled(self, backend: Backend) -> "CompiledStateGraph":
+        """`build(backend)`, memoised per backend: compiling costs milliseconds per call,
+        which a warm rerun of many small batches would otherwise pay each time."""
+        graphs = _compiled.setdefault(backend, {})
+        graph = graphs.get(self)
+        if graph is None:
+            graph = graphs[self] = self.build(backend)
+        return graph
+
+    def graph(self, backend: Backend, cache: CacheArg = None) -> "CompiledStateGraph":
         """A compiled LangGraph graph, usable alone or as a node of a user's StateGraph.
 
         Input: ``{"question": str}``, ``{"task": Task}`` or ``{"tasks": [...]}``.
@@ -77,7 +92,7 @@ class Strategy(BaseModel):
             return []
         opened, close = open_cache(cache)
         try:
-            graph = self.build(opened.wrap(backend) if opened is not None else backend)
+            graph = self.compiled(opened.wrap(backend) if opened is not None else backend)
             with _progress_bar(len(batch), self.name, progress) as advance:
                 configurable = {"manyminds_concurrency": concurrency, "manyminds_progress": advance}
                 state = await graph.ainvoke({"tasks": batch}, config={"configurable": configurable})

@@ -7,19 +7,17 @@ aggregate over a batch of tasks; a task's n samples are one backend request.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from pydantic import Field
 
-from manyminds.agents.nodes import aggregate_node, extract_node, prepare, sample_node
-from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState
-from manyminds.aggregators import get_aggregator
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import Strategy
 from manyminds.strategies.prompting import answer_form, direct_instruction, render_question
 from manyminds.types import Message, SamplingParams, Task
+
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
 
 # The prompts of this strategy. "cot" follows the paper's chain-of-thought
 # prompting (Wang et al. 2023, after Wei et al. 2022), asking for the answer
@@ -57,12 +55,21 @@ class SelfConsistency(Strategy):
         system = [Message(role="system", content=self.system)] if self.system else []
         return [*system, Message(role="user", content=text)]
 
-    def build(self, backend: Backend) -> CompiledStateGraph:
+    def build(self, backend: Backend) -> "CompiledStateGraph":
+        # LangGraph is imported here, not at module level: it takes most of a second to
+        # import, and configuring a strategy (or starting the model) should not wait for it.
+        from langgraph.graph import END, START, StateGraph
+
+        from manyminds.agents.nodes import aggregate_node, extract_node, inline_node, prepare, sample_node
+        from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState
+        from manyminds.aggregators import get_aggregator
+
         graph = StateGraph(EnsembleState, input_schema=EnsembleInput, output_schema=EnsembleOutput)
-        graph.add_node("prepare", prepare)
+        aggregate = aggregate_node(get_aggregator(self.aggregator), self.name, self.params())
+        graph.add_node("prepare", inline_node(prepare, "prepare"))
         graph.add_node("sample", sample_node(backend, self.messages, self.sampling_params(), self.n))
-        graph.add_node("extract", extract_node)
-        graph.add_node("aggregate", aggregate_node(get_aggregator(self.aggregator), self.name, self.params()))
+        graph.add_node("extract", inline_node(extract_node, "extract"))
+        graph.add_node("aggregate", inline_node(aggregate, "aggregate"))
         graph.add_edge(START, "prepare")
         graph.add_edge("prepare", "sample")
         graph.add_edge("sample", "extract")

@@ -1,0 +1,84 @@
+"""Embedded model: `manyminds run -n 8` on Local against raw llama-cpp-python.
+
+Both are timed as whole processes (start, model load, 8 samples, exit) over
+the same prompt, sampling parameters and per-sample seeds, so they generate
+the same tokens; the difference is what manyminds adds (imports, graph,
+extraction, vote, output). No cache, so every sample is generated. Goal:
+within 10%.
+
+    .venv/bin/python benchmarks/embedded.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from _common import record
+
+from manyminds.backends.base import sample_seed
+from manyminds.backends.local import default_model_path
+from manyminds.strategies import SelfConsistency
+from manyminds.types import Task
+
+QUESTION = "What is 7 + 5?"
+N = 8
+MAX_TOKENS = 256
+REPEATS = 3
+
+RAW = r"""
+import json, os, sys
+from llama_cpp import Llama
+spec = json.loads(sys.argv[1])
+llm = Llama(model_path=spec["model"], n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
+tokens = 0
+for seed in spec["seeds"]:
+    out = llm.create_chat_completion(messages=spec["messages"], temperature=spec["temperature"],
+                                     top_p=1.0, max_tokens=spec["max_tokens"], seed=seed)
+    tokens += out["usage"]["completion_tokens"]
+print(tokens)
+"""
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, proc.stdout
+
+
+def main() -> None:
+    strategy = SelfConsistency(n=N, max_tokens=MAX_TOKENS)
+    spec = {
+        "model": str(default_model_path()),
+        "messages": [m.model_dump() for m in strategy.messages(Task(question=QUESTION))],
+        "temperature": strategy.temperature,
+        "max_tokens": MAX_TOKENS,
+        "seeds": [sample_seed(None, i) for i in range(N)],
+    }
+    cli = [sys.executable, "-m", "manyminds.cli", "run", QUESTION, "-n", str(N), "--no-cache",
+           "--max-tokens", str(MAX_TOKENS), "--json"]
+    raw = [sys.executable, "-c", RAW, json.dumps(spec)]
+    rows = []
+    for _ in range(REPEATS):  # interleaved, so drift in machine load hits both alike
+        raw_s, raw_out = timed(raw)
+        cli_s, cli_out = timed(cli)
+        cli_tokens = json.loads(cli_out)["usage"]["completion_tokens"]
+        rows.append({"raw_s": round(raw_s, 3), "manyminds_s": round(cli_s, 3),
+                     "raw_tokens": int(raw_out), "manyminds_tokens": cli_tokens})
+        print(rows[-1])
+    raw_best = min(r["raw_s"] for r in rows)
+    cli_best = min(r["manyminds_s"] for r in rows)
+    same = all(r["raw_tokens"] == r["manyminds_tokens"] for r in rows)
+    print(f"raw llama-cpp-python {raw_best:.2f}s, manyminds run {cli_best:.2f}s, ratio {cli_best / raw_best:.3f}; "
+          f"same tokens generated: {same}")
+    print("written", record("embedded", {
+        "question": QUESTION, "n": N, "max_tokens": MAX_TOKENS, "runs": rows,
+        "raw_best_s": raw_best, "manyminds_best_s": cli_best, "ratio": round(cli_best / raw_best, 3),
+        "same_tokens": same, "goal": "ratio <= 1.10",
+    }))
+
+
+if __name__ == "__main__":
+    main()
