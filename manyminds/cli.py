@@ -43,6 +43,17 @@ class PromptStyle(str, enum.Enum):
     direct = "direct"
 
 
+class StrategyName(str, enum.Enum):
+    self_consistency = "self-consistency"
+    div_se = "div-se"
+    idiv_se = "idiv-se"
+    self_agreement = "self-agreement"
+    moa = "moa"
+    self_moa = "self-moa"
+    self_moa_seq = "self-moa-seq"
+    cascade = "cascade"
+
+
 class Level(str, enum.Enum):
     single_digit = "single-digit"
     two_digit = "two-digit"
@@ -111,17 +122,18 @@ def run(
         AnswerFormat, typer.Option("--format", help="How to read answers.")
     ] = AnswerFormat.NUMBER,
     seed: Annotated[Optional[int], typer.Option(help="Base seed for reproducible samples.")] = None,
+    strategy_name: Annotated[StrategyName, typer.Option("--strategy", "-s", help="How to combine samples.")] = StrategyName.self_consistency,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Answer one question by self-consistency and show the vote."""
+    """Answer one question with an ensemble strategy (self-consistency by default) and show the vote."""
     from manyminds.backends import from_spec
     from manyminds.cache import GenerationCache
-    from manyminds.strategies import SelfConsistency
+    from manyminds.strategies import make
     from manyminds.types import Task
 
     task = Task(question=question, format=answer_format)
-    strategy = SelfConsistency(
-        n=n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed
+    strategy = make(
+        strategy_name.value, n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed
     )
     chosen = from_spec(backend)
     path = _cache_path(cache, no_cache)
@@ -144,12 +156,14 @@ def run(
                     ],
                     "usage": result.usage.model_dump(),
                     "aggregator": result.decision.aggregator,
+                    "strategy": result.strategy,
+                    "trace": result.trace,
                 }
             )
         )
         return
     out.print(f"[bold]answer:[/bold] {result.answer}   [bold]confidence:[/bold] {result.confidence:.0%}")
-    out.print(_tally_table(result, f"votes of {n} samples"))
+    out.print(_tally_table(result, f"{result.strategy}: votes ({result.decision.aggregator} decided)"))
     u = result.usage
     out.print(
         f"usage: {u.samples} samples ({u.cached_samples} from cache), {u.calls} calls, "
@@ -163,8 +177,10 @@ def _start_early(backend, strategy, task, store) -> None:
     Importing LangGraph takes most of a second; the embedded model can load
     and sample meanwhile. Only backends with a `prefetch` method take part.
     """
+    from manyminds.strategies import SelfConsistency
+
     prefetch = getattr(backend, "prefetch", None)
-    if prefetch is None:
+    if prefetch is None or not isinstance(strategy, SelfConsistency):
         return
     from manyminds.cache import request_key
 
@@ -190,8 +206,11 @@ def bench_arithmetic(
     max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 64,
     prompt: Annotated[PromptStyle, typer.Option(help="Answer only or chain of thought.")] = PromptStyle.direct,
     concurrency: Annotated[int, typer.Option(help="Questions in flight at once.")] = 16,
+    strategies: Annotated[
+        Optional[list[StrategyName]], typer.Option("--strategy", "-s", help="More strategies to compare (repeatable).")
+    ] = None,
 ) -> None:
-    """Single sampling against self-consistency on generated arithmetic questions."""
+    """Single sampling against self-consistency (and any --strategy) on generated arithmetic questions."""
     from manyminds.backends import from_spec
     from manyminds.bench import arithmetic_tasks, run_methods
     from manyminds.bench.runner import most_split
@@ -202,6 +221,13 @@ def bench_arithmetic(
     vote = SelfConsistency(n=n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value)
     single = vote.model_copy(update={"n": 1})
     methods = {f"self-consistency (n={n})": vote, "single sample": single}
+    from manyminds.strategies import make
+
+    for extra in strategies or []:
+        if extra is not StrategyName.self_consistency:
+            methods[f"{extra.value} (budget {n})"] = make(
+                extra.value, n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value
+            )
     path = _cache_path(cache, no_cache)
     store = GenerationCache(path) if path is not None else None
     try:
@@ -224,7 +250,8 @@ def bench_arithmetic(
         ("tokens", "right"),
     ]:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for s in reversed(report.scores):
+    order = [report.scores[1], report.scores[0], *report.scores[2:]]
+    for s in order:
         table.add_row(
             s.method,
             f"{s.accuracy:.1%} ({s.correct}/{s.questions})",

@@ -264,5 +264,5 @@ class Result(BaseModel):
     @model_validator(mode="after")
     def _sorted_candidates(self) -> "Result":
         # Parallel updates arrive in arbitrary order; results always list candidates by index.
-        self.candidates.sort(key=lambda c: (c.source, c.index))
+        self.candidates.sort(key=lambda c: c.index)
         return self

@@ -1,8 +1,10 @@
-"""Shared graph nodes: prepare, sample, extract, aggregate.
+"""Shared graph nodes from which every strategy is assembled.
 
-Strategies assemble their graphs from these. Each node takes the batch state
-and returns an update; a node that needs a backend or a prompt receives it
-when the node is built, so the graph holds no global state.
+prepare -> (propose) -> sample | fan-out over slots -> join -> extract ->
+(select | synthesize) -> aggregate. Each node takes the batch state and
+returns an update; what a node needs (a backend, a prompt builder) is bound
+when the node is built, so a graph holds no global state and a strategy is
+never mutated by running it.
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.types import Send
 
 from manyminds.aggregators import Aggregator
 from manyminds.answers import extract
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
-from manyminds.agents.state import EnsembleState
-from manyminds.types import Candidate, Generation, Message, Result, SamplingParams, Task, Usage
+from manyminds.agents.state import EnsembleState, Sample, SlotSamples
+from manyminds.types import Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage
 
 DEFAULT_CONCURRENCY = 16
 T = TypeVar("T")
@@ -27,54 +31,32 @@ T = TypeVar("T")
 Node = Callable[[EnsembleState, RunnableConfig], Awaitable[dict[str, Any]]]
 
 
+@dataclass(frozen=True)
+class Request:
+    """One backend request a strategy plans for a task: `n` samples of `messages`."""
+
+    source: str
+    messages: list[Message]
+    n: int = 1
+    params: SamplingParams | None = None
+    """Overrides the node's parameters (e.g. greedy for a selection call)."""
+    first_index: int = 0
+    """Sample index of the first sample: proposers sharing one backend and prompt take
+    distinct indices, so they are distinct samples (and distinct cache rows)."""
+
+
+# A plan: (task index, task, state) -> the requests to make for that task.
+Plan = Callable[[int, Task, EnsembleState], list[Request]]
+# A slot plan: (slot, task index, task, state) -> requests of that slot for that task.
+SlotPlan = Callable[[int, int, Task, EnsembleState], list[Request]]
+
+
 def configured(config: RunnableConfig | None, name: str, default: Any) -> Any:
     """A run-time option passed as `config={"configurable": {"manyminds_NAME": ...}}`."""
     return ((config or {}).get("configurable") or {}).get(f"manyminds_{name}", default)
 
 
-def prepare(state: EnsembleState) -> dict[str, Any]:
-    """Normalise the input (question, task or tasks) into `batch`."""
-    if state.get("tasks") is not None:
-        raw: Sequence[Task | str] = state["tasks"]
-        single = False
-    elif state.get("task") is not None:
-        raw, single = [state["task"]], True
-    elif state.get("question") is not None:
-        raw, single = [state["question"]], True
-    else:
-        raise ConfigError("the graph needs a 'question', a 'task' or a list of 'tasks' in its input")
-    return {"batch": [Task.of(t) for t in raw], "single": single}
-
-
-def sample_node(
-    backend: Backend,
-    messages_for: Callable[[Task], list[Message]],
-    params: SamplingParams,
-    n: int,
-) -> RunnableLambda:
-    """Ask the backend for n samples of each task's prompt, the batch concurrently.
-
-    A task's n samples are one backend request (the backend's native n), so
-    the fan-out across samples costs no graph steps. At most `concurrency`
-    tasks (run-time option, default 16) are in flight; `progress`, if given,
-    is called once per finished task.
-    """
-
-    async def sample(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
-        batch = state["batch"]
-        limit = asyncio.Semaphore(max(1, int(configured(config, "concurrency", DEFAULT_CONCURRENCY))))
-        progress = configured(config, "progress", None)
-
-        async def one(task: Task) -> list[Generation]:
-            async with limit:
-                generations = await backend.generate(messages_for(task), params, n)
-            if progress is not None:
-                progress(1)
-            return generations
-
-        return {"generations": list(await asyncio.gather(*(one(t) for t in batch)))}
-
-    return async_node(sample, "sample")
+# -- node wrappers --------------------------------------------------------------
 
 
 def inline_node(func: Callable[[EnsembleState], dict[str, Any]], name: str) -> RunnableLambda:
@@ -114,42 +96,221 @@ def run_sync(coroutine: Awaitable[T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()  # type: ignore[arg-type]
 
 
-def extract_node(state: EnsembleState) -> dict[str, Any]:
-    """Read an answer key out of every generation; unreadable ones stay, without a vote."""
-    # model_construct: every field comes from validated values, so skip re-validation.
-    candidates = [
-        [
-            Candidate.model_construct(
-                index=g.index, text=g.text, answer=extract(task, g.text), generation=g, source="sample"
-            )
-            for g in gens
-        ]
-        for task, gens in zip(state["batch"], state["generations"])
-    ]
-    return {"candidates": candidates}
+# -- prepare ----------------------------------------------------------------------
 
 
-def aggregate_node(
-    aggregator: Aggregator, strategy: str, strategy_params: dict[str, Any]
-) -> Callable[[EnsembleState], dict[str, Any]]:
-    """Decide each task's answer and assemble its Result."""
+def prepare(state: EnsembleState) -> dict[str, Any]:
+    """Normalise the input (question, task or tasks) into `batch`, with empty per-task lists."""
+    if state.get("tasks") is not None:
+        raw: Sequence[Task | str] = state["tasks"]
+        single = False
+    elif state.get("task") is not None:
+        raw, single = [state["task"]], True
+    elif state.get("question") is not None:
+        raw, single = [state["question"]], True
+    else:
+        raise ConfigError("the graph needs a 'question', a 'task' or a list of 'tasks' in its input")
+    batch = [Task.of(t) for t in raw]
+    return {
+        "batch": batch,
+        "single": single,
+        "samples": [[] for _ in batch],
+        "aux": [[] for _ in batch],
+        "decisions": [None for _ in batch],
+        "traces": [["prepare"] for _ in batch],
+        "scratch": {},
+        "round": 0,
+    }
+
+
+# -- sampling -------------------------------------------------------------------
+
+
+async def _run_plan(
+    backend: Backend, params: SamplingParams, requests: list[Request]
+) -> list[Sample]:
+    batches = await asyncio.gather(
+        *(backend.generate(r.messages, r.params or params, r.n, r.first_index) for r in requests)
+    )
+    return [Sample(source=r.source, generation=g) for r, gens in zip(requests, batches) for g in gens]
+
+
+async def _per_task(
+    state: EnsembleState, config: RunnableConfig, work: Callable[[int, Task], Awaitable[T]], *, count: bool
+) -> list[T]:
+    """Run `work` for every task of the batch, at most `concurrency` tasks at once."""
+    limit = asyncio.Semaphore(max(1, int(configured(config, "concurrency", DEFAULT_CONCURRENCY))))
+    progress = configured(config, "progress", None) if count else None
+
+    async def one(i: int, task: Task) -> T:
+        async with limit:
+            out = await work(i, task)
+        if progress is not None:
+            progress(1)
+        return out
+
+    return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(state["batch"]))))
+
+
+def sample_node(backend: Backend, plan: Plan, params: SamplingParams, *, name: str = "sample") -> RunnableLambda:
+    """Make each task's planned requests and append the samples to the task's list.
+
+    A request's n samples are one backend call (the backend's native n), so
+    sampling a question costs no graph steps. At most `concurrency` tasks
+    (run-time option, default 16) are in flight; `progress` is called once
+    per finished task.
+    """
+
+    async def sample(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+        async def work(i: int, task: Task) -> list[Sample]:
+            return await _run_plan(backend, params, plan(i, task, state))
+
+        new = await _per_task(state, config, work, count=True)
+        return {
+            "samples": [old + add for old, add in zip(state["samples"], new)],
+            "traces": [t + [name] for t in state["traces"]],
+        }
+
+    return async_node(sample, name)
+
+
+def fan_out(node: str, slots: Callable[[EnsembleState], int]) -> Callable[[EnsembleState], list[Send]]:
+    """A conditional edge sending the batch to `node` once per slot (prompt, proposer)."""
+
+    def route(state: EnsembleState) -> list[Send]:
+        return [Send(node, {**state, "slot": j}) for j in range(slots(state))]
+
+    return route
+
+
+def slot_node(backend_for: Callable[[int], Backend], plan: SlotPlan, params: SamplingParams, name: str) -> RunnableLambda:
+    """One fanned-out slot: make that slot's requests for every task, with the slot's backend."""
+
+    async def run_slot(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        slot = state["slot"]
+        backend = backend_for(slot)
+
+        async def work(i: int, task: Task) -> list[Sample]:
+            return await _run_plan(backend, params, plan(slot, i, task, state))  # type: ignore[arg-type]
+
+        samples = await _per_task(state, config, work, count=False)  # type: ignore[arg-type]
+        return {"slot_samples": [SlotSamples(round=state["round"], slot=slot, samples=samples)]}
+
+    return async_node(run_slot, name)
+
+
+def slot_outputs(state: EnsembleState) -> list[list[Sample]]:
+    """This round's slot outputs merged per task, in slot order (arrival order is arbitrary)."""
+    mine = sorted((s for s in state.get("slot_samples", []) if s.round == state["round"]), key=lambda s: s.slot)
+    merged: list[list[Sample]] = [[] for _ in state["batch"]]
+    for slot in mine:
+        for i, samples in enumerate(slot.samples):
+            merged[i].extend(samples)
+    return merged
+
+
+def join_node(name: str = "join") -> RunnableLambda:
+    """Append this round's fanned-out samples to each task's voting samples."""
+
+    def join(state: EnsembleState) -> dict[str, Any]:
+        merged = slot_outputs(state)
+        return {
+            "samples": [old + add for old, add in zip(state["samples"], merged)],
+            "traces": [t + [name] for t in state["traces"]],
+        }
+
+    return inline_node(join, name)
+
+
+# -- auxiliary model calls (proposals, selections, syntheses) -----------------------
+
+
+def ask_node(
+    backend: Backend,
+    params: SamplingParams,
+    build: Callable[[int, Task, EnsembleState], list[Message] | None],
+    apply: Callable[[EnsembleState, list[Generation | None]], dict[str, Any]],
+    name: str,
+) -> RunnableLambda:
+    """One extra call per task (None from `build` skips the task); `apply` turns replies into an update.
+
+    The calls are recorded in each task's `aux` generations, so they count in usage.
+    """
+
+    async def ask(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+        async def work(i: int, task: Task) -> Generation | None:
+            messages = build(i, task, state)
+            if messages is None:
+                return None
+            (reply,) = await backend.generate(messages, params, 1)
+            return reply
+
+        replies = await _per_task(state, config, work, count=False)
+        state = {**state, "traces": [t + [name] for t in state["traces"]]}  # type: ignore[typeddict-item]
+        update = {"traces": state["traces"], **apply(state, replies)}
+        update.setdefault(
+            "aux", [old + ([r] if r is not None else []) for old, r in zip(state["aux"], replies)]
+        )
+        return update
+
+    return async_node(ask, name)
+
+
+# -- candidates and decisions ---------------------------------------------------------
+
+Split = Callable[[Task, Sample], list[tuple[str, str]]]
+
+
+def extract_node(split: Split | None = None) -> RunnableLambda:
+    """Read an answer key out of every sample; unreadable ones stay, without a vote.
+
+    Candidates are numbered by their position in the task's sample list, so
+    the majority tie rule (lowest index first) follows prompt order, then
+    sample order. `split` turns one sample into several answers (IDIV-SE).
+    """
+
+    def extract_all(state: EnsembleState) -> dict[str, Any]:
+        candidates = []
+        for task, samples in zip(state["batch"], state["samples"]):
+            mine: list[Candidate] = []
+            for sample in samples:
+                g = sample.generation
+                parts = split(task, sample) if split else [(sample.source, g.text)]
+                for source, text in parts:
+                    # model_construct: every field is already validated; skip re-validation.
+                    mine.append(
+                        Candidate.model_construct(
+                            index=len(mine), text=text, answer=extract(task, text), generation=g, source=source
+                        )
+                    )
+            candidates.append(mine)
+        return {"candidates": candidates, "traces": [t + ["extract"] for t in state["traces"]]}
+
+    return inline_node(extract_all, "extract")
+
+
+def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[str, Any]) -> RunnableLambda:
+    """Decide each task (unless a node already did) and assemble its Result."""
 
     def aggregate(state: EnsembleState) -> dict[str, Any]:
         results = []
-        for task, gens, cands in zip(state["batch"], state["generations"], state["candidates"]):
-            decision = aggregator(task, cands)
+        for i, task in enumerate(state["batch"]):
+            cands = state["candidates"][i]
+            decided = state["decisions"][i]
+            decision = decided if decided is not None else aggregator(task, cands)
+            generations = [s.generation for s in state["samples"][i]] + state["aux"][i]
             results.append(
-                Result(
+                Result.model_construct(
                     task=task,
                     answer=decision.answer,
                     confidence=decision.confidence,
                     tally=decision.tally,
                     candidates=list(cands),
-                    usage=Usage.of(gens),
+                    usage=Usage.of(generations),
                     decision=decision,
                     strategy=strategy,
                     strategy_params=strategy_params,
-                    trace=["prepare", "sample", "extract", "aggregate"],
+                    trace=state["traces"][i] + ["aggregate"],
                 )
             )
         update: dict[str, Any] = {"results": results}
@@ -157,4 +318,18 @@ def aggregate_node(
             update.update(result=results[0], answer=results[0].answer, confidence=results[0].confidence)
         return update
 
-    return aggregate
+    return inline_node(aggregate, "aggregate")
+
+
+def decided(
+    aggregator: Aggregator, task: Task, candidates: Sequence[Candidate], answer: str | None, name: str, params: dict[str, Any]
+) -> Decision:
+    """A decision made by a model (selection, synthesis), with the candidates' vote as evidence.
+
+    The tally is the candidates' vote; confidence is the share of votes that
+    agree with the model's answer.
+    """
+    vote = aggregator(task, candidates)
+    total = sum(vote.tally.values())
+    share = vote.tally.get(answer, 0.0) / total if answer is not None and total else 0.0
+    return Decision(answer=answer, confidence=share, tally=vote.tally, aggregator=name, params=params)

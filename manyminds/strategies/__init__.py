@@ -1,16 +1,58 @@
-"""Strategies: ways of combining many samples into one answer, each a LangGraph graph."""
+"""Strategies: ways of combining many samples into one answer, each a LangGraph graph.
 
-from manyminds.strategies.base import Strategy
+| name | class | paper |
+|---|---|---|
+| self-consistency | SelfConsistency | Wang et al. 2023 |
+| div-se | DivSE | Naik et al. 2023 |
+| idiv-se | IDivSE | Naik et al. 2023 |
+| self-agreement | SelfAgreement | Lin et al. 2023 |
+| moa | MixtureOfAgents | Wang et al. 2024 |
+| self-moa | SelfMoA | Li et al. 2025 |
+| self-moa-seq | SelfMoASeq | Li et al. 2025 |
+| cascade | Cascade | escalation when samples disagree |
+"""
+
+from manyminds.errors import ConfigError
+from manyminds.strategies.base import SampledStrategy, Strategy
+from manyminds.strategies.cascade import Cascade
+from manyminds.strategies.div_se import DivSE
+from manyminds.strategies.idiv_se import IDivSE
+from manyminds.strategies.moa import MixtureOfAgents
+from manyminds.strategies.self_agreement import SelfAgreement
 from manyminds.strategies.self_consistency import SelfConsistency
+from manyminds.strategies.self_moa import SelfMoA, SelfMoASeq
 
-__all__ = ["SelfConsistency", "Strategy", "by_name"]
+__all__ = [
+    "STRATEGIES",
+    "Cascade",
+    "DivSE",
+    "IDivSE",
+    "MixtureOfAgents",
+    "SampledStrategy",
+    "SelfAgreement",
+    "SelfConsistency",
+    "SelfMoA",
+    "SelfMoASeq",
+    "Strategy",
+    "by_name",
+    "make",
+]
 
-STRATEGIES: dict[str, type[Strategy]] = {SelfConsistency.name: SelfConsistency}
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls
+    for cls in (SelfConsistency, DivSE, IDivSE, SelfAgreement, MixtureOfAgents, SelfMoA, SelfMoASeq, Cascade)
+}
+
+
+def make(name: str, n: int, **settings: object) -> Strategy:
+    """Strategy `name` at a budget of about `n` samples, with the settings it has fields for."""
+    cls = by_name(name)
+    known = {k: v for k, v in settings.items() if k in cls.model_fields or cls is Cascade}
+    return cls.for_budget(n, **known)  # type: ignore[attr-defined]
 
 
 def by_name(name: str) -> type[Strategy]:
-    from manyminds.errors import ConfigError
-
+    """The strategy class registered under `name` (the CLI's --strategy)."""
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy {name!r}: available are {', '.join(STRATEGIES)}")
     return STRATEGIES[name]

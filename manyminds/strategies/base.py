@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from manyminds.backends.base import Backend
 from manyminds.cache import GenerationCache, open_cache
 from manyminds.errors import ConfigError
-from manyminds.types import Result, Task
+from manyminds.types import Message, Result, SamplingParams, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -60,6 +60,11 @@ class Strategy(BaseModel):
         """
         opened, _ = open_cache(cache)
         return self.build(opened.wrap(backend) if opened is not None else backend)
+
+    @classmethod
+    def for_budget(cls, n: int, **settings: Any) -> "Strategy":
+        """This strategy spending about `n` samples per question (the CLI's -n)."""
+        return cls(n=n, **settings)
 
     def params(self) -> dict[str, Any]:
         """The configuration recorded in every result."""
@@ -113,6 +118,27 @@ class Strategy(BaseModel):
         return asyncio.run(
             self.asolve_many(tasks, backend=backend, cache=cache, concurrency=concurrency, progress=progress)
         )
+
+
+class SampledStrategy(Strategy):
+    """A strategy that samples one backend: the sampling settings every such strategy shares."""
+
+    temperature: float = Field(default=0.7, ge=0, description="sampling temperature")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_tokens: int = Field(default=512, ge=1, description="completion tokens per sample")
+    seed: int | None = Field(default=None, description="base seed; each sample derives its own")
+    system: str | None = Field(default=None, description="an optional system message")
+    aggregator: str = Field(default="majority", description="a registered aggregator name")
+
+    def sampling_params(self, **overrides: Any) -> SamplingParams:
+        values = dict(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed)
+        values.update(overrides)
+        return SamplingParams(**values)
+
+    def chat(self, text: str, system: str | None = None) -> list[Message]:
+        """A user turn, after the system message (the given one, else the strategy's)."""
+        system = system if system is not None else self.system
+        return ([Message(role="system", content=system)] if system else []) + [Message(role="user", content=text)]
 
 
 class _progress_bar:

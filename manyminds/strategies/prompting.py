@@ -24,6 +24,22 @@ _DIRECT = {
 }
 
 
+# The plain prompts. "cot" follows chain-of-thought prompting as used by
+# self-consistency (Wang et al. 2023, after Wei et al. 2022), asking for the
+# answer in the "The answer is X." form the paper's parser reads; "direct" asks
+# for the answer alone, which suits very small models (SmolLM2-135M answers
+# single-digit sums better without chain of thought).
+COT_PROMPT = "{question}\n\nThink step by step, then finish with a line of the form 'The answer is X.', where X is {form}."
+DIRECT_PROMPT = "{question}\n\n{instruction}"
+
+
+def question_prompt(task: Task, style: str = "cot") -> str:
+    """The task as a prompt: with chain of thought ("cot") or asking for the answer only ("direct")."""
+    if style == "cot":
+        return COT_PROMPT.format(question=render_question(task), form=answer_form(task))
+    return DIRECT_PROMPT.format(question=render_question(task), instruction=direct_instruction(task))
+
+
 def render_question(task: Task) -> str:
     """The question, followed by lettered options for multiple-choice tasks."""
     if not task.choices:

@@ -1,0 +1,101 @@
+"""IDIV-SE: the DIV-SE approaches in one prompt, several answers from one completion.
+
+Naik et al., "Diversity of Thought Improves Reasoning Abilities of LLMs"
+(2023), the in-call variant: one prompt asks for a solution by each approach
+in turn; the answers are parsed out of the one completion and vote together.
+A missing or malformed section is a candidate without a vote, not a crash.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from manyminds.agents.state import EnsembleState, Sample
+from manyminds.backends.base import Backend
+from manyminds.strategies.div_se import DiversityConfig
+from manyminds.strategies.prompting import answer_form, render_question
+from manyminds.types import Message, Task
+
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
+
+# -- prompt (after Naik et al. 2023, IDIV-SE: all approaches within one call) ------
+IDIV_PROMPT = (
+    "You are {persona}. Solve the problem below {k} times, once with each of these approaches:\n"
+    "{approaches}\n\n{question}\n\n"
+    "For each approach, start a new part with a line 'Approach N:' (N its number), reason step by step, "
+    "and end that part with a line of the form 'The answer is X.', where X is {form}."
+)
+
+_HEADER = re.compile(r"^\W*approach\s*(\d+)\b[^\n]*$", re.IGNORECASE | re.MULTILINE)
+
+
+def split_sections(text: str, k: int) -> list[str | None]:
+    """The text of parts 'Approach 1'..'Approach k' (None where a part is missing).
+
+    A completion without any header is read as the first approach's part.
+    """
+    headers = list(_HEADER.finditer(text))
+    if not headers:
+        return [text] + [None] * (k - 1) if text.strip() else [None] * k
+    parts: dict[int, str] = {}
+    for h, nxt in zip(headers, headers[1:] + [None]):
+        number = int(h.group(1))
+        body = text[h.start(): nxt.start() if nxt else len(text)]
+        if 1 <= number <= k and number not in parts:
+            parts[number] = body
+    return [parts.get(j) for j in range(1, k + 1)]
+
+
+class IDivSE(DiversityConfig):
+    """All approaches in one call per sample; each approach's answer votes (Naik et al., 2023)."""
+
+    name: ClassVar[str] = "idiv-se"
+
+    samples: int = Field(default=1, ge=1, description="completions of the combined prompt")
+
+    @classmethod
+    def for_budget(cls, n: int, **settings: Any) -> "IDivSE":
+        approaches = min(n, 6)
+        return cls(approaches=approaches, samples=max(1, n // approaches), **settings)
+
+    @property
+    def budget(self) -> int:
+        return self.slots() * self.samples
+
+    def combined_messages(self, task: Task, approaches: list[str], persona: str) -> list[Message]:
+        listed = "\n".join(f"Approach {i + 1}: {a}" for i, a in enumerate(approaches))
+        return self.chat(
+            IDIV_PROMPT.format(persona=persona, k=len(approaches), approaches=listed,
+                               question=render_question(task), form=answer_form(task))
+        )
+
+    def build(self, backend: Backend) -> "CompiledStateGraph":
+        from manyminds.agents.graphs import chain, new_graph
+        from manyminds.agents.nodes import Request, aggregate_node, extract_node, inline_node, prepare, sample_node
+        from manyminds.aggregators import get_aggregator
+
+        def plan(i: int, task: Task, state: EnsembleState) -> list[Request]:
+            approaches, personas = state["scratch"]["diversity"][i]
+            return [
+                Request(f"persona-{p + 1}", self.combined_messages(task, approaches, persona), self.samples)
+                for p, persona in enumerate(personas)
+            ]
+
+        def split(task: Task, sample: Sample) -> list[tuple[str, str]]:
+            k = self.slots() // (len(self.given_personas) if self.given_personas is not None else self.personas)
+            sections = split_sections(sample.generation.text, k)
+            return [(f"{sample.source}/approach-{j + 1}", part or "") for j, part in enumerate(sections)]
+
+        graph = chain(
+            new_graph(),
+            ("prepare", inline_node(prepare, "prepare")),
+            ("propose", self.proposal_node(backend)),
+            ("sample", sample_node(backend, plan, self.sampling_params())),
+            ("extract", extract_node(split)),
+            ("aggregate", aggregate_node(get_aggregator(self.aggregator), self.name, self.params())),
+        )
+        return graph.compile(name=self.name)
