@@ -19,6 +19,7 @@ from manyminds.errors import ConfigError
 from manyminds.types import Generation, Message, SamplingParams
 
 Reply = str | Generation
+_REQUEST_IDS = itertools.count()  # process-wide, like a server's request ids
 ReplyFunction = Callable[[list[Message], SamplingParams, int], Reply | Awaitable[Reply]]
 
 
@@ -67,7 +68,6 @@ class Scripted:
             native_n=native_n, logprobs=logprobs, max_concurrency=max_concurrency
         )
         self.requests: list[ScriptedRequest] = []
-        self._ids = itertools.count()
 
     @property
     def calls(self) -> int:
@@ -101,10 +101,10 @@ class Scripted:
             await asyncio.sleep(self.latency)
         prompt_tokens = sum(len(m.content.split()) for m in messages)
         out: list[Generation] = []
-        call_id = f"scripted-{next(self._ids)}"
+        call_id = f"scripted-{next(_REQUEST_IDS)}"
         for index in range(first_index, first_index + n):
             reply = await self._reply(messages, params, index)
-            request_id = call_id if self.capabilities.native_n else f"scripted-{next(self._ids)}"
+            request_id = call_id if self.capabilities.native_n else f"scripted-{next(_REQUEST_IDS)}"
             if isinstance(reply, Generation):
                 out.append(reply.model_copy(update={"index": index, "request_id": request_id}))
             else:

@@ -44,7 +44,8 @@ def split_sections(text: str, k: int) -> list[str | None]:
     parts: dict[int, str] = {}
     for h, nxt in zip(headers, headers[1:] + [None]):
         number = int(h.group(1))
-        body = text[h.start(): nxt.start() if nxt else len(text)]
+        # From after "Approach N" on: the header's number must not read as an answer.
+        body = text[h.end(1): nxt.start() if nxt else len(text)].lstrip(" :.)-*\t")
         if 1 <= number <= k and number not in parts:
             parts[number] = body
     return [parts.get(j) for j in range(1, k + 1)]

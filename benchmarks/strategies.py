@@ -1,0 +1,76 @@
+"""All strategies on the built-in arithmetic set with the embedded model, at an equal budget.
+
+Reports accuracy, samples and tokens per strategy as a table, written to
+results/strategies.json and results/strategies.md. Generations are cached in
+.manyminds/bench.db, so a rerun costs nothing.
+
+    .venv/bin/python benchmarks/strategies.py [--limit 20] [--budget 8] [--level single-digit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+
+from _common import RESULTS, record
+
+from manyminds.backends import Local
+from manyminds.bench import arithmetic_tasks, run_methods
+from manyminds.cache import GenerationCache
+from manyminds.strategies import STRATEGIES, make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--budget", type=int, default=8)
+    parser.add_argument("--level", default="single-digit")
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--cache", default=".manyminds/bench.db")
+    args = parser.parse_args()
+
+    tasks = arithmetic_tasks(args.level, args.limit, seed=0)
+    settings = dict(temperature=0.7, max_tokens=args.max_tokens, prompt="direct")
+    methods = {"single sample": make("self-consistency", 1, **settings)}
+    for name in STRATEGIES:
+        extra = {"max_tokens": args.max_tokens * 4} if name == "idiv-se" else {}  # k answers in one completion
+        methods[name] = make(name, args.budget, **{**settings, **extra})
+
+    Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with GenerationCache(args.cache) as cache:
+        backend = Local()
+        for label, strategy in methods.items():
+            start = time.perf_counter()
+            report = asyncio.run(run_methods({label: strategy}, tasks, backend=backend, cache=cache, progress=False))
+            elapsed = time.perf_counter() - start
+            s = report.scores[0]
+            fallbacks = sum(any("fell back" in t for t in r.trace) for r in report.results[label])
+            rows.append({
+                "strategy": label, "accuracy": round(s.accuracy, 3), "correct": s.correct, "questions": s.questions,
+                "generations_per_question": round(s.usage.samples / s.questions, 2),
+                "completion_tokens": s.usage.completion_tokens, "prompt_tokens": s.usage.prompt_tokens,
+                "tokens_per_question": round(s.usage.total_tokens / s.questions, 1),
+                "fallbacks": fallbacks, "seconds": round(elapsed, 1),
+            })
+            print(rows[-1], flush=True)
+
+    lines = [
+        f"# Strategies on arithmetic ({args.level}, {args.limit} questions), embedded SmolLM2-135M, budget {args.budget}",
+        "",
+        "| strategy | accuracy | generations/question | tokens/question | selection/synthesis fallbacks |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['strategy']} | {r['accuracy']:.0%} ({r['correct']}/{r['questions']}) | "
+                     f"{r['generations_per_question']} | {r['tokens_per_question']} | {r['fallbacks']} |")
+    (RESULTS / "strategies.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print("written", record("strategies", {"level": args.level, "limit": args.limit, "budget": args.budget,
+                                           "max_tokens": args.max_tokens, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
