@@ -14,7 +14,7 @@ import string
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from manyminds.types import AnswerFormat, Task
+from manyminds.types import OPTION_LETTERS, AnswerFormat, Task
 
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
 NUMBER_RE = re.compile(rf"(?<![\w.])(?:{_NUMBER})")
@@ -39,6 +39,8 @@ def _extract(format: AnswerFormat, choices: tuple[str, ...] | None, text: str) -
         return extract_choice(text, choices)
     if format is AnswerFormat.YES_NO:
         return extract_yes_no(text)
+    if format is AnswerFormat.CODE:
+        return code_key(extract_code(text))
     return extract_text(text)
 
 
@@ -100,7 +102,7 @@ def extract_number(text: str) -> str | None:
 
 # -- multiple choice ----------------------------------------------------------
 
-LETTERS = "ABCDEFGHIJ"
+LETTERS = OPTION_LETTERS
 
 
 def extract_choice(text: str, choices: tuple[str, ...] | None = None) -> str | None:
@@ -163,3 +165,31 @@ def extract_text(text: str) -> str | None:
     span = span.strip().split("\n")[0]
     key = normalise_text(span)
     return key or None
+
+
+# -- code ------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def extract_code(text: str) -> str:
+    """The code in a completion: its fenced blocks (Python ones first), else the text itself.
+
+    Several Python blocks are joined in order (a helper, then the solution).
+    """
+    blocks = _FENCE.findall(text)
+    if not blocks:
+        return text
+    python = [body for lang, body in blocks if lang.lower() in ("python", "py", "python3", "")]
+    return "\n".join(python or [body for _, body in blocks])
+
+
+def code_key(code: str) -> str | None:
+    """Code compared by its lines, ignoring blank lines, comments-only lines and trailing spaces.
+
+    Two programs that behave alike but read differently still get different
+    keys; voting by behaviour on tests needs a verifier.
+    """
+    lines = [line.rstrip() for line in code.splitlines()]
+    kept = [line for line in lines if line.strip() and not line.strip().startswith("#")]
+    return "\n".join(kept) or None

@@ -22,6 +22,7 @@ BUILTINS: dict[str, dict[str, str]] = {
     },
     "manyminds.aggregators": {
         "majority": "manyminds.aggregators.majority:Majority",
+        "weighted": "manyminds.aggregators.weighted:WeightedMajority",
     },
 }
 

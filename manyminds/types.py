@@ -13,6 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+OPTION_LETTERS = "ABCDEFGHIJ"
+
+
 class AnswerFormat(str, enum.Enum):
     """How a task's answer is extracted from a completion and compared."""
 
@@ -20,6 +23,7 @@ class AnswerFormat(str, enum.Enum):
     CHOICE = "choice"
     YES_NO = "yes-no"
     TEXT = "text"
+    CODE = "code"
 
 
 class Message(BaseModel):
@@ -54,6 +58,13 @@ class Task(BaseModel):
         if not value or not value.strip():
             raise ValueError("question is empty: give the text of the question to answer")
         return value
+
+    def render(self) -> str:
+        """The question as a model sees it: followed by lettered options for multiple choice."""
+        if not self.choices:
+            return self.question
+        options = "\n".join(f"({OPTION_LETTERS[i]}) {text}" for i, text in enumerate(self.choices))
+        return f"{self.question}\n\nOptions:\n{options}"
 
     @classmethod
     def of(cls, task: "Task | str") -> "Task":
@@ -147,6 +158,19 @@ class Generation(BaseModel):
     """True when this sample was read from the cache rather than generated now."""
 
 
+class Verdict(BaseModel):
+    """A verifier's judgement of one candidate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    score: float
+    """In [0, 1]: 1 surely right, 0 surely wrong (a probability, a pass rate, a scaled grade)."""
+    passed: bool
+    verifier: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    """What the verifier saw: test output, judge replies, each panel member's verdict."""
+
+
 class Candidate(BaseModel):
     """A generation read as an answer to a task.
 
@@ -163,6 +187,8 @@ class Candidate(BaseModel):
     generation: Generation | None = None
     source: str = "sample"
     """Which prompt or step produced it (the strategy names these)."""
+    verdict: Verdict | None = None
+    """The verifier's judgement, when a verifying strategy ran one."""
 
     @property
     def votes(self) -> bool:
@@ -260,6 +286,16 @@ class Result(BaseModel):
         from manyminds.answers import normalise_gold
 
         return self.answer is not None and self.answer == normalise_gold(self.task)
+
+    @property
+    def false_positives(self) -> int | None:
+        """Candidates that passed the verifier with a wrong answer (None without gold or verdicts)."""
+        if self.task.gold is None or not any(c.verdict for c in self.candidates):
+            return None
+        from manyminds.answers import normalise_gold
+
+        gold = normalise_gold(self.task)
+        return sum(1 for c in self.candidates if c.verdict and c.verdict.passed and c.answer != gold)
 
     @model_validator(mode="after")
     def _sorted_candidates(self) -> "Result":

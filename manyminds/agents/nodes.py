@@ -23,7 +23,7 @@ from manyminds.answers import extract
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.agents.state import EnsembleState, Sample, SlotSamples
-from manyminds.types import Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage
+from manyminds.types import Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage, Verdict
 
 DEFAULT_CONCURRENCY = 16
 T = TypeVar("T")
@@ -118,6 +118,7 @@ def prepare(state: EnsembleState) -> dict[str, Any]:
         "aux": [[] for _ in batch],
         "decisions": [None for _ in batch],
         "traces": [["prepare"] for _ in batch],
+        "verdicts": [{} for _ in batch],
         "scratch": {},
         "round": 0,
     }
@@ -295,7 +296,7 @@ def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[
     def aggregate(state: EnsembleState) -> dict[str, Any]:
         results = []
         for i, task in enumerate(state["batch"]):
-            cands = state["candidates"][i]
+            cands = with_verdicts(state["candidates"][i], state.get("verdicts", [{}] * len(state["batch"]))[i])
             decided = state["decisions"][i]
             decision = decided if decided is not None else aggregator(task, cands)
             generations = [s.generation for s in state["samples"][i]] + state["aux"][i]
@@ -319,6 +320,38 @@ def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[
         return update
 
     return inline_node(aggregate, "aggregate")
+
+
+def with_verdicts(candidates: Sequence[Candidate], verdicts: dict[int, Verdict]) -> list[Candidate]:
+    """Candidates carrying their verdicts (extraction rebuilds candidates; verdicts live apart)."""
+    if not verdicts:
+        return list(candidates)
+    return [c.model_copy(update={"verdict": verdicts[c.index]}) if c.index in verdicts else c for c in candidates]
+
+
+def verify_node(verifier: Any, *, name: str = "verify", max_parallel: int = 16) -> RunnableLambda:
+    """Verify every candidate not verified yet, concurrently, keeping verdicts by candidate index."""
+
+    async def verify(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
+        limit = asyncio.Semaphore(max_parallel)
+
+        async def check(task: Task, candidate: Candidate) -> tuple[int, Verdict]:
+            async with limit:
+                return candidate.index, await verifier.verify(task, candidate)
+
+        async def work(i: int, task: Task) -> dict[int, Verdict]:
+            done = state["verdicts"][i]
+            todo = [c for c in state["candidates"][i] if c.index not in done]
+            return {**done, **dict(await asyncio.gather(*(check(task, c) for c in todo)))}
+
+        verdicts = await _per_task(state, config, work, count=False)
+        traces = [
+            t + [f"{name}: {sum(v.passed for v in vs.values())}/{len(vs)} passed"]
+            for t, vs in zip(state["traces"], verdicts)
+        ]
+        return {"verdicts": verdicts, "traces": traces}
+
+    return async_node(verify, name)
 
 
 def decided(

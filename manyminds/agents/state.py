@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
-from manyminds.types import Candidate, Decision, Generation, Result, Task
+from manyminds.types import Candidate, Decision, Generation, Result, Task, Verdict
 
 
 class Sample(BaseModel):
@@ -75,5 +75,7 @@ class EnsembleState(EnsembleInput, EnsembleOutput, total=False):
     """Per task, the steps taken and anything notable (fallbacks, escalations)."""
     scratch: dict[str, Any]
     """Strategy-specific per-batch values (proposed approaches, MoA round), keyed by name."""
+    verdicts: list[dict[int, Verdict]]
+    """Per task, the verifier's verdict on each candidate, by candidate index."""
     slot_samples: Annotated[list[SlotSamples], operator.add]
     round: int

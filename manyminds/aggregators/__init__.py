@@ -2,5 +2,6 @@
 
 from manyminds.aggregators.base import Aggregator, aggregator, available, get_aggregator
 from manyminds.aggregators.majority import Majority, decide, tally
+from manyminds.aggregators.weighted import WeightedMajority
 
-__all__ = ["Aggregator", "Majority", "aggregator", "available", "decide", "get_aggregator", "tally"]
+__all__ = ["Aggregator", "Majority", "WeightedMajority", "aggregator", "available", "decide", "get_aggregator", "tally"]

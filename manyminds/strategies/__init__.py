@@ -10,6 +10,9 @@
 | self-moa | SelfMoA | Li et al. 2025 |
 | self-moa-seq | SelfMoASeq | Li et al. 2025 |
 | cascade | Cascade | escalation when samples disagree |
+| best-of-n | BestOfN | verifier picks the best of n |
+| verifier-resampling | VerifierResampling | sample until a verifier passes (Stroebl et al. 2024) |
+| verified-vote | VerifiedVote | votes weighted by verifier scores |
 """
 
 from manyminds.errors import ConfigError
@@ -21,10 +24,14 @@ from manyminds.strategies.moa import MixtureOfAgents
 from manyminds.strategies.self_agreement import SelfAgreement
 from manyminds.strategies.self_consistency import SelfConsistency
 from manyminds.strategies.self_moa import SelfMoA, SelfMoASeq
+from manyminds.strategies.verified import BestOfN, VerifiedVote, VerifierResampling
 
 __all__ = [
     "STRATEGIES",
+    "BestOfN",
     "Cascade",
+    "VerifiedVote",
+    "VerifierResampling",
     "DivSE",
     "IDivSE",
     "MixtureOfAgents",
@@ -38,10 +45,12 @@ __all__ = [
     "make",
 ]
 
+# Strategies that need no verifier; the CLI's --strategy chooses among these.
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
     for cls in (SelfConsistency, DivSE, IDivSE, SelfAgreement, MixtureOfAgents, SelfMoA, SelfMoASeq, Cascade)
 }
+VERIFYING: dict[str, type[Strategy]] = {cls.name: cls for cls in (BestOfN, VerifierResampling, VerifiedVote)}
 
 
 def make(name: str, n: int, **settings: object) -> Strategy:
@@ -53,6 +62,7 @@ def make(name: str, n: int, **settings: object) -> Strategy:
 
 def by_name(name: str) -> type[Strategy]:
     """The strategy class registered under `name` (the CLI's --strategy)."""
-    if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {name!r}: available are {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+    known = {**STRATEGIES, **VERIFYING}
+    if name not in known:
+        raise ConfigError(f"unknown strategy {name!r}: available are {', '.join(known)}")
+    return known[name]

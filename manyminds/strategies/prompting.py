@@ -6,7 +6,6 @@ extractors of `manyminds.answers` read.
 
 from __future__ import annotations
 
-from manyminds.answers import LETTERS
 from manyminds.types import AnswerFormat, Task
 
 _ANSWER_FORM = {
@@ -14,6 +13,7 @@ _ANSWER_FORM = {
     AnswerFormat.CHOICE: "the letter of one option",
     AnswerFormat.YES_NO: "yes or no",
     AnswerFormat.TEXT: "a short phrase",
+    AnswerFormat.CODE: "the complete code in one ```python block",
 }
 
 _DIRECT = {
@@ -21,6 +21,7 @@ _DIRECT = {
     AnswerFormat.CHOICE: "Reply with just the letter of the correct option.",
     AnswerFormat.YES_NO: "Reply with just yes or no.",
     AnswerFormat.TEXT: "Reply with just the answer, in a few words.",
+    AnswerFormat.CODE: "Reply with the complete code in one ```python block.",
 }
 
 
@@ -35,6 +36,8 @@ DIRECT_PROMPT = "{question}\n\n{instruction}"
 
 def question_prompt(task: Task, style: str = "cot") -> str:
     """The task as a prompt: with chain of thought ("cot") or asking for the answer only ("direct")."""
+    if task.format is AnswerFormat.CODE:
+        return f"{render_question(task)}\n\n{direct_instruction(task)}"
     if style == "cot":
         return COT_PROMPT.format(question=render_question(task), form=answer_form(task))
     return DIRECT_PROMPT.format(question=render_question(task), instruction=direct_instruction(task))
@@ -42,10 +45,7 @@ def question_prompt(task: Task, style: str = "cot") -> str:
 
 def render_question(task: Task) -> str:
     """The question, followed by lettered options for multiple-choice tasks."""
-    if not task.choices:
-        return task.question
-    options = "\n".join(f"({LETTERS[i]}) {text}" for i, text in enumerate(task.choices))
-    return f"{task.question}\n\nOptions:\n{options}"
+    return task.render()
 
 
 def answer_form(task: Task) -> str:

@@ -1,0 +1,85 @@
+"""Verifiers made of verifiers: all, any, weighted, and panels of judges (PoLL).
+
+A panel follows Verga et al., "Replacing Judges with Juries" (2024): several
+(smaller, different) judges, combined by vote or by mean score. Every
+member's verdict is kept in the combined verdict's details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from manyminds.errors import ConfigError
+from manyminds.types import Candidate, Task, Verdict
+from manyminds.verifiers.base import Verifier
+
+Rule = Literal["all", "any", "vote", "mean", "weighted"]
+
+
+class Combined:
+    """Verdicts of `verifiers` on one candidate, combined by `rule`.
+
+    all: passes if all pass (score = min); any: if any passes (score = max);
+    vote: if more than half pass (score = share passing); mean and weighted:
+    the (weighted) mean score, passing at `threshold`.
+    """
+
+    def __init__(
+        self,
+        verifiers: Sequence[Verifier],
+        rule: Rule = "vote",
+        *,
+        weights: Sequence[float] | None = None,
+        threshold: float = 0.5,
+        name: str | None = None,
+    ) -> None:
+        if not verifiers:
+            raise ConfigError("a combined verifier needs at least one verifier")
+        if weights is not None and len(weights) != len(verifiers):
+            raise ConfigError(f"{len(weights)} weights for {len(verifiers)} verifiers")
+        if rule == "weighted" and (weights is None or sum(weights) <= 0):
+            raise ConfigError("rule 'weighted' needs positive weights")
+        self.verifiers = list(verifiers)
+        self.rule = rule
+        self.weights = list(weights) if weights is not None else [1.0] * len(verifiers)
+        self.threshold = threshold
+        self.name = name or f"{rule}({', '.join(v.name for v in verifiers)})"
+
+    def params(self) -> dict[str, Any]:
+        return {"rule": self.rule, "weights": self.weights, "threshold": self.threshold,
+                "members": [{"name": v.name, **v.params()} for v in self.verifiers]}
+
+    async def verify(self, task: Task, candidate: Candidate) -> Verdict:
+        verdicts = await asyncio.gather(*(v.verify(task, candidate) for v in self.verifiers))
+        scores = [v.score for v in verdicts]
+        if self.rule == "all":
+            score, passed = min(scores), all(v.passed for v in verdicts)
+        elif self.rule == "any":
+            score, passed = max(scores), any(v.passed for v in verdicts)
+        elif self.rule == "vote":
+            score = sum(v.passed for v in verdicts) / len(verdicts)
+            passed = score > 0.5
+        else:
+            score = sum(w * s for w, s in zip(self.weights, scores)) / sum(self.weights)
+            passed = score >= self.threshold
+        return Verdict(score=score, passed=passed, verifier=self.name,
+                       details={"members": [v.model_dump() for v in verdicts]})
+
+
+def all_of(*verifiers: Verifier) -> Combined:
+    return Combined(verifiers, "all")
+
+
+def any_of(*verifiers: Verifier) -> Combined:
+    return Combined(verifiers, "any")
+
+
+def weighted(verifiers: Sequence[Verifier], weights: Sequence[float], threshold: float = 0.5) -> Combined:
+    return Combined(verifiers, "weighted", weights=weights, threshold=threshold)
+
+
+def panel(judges: Sequence[Verifier], combine: Literal["vote", "mean"] = "vote", threshold: float = 0.5) -> Combined:
+    """A panel of judges (PoLL): by majority of their pass/fail, or by their mean score."""
+    return Combined(judges, combine, threshold=threshold, name=f"panel-{combine}")

@@ -1,0 +1,65 @@
+"""Math answers checked against the reference with math-verify.
+
+math-verify's timeout uses signals, which work only in a main thread, so
+every check runs in a worker process of a small pool, never in a thread.
+Equivalent forms pass: `0.5` and `\\frac{1}{2}`, `\\boxed{\\dfrac12}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from manyminds.types import Candidate, Task, Verdict
+
+_pool: ProcessPoolExecutor | None = None
+
+
+def _executor() -> ProcessPoolExecutor:
+    global _pool
+    if _pool is None:
+        # spawn: a fork of a process running threads (the cache writer, asyncio) is unsafe.
+        _pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
+    return _pool
+
+
+def _as_math(text: str) -> str:
+    # math-verify reads LaTeX best inside $...$ or \boxed{}; plain numbers parse either way.
+    return text if ("$" in text or "\\boxed" in text) else f"${text}$"
+
+
+def equivalent(gold: str, answer: str, timeout: int = 5) -> bool:
+    """Whether `answer` equals `gold` mathematically (runs in the calling process)."""
+    from math_verify import parse, verify
+
+    gold_parsed = parse(_as_math(gold), parsing_timeout=timeout)
+    answer_parsed = parse(answer, parsing_timeout=timeout) or parse(_as_math(answer), parsing_timeout=timeout)
+    if not gold_parsed or not answer_parsed:
+        return False
+    return bool(verify(gold_parsed, answer_parsed, timeout_seconds=timeout))
+
+
+async def math_equivalent(gold: str, answer: str, timeout: int = 5) -> bool:
+    """`equivalent` in the process pool, from async code."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), equivalent, gold, answer, timeout)
+
+
+class MathAnswer:
+    """Passes when the candidate's final answer equals the task's gold answer (math-verify)."""
+
+    name = "math-answer"
+
+    def __init__(self, timeout: int = 5) -> None:
+        self.timeout = timeout
+
+    def params(self) -> dict[str, Any]:
+        return {"timeout": self.timeout}
+
+    async def verify(self, task: Task, candidate: Candidate) -> Verdict:
+        if task.gold is None:
+            return Verdict(score=0.0, passed=False, verifier=self.name, details={"result": "no gold answer"})
+        ok = await math_equivalent(task.gold, candidate.text, self.timeout)
+        return Verdict(score=float(ok), passed=ok, verifier=self.name, details={"gold": task.gold})
