@@ -101,6 +101,11 @@ class SandboxResult:
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
+    @property
+    def out_of_time(self) -> bool:
+        """Stopped by the wall-clock timeout or the CPU limit (SIGXCPU, then SIGKILL)."""
+        return self.timed_out or self.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
+
 
 def _world_executable(path: Path) -> bool:
     """Whether another user can run `path` (every ancestor traversable, the file executable)."""
@@ -142,7 +147,10 @@ def _child_setup(limits: Limits, uid: int | None) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.unshare(CLONE_NEWNET) != 0:
             os._exit(125)  # refuse to run with network access we meant to remove
-    _limit(resource.RLIMIT_CPU, limits.cpu_seconds)
+    try:  # soft limit: SIGXCPU; one second later the hard limit kills
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+    except (ValueError, OSError):
+        pass
     _limit(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024)
     _limit(resource.RLIMIT_FSIZE, limits.max_file_bytes)
     _limit(resource.RLIMIT_NOFILE, limits.max_open_files)

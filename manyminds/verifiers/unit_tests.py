@@ -57,7 +57,7 @@ class UnitTests:
     def check(self, task: Task, code: str) -> Verdict:
         """Run the tests against `code` (blocking)."""
         outcome = run_python(program(task, code), self.limits, allow=self.allow)
-        reason = "passed" if outcome.ok else ("timed out" if outcome.timed_out else "failed")
+        reason = "passed" if outcome.ok else ("timed out" if outcome.out_of_time else "failed")
         return Verdict(
             score=1.0 if outcome.ok else 0.0,
             passed=outcome.ok,

@@ -1,0 +1,238 @@
+"""Verifiers: the sandbox against hostile code, code benchmarks, math, judges, panels, reward."""
+
+import asyncio
+import json
+import os
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from manyminds.backends import Scripted
+from manyminds.bench.code import humaneval_tasks, mbpp_tasks
+from manyminds.errors import CapabilityError
+from manyminds.types import Candidate, Generation, Task, TokenLogprob
+from manyminds.verifiers import (
+    GradeJudge, Limits, MathAnswer, PTrueJudge, RewardEndpoint, UnitTests, all_of, any_of, panel, run_python, weighted,
+)
+from tests.conftest import SHARED_DATA
+
+LIMITS = Limits(timeout=3, cpu_seconds=3, memory_mb=256, max_processes=8)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def cand(text, answer=None, index=0):
+    return Candidate(index=index, text=text, answer=answer)
+
+
+# -- opt-in ---------------------------------------------------------------------------
+
+
+def test_code_execution_is_off_unless_opted_in(monkeypatch):
+    monkeypatch.delenv("MANYMINDS_ALLOW_CODE_EXECUTION", raising=False)
+    with pytest.raises(CapabilityError, match="disabled"):
+        run_python("print(1)")
+    with pytest.raises(CapabilityError, match="MANYMINDS_ALLOW_CODE_EXECUTION"):
+        UnitTests()
+    monkeypatch.setenv("MANYMINDS_ALLOW_CODE_EXECUTION", "1")
+    assert run_python("print(1)", LIMITS).stdout.strip() == "1"
+
+
+# -- the sandbox against hostile candidates --------------------------------------------
+
+
+def sandboxed(code):
+    return run_python(code, LIMITS, allow=True)
+
+
+def test_infinite_loop_is_killed_at_the_timeout():
+    result = run_python("while True:\n    pass", Limits(timeout=2, cpu_seconds=30), allow=True)
+    assert result.timed_out and not result.ok
+
+
+def test_busy_loop_hits_the_cpu_limit():
+    result = run_python("while True:\n    pass", Limits(timeout=30, cpu_seconds=1), allow=True)
+    assert result.out_of_time and not result.timed_out and not result.ok
+
+
+def test_fork_bomb_is_contained():
+    result = sandboxed("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    assert not result.ok
+
+
+def test_memory_bomb_is_contained():
+    result = sandboxed("x = bytearray(4 * 1024 ** 3)\nprint('allocated')")
+    assert not result.ok and "allocated" not in result.stdout and "MemoryError" in result.stderr
+
+
+def test_files_outside_its_directory_survive(tmp_path):
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("precious")
+    os.chmod(tmp_path, 0o777)
+    os.chmod(decoy, 0o666 if os.geteuid() != 0 else 0o644)
+    result = sandboxed(f"import os\nos.remove({str(decoy)!r})\nprint('deleted')")
+    assert decoy.read_text() == "precious" and "deleted" not in result.stdout
+
+
+def test_no_network_socket():
+    result = sandboxed("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)\nprint('connected')")
+    assert "connected" not in result.stdout and not result.ok
+
+
+def test_api_keys_are_not_in_its_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak")
+    result = sandboxed("import os\nprint(sorted(os.environ))\nprint(os.environ.get('OPENAI_API_KEY'))")
+    assert "sk-do-not-leak" not in result.stdout and "OPENAI_API_KEY" not in result.stdout
+
+
+def test_it_cannot_kill_its_parent():
+    result = sandboxed("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('killed')")
+    assert "killed" not in result.stdout  # and this test process is still here to check it
+
+
+def test_huge_output_is_capped():
+    result = sandboxed("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)")
+    assert len(result.stdout) <= LIMITS.max_output_bytes
+
+
+def test_no_child_process_is_left_behind():
+    marker = "manyminds-sandbox-leftover-marker"
+    sandboxed(f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)  # {marker}\nprint('parent done')")
+    procs = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    assert "candidate.py" not in procs
+
+
+# -- code benchmarks ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def unit_tests():
+    return UnitTests(allow_code_execution=True, limits=Limits(timeout=10, memory_mb=512))
+
+
+def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail(unit_tests):
+    tasks = humaneval_tasks(SHARED_DATA / "humaneval" / "HumanEval.jsonl.gz", limit=4)
+    for task in tasks:
+        good = run(unit_tests.verify(task, cand(f"```python\n{task.metadata['canonical']}\n```")))
+        assert good.passed, (task.id, good.details)
+        body_only = task.metadata["canonical"][len(task.metadata["prompt"]):]
+        assert run(unit_tests.verify(task, cand(body_only))).passed, "a body completion continues the prompt"
+        wrong = run(unit_tests.verify(task, cand(f"def {task.metadata['entry_point']}(*args):\n    return None")))
+        assert not wrong.passed
+
+
+def test_mbpp_canonical_solutions_pass_and_wrong_ones_fail(unit_tests):
+    tasks = mbpp_tasks(SHARED_DATA / "mbpp" / "mbpp.jsonl", limit=4)
+    for task, other in zip(tasks, tasks[1:] + tasks[:1]):
+        assert run(unit_tests.verify(task, cand(task.metadata["canonical"]))).passed, task.id
+        assert not run(unit_tests.verify(task, cand(other.metadata["canonical"]))).passed
+
+
+# -- math ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gold", "text", "ok"),
+    [("0.5", "The answer is $\\frac{1}{2}$", True), ("\\frac{1}{2}", "\\boxed{\\dfrac12}", True),
+     ("3", "x = 3", True), ("12", "The answer is 13.", False)],
+)
+def test_math_answer(gold, text, ok):
+    assert run(MathAnswer().verify(Task(question="q", gold=gold), cand(text))).passed is ok
+
+
+# -- judges ----------------------------------------------------------------------------------
+
+
+def logprob_judge(p_true):
+    import math
+
+    def reply(messages, params, index):
+        top = {"True": math.log(p_true), "False": math.log(1 - p_true)}
+        first = max(top, key=top.get)
+        return Generation(text=first, index=index, logprobs=(TokenLogprob(token=first, logprob=top[first], top=top),))
+
+    return Scripted(reply)
+
+
+def test_p_true_reads_logprobs():
+    verdict = run(PTrueJudge(logprob_judge(0.8)).verify(Task(question="7+5?"), cand("12")))
+    assert verdict.score == pytest.approx(0.8) and verdict.passed and verdict.details["method"] == "logprobs"
+
+
+def test_p_true_samples_when_there_are_no_logprobs():
+    judge = Scripted(["True", "False", "True", "true.", "no idea"], logprobs=False)
+    verdict = run(PTrueJudge(judge, samples=5).verify(Task(question="7+5?"), cand("12")))
+    assert verdict.score == pytest.approx(3 / 4) and verdict.details["method"] == "sampled"
+    assert judge.requests[0].n == 5 and "Proposed answer: 12" in judge.requests[0].messages[0].content
+
+
+def test_grade_judge_scales_one_to_ten():
+    assert run(GradeJudge(Scripted(["Score: 10"])).verify(Task(question="q"), cand("a"))).score == 1.0
+    low = run(GradeJudge(Scripted(["Score: 1"])).verify(Task(question="q"), cand("a")))
+    assert low.score == 0.0 and not low.passed
+    assert not run(GradeJudge(Scripted(["great"])).verify(Task(question="q"), cand("a"))).passed
+
+
+def test_panel_by_vote_and_by_mean_keeps_each_verdict():
+    judges = [PTrueJudge(logprob_judge(p)) for p in (0.9, 0.6, 0.2)]
+    voted = run(panel(judges, "vote").verify(Task(question="q"), cand("a")))
+    assert voted.passed and voted.score == pytest.approx(2 / 3) and len(voted.details["members"]) == 3
+    mean = run(panel(judges, "mean", threshold=0.6).verify(Task(question="q"), cand("a")))
+    assert mean.score == pytest.approx((0.9 + 0.6 + 0.2) / 3) and not mean.passed
+
+
+def test_composites():
+    yes, no = PTrueJudge(logprob_judge(0.9)), PTrueJudge(logprob_judge(0.1))
+    task, c = Task(question="q"), cand("a")
+    assert not run(all_of(yes, no).verify(task, c)).passed
+    assert run(any_of(yes, no).verify(task, c)).passed
+    w = run(weighted([yes, no], [3, 1]).verify(task, c))
+    assert w.score == pytest.approx(0.7) and w.passed
+
+
+@pytest.mark.integration
+def test_p_true_with_the_embedded_model(local_backend):
+    verdict = run(PTrueJudge(local_backend, samples=3).verify(Task(question="What is 2 + 2?"), cand("4")))
+    assert 0 <= verdict.score <= 1 and verdict.details["method"] == "sampled" and len(verdict.details["votes"]) == 3
+
+
+# -- reward model endpoint ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def score_server():
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            score = 2.0 if "12" in body["text_2"] else -2.0
+            reply = json.dumps({"data": [{"index": 0, "score": score}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", seen
+    server.shutdown()
+
+
+def test_reward_endpoint(score_server):
+    url, seen = score_server
+    rm = RewardEndpoint("rm", url, scale="sigmoid")
+    good = run(rm.verify(Task(question="What is 7 + 5?"), cand("The answer is 12.")))
+    bad = run(rm.verify(Task(question="What is 7 + 5?"), cand("The answer is 13.")))
+    assert good.passed and good.score == pytest.approx(0.8808, abs=1e-3) and not bad.passed
+    assert seen[0] == {"model": "rm", "text_1": "What is 7 + 5?", "text_2": "The answer is 12."}
