@@ -163,7 +163,12 @@ def curves(tasks: list[Task], pools: dict, truth: dict) -> list[dict]:
             results = strategy.solve_many(weak, backend=backend, progress=False)
             correct = sum(truth.get((r.task.id, r.answer), False) for r in results)
             answered = [r for r in results if r.answer is not None]
-            false_pos = sum(1 for r in answered if not truth.get((r.task.id, r.answer), False))
+            # A false positive: the answer passed the verifier and is wrong by the full tests.
+            false_pos = sum(
+                1 for r in answered
+                if not truth.get((r.task.id, r.answer), False)
+                and any(c.answer == r.answer and c.verdict and c.verdict.passed for c in r.candidates)
+            )
             rows.append({
                 "strategy": label, "n": n, "accuracy": round(correct / len(results), 3),
                 "answered": len(answered), "false_positive_answers": false_pos,
@@ -187,8 +192,8 @@ def main() -> None:
     )
     print(f"{mutant_count} wrong mutants; {weak_fp} pass the weak verifier ({weak_fp / max(1, mutant_count):.0%})")
     rows = curves(tasks, pools, truth)
-    lines = ["| strategy | n | accuracy | false-positive rate of answers | mean samples |", "|---|---|---|---|---|"]
-    lines += [f"| {r['strategy']} | {r['n']} | {r['accuracy']:.0%} | {r['false_positive_rate']:.0%} | {r['mean_samples']} |"
+    lines = ["| strategy | n | accuracy | answered | passed-but-wrong among answered | mean samples |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['strategy']} | {r['n']} | {r['accuracy']:.0%} | {r['answered']} | {r['false_positive_rate']:.0%} | {r['mean_samples']} |"
               for r in rows]
     (RESULTS / "verifiers.md").write_text(
         f"# Verifiers on HumanEval[:{TASKS}], scripted candidates (P(correct) = {P_CORRECT}), weak verifier\n\n"

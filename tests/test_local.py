@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from manyminds.backends.local import Local, default_model_path
-from manyminds.errors import CapabilityError, ConfigError
+from manyminds.errors import ConfigError
 from manyminds.strategies import SelfConsistency
 from manyminds.types import Message, SamplingParams
 
@@ -36,9 +36,25 @@ def test_greedy_is_deterministic(local_backend):
     assert a[0].text == b[0].text
 
 
-def test_logprobs_are_refused_clearly(local_backend):
-    with pytest.raises(CapabilityError, match="logprobs"):
-        asyncio.run(local_backend.generate(MSGS, SamplingParams(logprobs=True), 1))
+def test_logprobs_match_the_llama_cpp_server(local_backend, llama_server):
+    from manyminds.backends import OpenAICompatible
+
+    params = SamplingParams(temperature=0, max_tokens=12, logprobs=True, top_logprobs=3)
+    (mine,) = asyncio.run(local_backend.generate(MSGS, params, 1))
+    (server,) = asyncio.run(OpenAICompatible(model="smollm2", base_url=llama_server).generate(MSGS, params, 1))
+    assert mine.text == server.text
+    assert [t.token for t in mine.logprobs] == [t.token for t in server.logprobs]
+    assert [t.logprob for t in mine.logprobs] == pytest.approx([t.logprob for t in server.logprobs], abs=1e-4)
+    assert mine.logprobs[0].top == pytest.approx(server.logprobs[0].top, abs=1e-4)
+
+
+def test_logprobs_at_the_length_limit_cover_every_token(local_backend):
+    params = SamplingParams(temperature=0.9, max_tokens=6, logprobs=True, seed=2)
+    story = [Message(role="user", content="Write a long story about a cat who sails the sea.")]
+    (g,) = asyncio.run(local_backend.generate(story, params, 1))
+    assert g.finish_reason == "length"
+    assert len(g.logprobs) == g.completion_tokens
+    assert "".join(t.token for t in g.logprobs) == g.text
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path):

