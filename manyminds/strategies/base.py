@@ -129,9 +129,11 @@ class SampledStrategy(Strategy):
     seed: int | None = Field(default=None, description="base seed; each sample derives its own")
     system: str | None = Field(default=None, description="an optional system message")
     aggregator: str = Field(default="majority", description="a registered aggregator name")
+    logprobs: bool = Field(default=False, description="ask for token logprobs (RPC, logprob-weighted votes)")
 
     def sampling_params(self, **overrides: Any) -> SamplingParams:
-        values = dict(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed)
+        values = dict(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed,
+                      logprobs=self.logprobs)
         values.update(overrides)
         return SamplingParams(**values)
 
