@@ -22,7 +22,20 @@ GSM8K_RE = re.compile(r"####\s*\$?\s*(" + _NUMBER + ")")
 ANSWER_IS_RE = re.compile(
     r"(?:answer\s*(?:is|:|=)|final answer\s*(?:is|:)?|answer\s*would be)\s*:?\s*(.*)", re.IGNORECASE
 )
-BOXED_RE = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
+_BOXED_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def boxed_contents(text: str) -> list[str]:
+    """The contents of every \\boxed{...} in `text`, braces balanced to any depth."""
+    found = []
+    for match in _BOXED_START.finditer(text):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                found.append(text[start:i])
+                break
+    return found
 
 
 def extract(task: Task, text: str) -> str | None:
@@ -41,6 +54,8 @@ def _extract(format: AnswerFormat, choices: tuple[str, ...] | None, text: str) -
         return extract_yes_no(text)
     if format is AnswerFormat.CODE:
         return code_key(extract_code(text))
+    if format is AnswerFormat.MATH:
+        return extract_math(text)
     return extract_text(text)
 
 
@@ -72,13 +87,27 @@ def normalise_number(raw: str) -> str | None:
     return format(decimal.normalize(), "f")
 
 
+_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.]+)\s*\}\s*\{\s*(-?[\d.]+)\s*\}")
+_LATEX_FRAC_SHORT = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
+_LATEX_NOISE = re.compile(r"\\(?:left|right|,|!|;|quad|displaystyle)|\$|\^\{?\\circ\}?|\\%")
+_LATEX_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}")
+
+
+def delatex(span: str) -> str:
+    """Plain text for the numbers in LaTeX: \\frac{1}{2} and \\dfrac12 -> 1/2; $, \\left, \\% dropped."""
+    span = _LATEX_TEXT.sub(r" \1 ", span).replace("{,}", ",")
+    span = _LATEX_FRAC.sub(r" \1/\2 ", span)
+    span = _LATEX_FRAC_SHORT.sub(r" \1/\2 ", span)
+    return _LATEX_NOISE.sub(" ", span).replace("\u2212", "-")
+
+
 def _first_number(span: str) -> str | None:
-    match = NUMBER_RE.search(span.replace("\u2212", "-"))
+    match = NUMBER_RE.search(delatex(span))
     return normalise_number(match.group(0)) if match else None
 
 
 def _last_number(span: str) -> str | None:
-    matches = NUMBER_RE.findall(span.replace("\u2212", "-"))
+    matches = NUMBER_RE.findall(delatex(span))
     return normalise_number(matches[-1]) if matches else None
 
 
@@ -86,7 +115,7 @@ def extract_number(text: str) -> str | None:
     """GSM8K '#### 18', then \\boxed{...}, then 'the answer is ...', then the last number."""
     if match := GSM8K_RE.search(text):
         return normalise_number(match.group(1))
-    boxed = BOXED_RE.findall(text)
+    boxed = boxed_contents(text)
     if boxed and (value := _last_number(boxed[-1])) is not None:
         return value
     phrases = ANSWER_IS_RE.findall(text)
@@ -98,6 +127,34 @@ def extract_number(text: str) -> str | None:
         if (value := _first_number(span)) is not None:
             return value
     return _last_number(text)
+
+
+# -- competition math -----------------------------------------------------------
+
+_LATEX_SPACING = re.compile(r"\\(?:left|right|!|,|;|quad|displaystyle)|\s+|\$")
+
+
+def extract_math(text: str) -> str | None:
+    """The final answer of a math solution as a key: a number key when it is a number, else
+    compact LaTeX (\\dfrac -> \\frac, no spacing, no "x =" in front).
+
+    Keys that differ in form but not in value (\\sqrt{2}/2 and \\frac{\\sqrt2}{2}) are merged
+    later with math-verify, which needs a process pool (see agents' extract node).
+    """
+    boxed = boxed_contents(text)
+    if boxed:
+        span = boxed[-1]
+    else:
+        phrases = ANSWER_IS_RE.findall(text)
+        if not phrases:
+            return extract_number(text)
+        span = phrases[-1].split("\n")[0].rstrip(". ")
+    span = re.sub(r"^\s*[a-zA-Z]\s*=\s*", "", span.strip())
+    plain = delatex(span).strip().rstrip(".")
+    if re.fullmatch(rf"\s*(?:{_NUMBER})\s*", plain):
+        return normalise_number(plain)
+    key = _LATEX_SPACING.sub("", span).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").rstrip(".")
+    return key or None
 
 
 # -- multiple choice ----------------------------------------------------------

@@ -24,6 +24,8 @@ class AnswerFormat(str, enum.Enum):
     YES_NO = "yes-no"
     TEXT = "text"
     CODE = "code"
+    MATH = "math"
+    """Competition math (MATH, MATH-500): LaTeX answers; math-verify merges equivalent keys."""
 
 
 class Message(BaseModel):
@@ -277,6 +279,8 @@ class Result(BaseModel):
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     trace: list[str] = Field(default_factory=list)
     """The steps taken, in order (graph nodes, escalations), for inspection."""
+    stop_reason: str | None = None
+    """Why sampling stopped, when a stopping rule was used (early-stopping votes)."""
 
     @property
     def correct(self) -> bool | None:

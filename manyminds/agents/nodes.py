@@ -23,7 +23,7 @@ from manyminds.answers import extract
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.agents.state import EnsembleState, Sample, SlotSamples
-from manyminds.types import Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage, Verdict
+from manyminds.types import AnswerFormat, Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage, Verdict
 
 DEFAULT_CONCURRENCY = 16
 T = TypeVar("T")
@@ -284,10 +284,23 @@ def extract_node(split: Split | None = None) -> RunnableLambda:
                             index=len(mine), text=text, answer=extract(task, text), generation=g, source=source
                         )
                     )
+            if task.format is AnswerFormat.MATH:
+                mine = _merge_equivalent(mine)
             candidates.append(mine)
         return {"candidates": candidates, "traces": [t + ["extract"] for t in state["traces"]]}
 
     return inline_node(extract_all, "extract")
+
+
+def _merge_equivalent(candidates: list[Candidate]) -> list[Candidate]:
+    """Math answers equal in value get one key (math-verify), so they never split the vote."""
+    from manyminds.verifiers.math_answer import unify_keys
+
+    mapping = unify_keys([c.answer for c in candidates if c.answer is not None])
+    return [
+        c if c.answer is None or mapping[c.answer] == c.answer else c.model_copy(update={"answer": mapping[c.answer]})
+        for c in candidates
+    ]
 
 
 def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[str, Any]) -> RunnableLambda:
@@ -312,6 +325,7 @@ def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[
                     strategy=strategy,
                     strategy_params=strategy_params,
                     trace=state["traces"][i] + ["aggregate"],
+                    stop_reason=state["scratch"].get("stop_reasons", {}).get(i),
                 )
             )
         update: dict[str, Any] = {"results": results}

@@ -63,3 +63,29 @@ class MathAnswer:
             return Verdict(score=0.0, passed=False, verifier=self.name, details={"result": "no gold answer"})
         ok = await math_equivalent(task.gold, candidate.text, self.timeout)
         return Verdict(score=float(ok), passed=ok, verifier=self.name, details={"gold": task.gold})
+
+
+def _equivalence_classes(keys: list[str], timeout: int) -> dict[str, str]:
+    """Each key -> the first key (in order) math-verify finds equal to it; runs in a worker."""
+    representative: dict[str, str] = {}
+    leaders: list[str] = []
+    for key in keys:
+        for leader in leaders:
+            if equivalent(leader, key, timeout):
+                representative[key] = leader
+                break
+        else:
+            leaders.append(key)
+            representative[key] = key
+    return representative
+
+
+def unify_keys(keys: list[str], timeout: int = 5) -> dict[str, str]:
+    """Merge answer keys that are mathematically equal, so they vote together (blocking).
+
+    Runs in the process pool (math-verify's timeout needs a main thread).
+    """
+    distinct = list(dict.fromkeys(keys))
+    if len(distinct) < 2:
+        return {k: k for k in distinct}
+    return _executor().submit(_equivalence_classes, distinct, timeout).result()
