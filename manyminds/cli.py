@@ -52,6 +52,8 @@ class StrategyName(str, enum.Enum):
     self_moa = "self-moa"
     self_moa_seq = "self-moa-seq"
     cascade = "cascade"
+    usc = "usc"
+    ranked_vote = "ranked-vote"
 
 
 class Level(str, enum.Enum):

@@ -23,6 +23,8 @@ BUILTINS: dict[str, dict[str, str]] = {
     "manyminds.aggregators": {
         "majority": "manyminds.aggregators.majority:Majority",
         "weighted": "manyminds.aggregators.weighted:WeightedMajority",
+        "rpc": "manyminds.aggregators.rpc:RPC",
+        "model-consistency": "manyminds.aggregators.model_consistency:ModelConsistency",
     },
 }
 

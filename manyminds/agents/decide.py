@@ -24,7 +24,7 @@ from manyminds.backends.base import Backend
 from manyminds.types import Candidate, Decision, Generation, Message, SamplingParams, Task
 
 _RESPONSE_NUMBER = re.compile(r"response\s*#?\s*(\d+)", re.IGNORECASE)
-_MARKER = re.compile(r"most consistent answer\s*(?:is|:)\s*(.*)", re.IGNORECASE | re.DOTALL)
+_MARKER = re.compile(r"most consistent (?:answer|response)\s*(?:is|:)\s*(.*)", re.IGNORECASE | re.DOTALL)
 
 
 def read_selection(text: str, task: Task, candidates: Sequence[Candidate]) -> Candidate | None:

@@ -10,6 +10,8 @@
 | self-moa | SelfMoA | Li et al. 2025 |
 | self-moa-seq | SelfMoASeq | Li et al. 2025 |
 | cascade | Cascade | escalation when samples disagree |
+| usc | UniversalSelfConsistency | Chen et al. 2023 |
+| ranked-vote | RankedVote | judge rankings, Borda count |
 | best-of-n | BestOfN | verifier picks the best of n |
 | verifier-resampling | VerifierResampling | sample until a verifier passes (Stroebl et al. 2024) |
 | verified-vote | VerifiedVote | votes weighted by verifier scores |
@@ -24,6 +26,8 @@ from manyminds.strategies.moa import MixtureOfAgents
 from manyminds.strategies.self_agreement import SelfAgreement
 from manyminds.strategies.self_consistency import SelfConsistency
 from manyminds.strategies.self_moa import SelfMoA, SelfMoASeq
+from manyminds.strategies.ranked import RankedVote
+from manyminds.strategies.usc import UniversalSelfConsistency
 from manyminds.strategies.verified import BestOfN, VerifiedVote, VerifierResampling
 
 __all__ = [
@@ -35,6 +39,8 @@ __all__ = [
     "DivSE",
     "IDivSE",
     "MixtureOfAgents",
+    "RankedVote",
+    "UniversalSelfConsistency",
     "SampledStrategy",
     "SelfAgreement",
     "SelfConsistency",
@@ -48,7 +54,8 @@ __all__ = [
 # Strategies that need no verifier; the CLI's --strategy chooses among these.
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
-    for cls in (SelfConsistency, DivSE, IDivSE, SelfAgreement, MixtureOfAgents, SelfMoA, SelfMoASeq, Cascade)
+    for cls in (SelfConsistency, DivSE, IDivSE, SelfAgreement, MixtureOfAgents, SelfMoA, SelfMoASeq, Cascade,
+                UniversalSelfConsistency, RankedVote)
 }
 VERIFYING: dict[str, type[Strategy]] = {cls.name: cls for cls in (BestOfN, VerifierResampling, VerifiedVote)}
 

@@ -1,0 +1,44 @@
+"""Universal self-consistency: the model picks the most consistent of its own responses.
+
+Chen et al., "Universal Self-Consistency for Large Language Model Generation"
+(2023). For free-form answers, where votes cannot be counted by exact match:
+all sampled responses go into one prompt, and the model names the response
+most consistent with the others. Shares its selection node with
+Self-Agreement; an unreadable choice falls back to the majority vote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from manyminds.backends.base import Backend
+from manyminds.strategies.self_agreement import SelfAgreement
+from manyminds.types import Candidate, Message, Task
+
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
+
+# -- prompt (after Chen et al. 2023: "select the most consistent response based on
+#    majority consensus", answered by response number) ----------------------------
+USC_PROMPT = (
+    "I have generated the following responses to the question: {question}\n\n{responses}\n\n"
+    "Evaluate these responses and select the one that is most consistent with the others, "
+    "by majority consensus. Start your reply with 'The most consistent response is Response K', "
+    "where K is its number."
+)
+
+
+class UniversalSelfConsistency(SelfAgreement):
+    """n samples; the model selects the response most consistent with the rest (Chen et al., 2023)."""
+
+    name: ClassVar[str] = "usc"
+
+    def selection_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
+        from manyminds.agents.decide import numbered
+
+        return self.chat(USC_PROMPT.format(question=task.render(),
+                                           responses=numbered(candidates, self.max_chars_per_response)))
+
+    def build(self, backend: Backend) -> "CompiledStateGraph":
+        return super().build(backend)
