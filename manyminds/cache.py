@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,10 +38,12 @@ from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 if TYPE_CHECKING:
     import sqlite_utils
 
+    from manyminds.types import Result
+
 log = logging.getLogger("manyminds.cache")
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _META = "manyminds_meta"
 
 
@@ -83,8 +85,21 @@ def _migrate_v1(db: "sqlite_utils.Database") -> None:
     )
 
 
+def _migrate_v2(db: "sqlite_utils.Database") -> None:
+    """Runs and their results, so a stored run can be re-aggregated without generating."""
+    db["runs"].create(
+        {"id": int, "label": str, "strategy": str, "params": str, "created": float}, pk="id", if_not_exists=True
+    )
+    db["results"].create(
+        {"run": int, "position": int, "task_id": str, "answer": str, "result": str},
+        pk=("run", "position"),
+        foreign_keys=[("run", "runs", "id")],
+        if_not_exists=True,
+    )
+
+
 # Migration i takes the schema from version i to i+1; append, never edit.
-MIGRATIONS: "list[Callable[[sqlite_utils.Database], None]]" = [_migrate_v1]
+MIGRATIONS: "list[Callable[[sqlite_utils.Database], None]]" = [_migrate_v1, _migrate_v2]
 
 
 class CacheStats(BaseModel):
@@ -377,6 +392,57 @@ class GenerationCache:
         with self._pending_lock:
             for row in rows:
                 self._pending.pop((row[0], row[1]), None)
+
+    # -- runs ----------------------------------------------------------------
+
+    def record_run(self, label: str, results: "Sequence[Result]") -> int:
+        """Store a run's results (every candidate included); returns the run id."""
+        self.flush()
+        first = results[0] if results else None
+        with self._read_lock:
+            conn = self._reader
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO runs (label, strategy, params, created) VALUES (?, ?, ?, ?)",
+                    (label, first.strategy if first else "", json.dumps(first.strategy_params if first else {}),
+                     time.time()),
+                )
+                run = int(cursor.lastrowid)
+                conn.executemany(
+                    "INSERT INTO results (run, position, task_id, answer, result) VALUES (?, ?, ?, ?, ?)",
+                    [(run, k, r.task.id, r.answer, r.model_dump_json()) for k, r in enumerate(results)],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return run
+
+    def runs(self) -> list[dict[str, Any]]:
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT r.id, r.label, r.strategy, r.created, COUNT(x.position) FROM runs r "
+                "LEFT JOIN results x ON x.run = r.id GROUP BY r.id ORDER BY r.id"
+            ).fetchall()
+        return [{"id": i, "label": label, "strategy": st, "created": c, "results": n} for i, label, st, c, n in rows]
+
+    def load_run(self, run: int | None = None) -> list["Result"]:
+        """The results of run `run` (default: the latest), in their order."""
+        from manyminds.types import Result
+
+        with self._read_lock:
+            if run is None:
+                row = self._reader.execute("SELECT MAX(id) FROM runs").fetchone()
+                run = row[0] if row else None
+            if run is None:
+                raise CacheError(f"{self.path} holds no stored run: `manyminds run` and `bench` store theirs")
+            rows = self._reader.execute(
+                "SELECT result FROM results WHERE run = ? ORDER BY position", (run,)
+            ).fetchall()
+        if not rows:
+            raise CacheError(f"{self.path} has no run {run}")
+        return [Result.model_validate_json(r[0]) for r in rows]
 
     def wrap(self, backend: Backend) -> "CachedBackend":
         """The cached view of `backend`; the same object for the same backend, so graphs

@@ -143,6 +143,8 @@ def run(
     try:
         _start_early(chosen, strategy, task, store)
         result = strategy.solve(task, backend=chosen, cache=store)
+        if store is not None:
+            store.record_run(f"run {strategy.name}", [result])
     finally:
         if store is not None:
             store.close()
@@ -237,6 +239,9 @@ def bench_arithmetic(
         report = asyncio.run(
             run_methods(methods, tasks, backend=chosen, cache=store, concurrency=concurrency)
         )
+        if store is not None:
+            for label, results in report.results.items():
+                store.record_run(f"bench arithmetic {level.value}: {label}", results)
     finally:
         if store is not None:
             store.close()
@@ -289,6 +294,54 @@ def cache_stats(path: Annotated[str, typer.Argument(help="The cache file.")]) ->
     table.add_row("schema version", str(stats.schema_version))
     for model, count in stats.models.items():
         table.add_row(f"samples of {model}", str(count))
+    out.print(table)
+
+
+@app.command("reaggregate")
+def reaggregate_command(
+    source: Annotated[str, typer.Argument(help="A cache database with stored runs, or a pool file (.jsonl).")],
+    aggregator: Annotated[list[str], typer.Option("--aggregator", "-a", help="Aggregator name (repeatable).")] = ["majority"],
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", help="esc, esc:5, adaptive, adaptive:0.95 (repeatable).")] = None,
+    run_id: Annotated[Optional[int], typer.Option("--run", help="Run id in the database (default: the latest).")] = None,
+    cap: Annotated[Optional[int], typer.Option(help="Use at most this many samples per question.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Recompute answers and accuracy from stored candidates, without a single generation."""
+    from manyminds.reaggregate import reaggregate
+
+    rows = []
+    for name in aggregator:
+        for rule in [None, *(stop or [])]:
+            rows.append(reaggregate(source, name, stop=rule, cap=cap, run=run_id))
+    if as_json:
+        for r in rows:
+            print(json.dumps({"aggregator": r.aggregator, "stop": r.stop, "questions": r.questions,
+                              "accuracy": r.accuracy, "mean_samples": r.mean_samples, "changed": r.changed}))
+        return
+    table = Table(title=f"re-aggregated {source}")
+    for column in ("aggregator", "stop", "accuracy", "samples/question", "answers changed"):
+        table.add_column(column, justify="left" if column in ("aggregator", "stop") else "right")
+    for r in rows:
+        table.add_row(r.aggregator, r.stop or "-", f"{r.accuracy:.1%} ({r.correct}/{r.questions})",
+                      f"{r.mean_samples:.2f}", str(r.changed))
+    out.print(table)
+
+
+@cache_app.command("runs")
+def cache_runs(path: Annotated[str, typer.Argument(help="The cache file.")]) -> None:
+    """The runs stored in a cache file (re-aggregate them with `manyminds reaggregate`)."""
+    from manyminds.cache import GenerationCache
+
+    target = Path(path).expanduser()
+    if not target.is_file():
+        raise ManymindsError(f"no cache file at {target}")
+    with GenerationCache(target) as store:
+        runs = store.runs()
+    table = Table(title=f"runs in {target}")
+    for column in ("id", "label", "strategy", "results"):
+        table.add_column(column)
+    for r in runs:
+        table.add_row(str(r["id"]), r["label"], r["strategy"], str(r["results"]))
     out.print(table)
 
 

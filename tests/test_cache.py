@@ -104,7 +104,7 @@ def test_wal_mode_and_schema_version(tmp_path):
     GenerationCache(tmp_path / "c.db").close()
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT value FROM manyminds_meta WHERE name='schema_version'").fetchone()[0] == "1"
+    assert conn.execute("SELECT value FROM manyminds_meta WHERE name='schema_version'").fetchone()[0] == "2"
 
 
 def test_a_newer_schema_is_refused(tmp_path):

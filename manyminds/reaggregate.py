@@ -1,0 +1,105 @@
+"""Offline re-aggregation: new answers from stored candidates, without a single generation.
+
+Sources are stored runs (results in a cache database) or pool files. For
+each question the candidates are taken in sample order; a stopping rule, if
+given, decides how many of them would have been drawn; the aggregator
+decides over those. The report compares accuracy and samples spent with
+the original answers where there are any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from manyminds.aggregators import Aggregator, get_aggregator
+from manyminds.answers import normalise_gold
+from manyminds.errors import ConfigError
+from manyminds.pools import PoolQuestion, load_pool
+from manyminds.stopping import StopRule, parse_rule, replay
+from manyminds.types import Candidate, Result, Task
+
+
+class Reaggregation(BaseModel):
+    """How one aggregator (and stopping rule) fares on a set of recorded questions."""
+
+    aggregator: str
+    stop: str | None
+    questions: int
+    correct: int
+    samples: int
+    changed: int
+    """Answers that differ from the original ones (0 when there were none)."""
+    answers: list[str | None]
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.questions if self.questions else 0.0
+
+    @property
+    def mean_samples(self) -> float:
+        return self.samples / self.questions if self.questions else 0.0
+
+
+def _questions(source: "str | Path | Sequence[Result] | Sequence[PoolQuestion]", run: int | None) -> tuple[list[PoolQuestion], list[str | None] | None]:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.suffix in (".jsonl", ".json"):
+            return load_pool(path), None
+        from manyminds.cache import GenerationCache
+
+        if not path.is_file():
+            raise ConfigError(f"no such file: {path}")
+        with GenerationCache(path) as cache:
+            source = cache.load_run(run)
+    items = list(source)
+    if items and isinstance(items[0], Result):
+        return [PoolQuestion(r.task, list(r.candidates)) for r in items], [r.answer for r in items]  # type: ignore[union-attr]
+    return items, None  # type: ignore[return-value]
+
+
+def reaggregate(
+    source: "str | Path | Sequence[Result] | Sequence[PoolQuestion]",
+    aggregator: "str | Aggregator" = "majority",
+    *,
+    stop: "str | StopRule | None" = None,
+    cap: int | None = None,
+    run: int | None = None,
+) -> Reaggregation:
+    """Answer every recorded question again with `aggregator` (and `stop`), offline.
+
+    Args:
+        source: a cache database (its latest run, or `run`), a pool file, results or pool questions.
+        cap: use at most this many samples per question (default: all recorded).
+    """
+    questions, original = _questions(source, run)
+    chooser = get_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
+    rule = parse_rule(stop) if isinstance(stop, str) else stop
+    correct = samples = changed = 0
+    answers: list[str | None] = []
+    for k, q in enumerate(questions):
+        pool = sorted((c for c in q.candidates if c.source != "synthesis"), key=lambda c: c.index)
+        limit = min(cap or len(pool), len(pool))
+        used = replay(rule, [c.answer for c in pool], limit)[0] if rule is not None else limit
+        decision = chooser(q.task, pool[:used])
+        answers.append(decision.answer)
+        samples += used
+        gold = normalise_gold(q.task) if q.task.format.value != "text" or q.task.gold is None else _text_gold(q.task)
+        correct += int(decision.answer is not None and decision.answer == gold)
+        changed += int(original is not None and original[k] != decision.answer)
+    return Reaggregation(
+        aggregator=chooser.name, stop=None if rule is None else rule.name, questions=len(questions),
+        correct=correct, samples=samples, changed=changed, answers=answers,
+    )
+
+
+def _text_gold(task: Task) -> str | None:
+    # Pools of extracted answers (option indices) store gold as a key already.
+    key = normalise_gold(task)
+    return key if key is not None else task.gold
+
+
+def candidates_of(question: PoolQuestion) -> list[Candidate]:
+    return question.candidates
