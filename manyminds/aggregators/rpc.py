@@ -55,13 +55,18 @@ def low_component(probabilities: Sequence[float]) -> list[bool]:
         density = w * pdf(data, k1, l1) + (1 - w) * pdf(data, k2, l2)
         return float(-np.sum(np.log(np.clip(density, 1e-300, None))))
 
-    fit = minimize(nll, [0.5, 1.0, 1.0, 1.5, 2.0],
-                   bounds=[(0.2, 0.8), (0.01, None), (0.01, None), (0.01, None), (0.01, None)])
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the optimiser probes extreme shapes
+        fit = minimize(nll, [0.5, 1.0, 1.0, 1.5, 2.0],
+                       bounds=[(0.2, 0.8), (0.01, None), (0.01, None), (0.01, None), (0.01, None)])
     w, k1, l1, k2, l2 = fit.x
     if l1 * gamma(1 + 1 / k1) < l2 * gamma(1 + 1 / k2):  # make component 1 the high one
         w, k1, l1, k2, l2 = 1 - w, k2, l2, k1, l1
-    high = w * pdf(data, k1, l1)
-    low = (1 - w) * pdf(data, k2, l2)
+    with np.errstate(all="ignore"):
+        high = w * pdf(data, k1, l1)
+        low = (1 - w) * pdf(data, k2, l2)
     return [bool(lo > hi) for lo, hi in zip(low, high)]
 
 
