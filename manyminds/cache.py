@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 from manyminds.backends.base import Backend, Capabilities
 from manyminds.errors import CacheError
-from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
+from manyminds.types import Generation, Message, SamplingParams, TokenLogprob, trusted
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -455,7 +455,8 @@ class GenerationCache:
 
 def _generation(row: tuple) -> Generation:
     index, text, finish_reason, prompt_tokens, completion_tokens, logprobs, request_id = row
-    return Generation.model_construct(
+    return trusted(
+        Generation,
         text=text,
         index=index,
         finish_reason=finish_reason,

@@ -38,3 +38,14 @@ def test_usage_counts_calls_by_request_and_prompt_tokens_once_per_call():
     ]
     u = Usage.of(gens)
     assert (u.calls, u.samples, u.cached_samples, u.prompt_tokens, u.completion_tokens) == (1, 3, 1, 20, 12)
+
+
+def test_trusted_construction_equals_validation():
+    from manyminds.types import Candidate, trusted
+
+    g = Generation(text="a", index=3, request_id="r")
+    assert trusted(Generation, text="a", index=3, request_id="r") == g
+    c = trusted(Candidate, index=0, text="a", answer="1", generation=g)
+    assert c == Candidate(index=0, text="a", answer="1", generation=g)
+    assert c.source == "sample" and c.verdict is None
+    assert c.model_dump() == Candidate(index=0, text="a", answer="1", generation=g).model_dump()

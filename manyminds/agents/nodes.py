@@ -23,7 +23,7 @@ from manyminds.answers import extract
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.agents.state import EnsembleState, Sample, SlotSamples
-from manyminds.types import AnswerFormat, Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage, Verdict
+from manyminds.types import AnswerFormat, Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage, Verdict, trusted
 
 DEFAULT_CONCURRENCY = 16
 T = TypeVar("T")
@@ -130,10 +130,14 @@ def prepare(state: EnsembleState) -> dict[str, Any]:
 async def _run_plan(
     backend: Backend, params: SamplingParams, requests: list[Request]
 ) -> list[Sample]:
-    batches = await asyncio.gather(
-        *(backend.generate(r.messages, r.params or params, r.n, r.first_index) for r in requests)
-    )
-    return [Sample(source=r.source, generation=g) for r, gens in zip(requests, batches) for g in gens]
+    if len(requests) == 1:  # the common case: no extra asyncio task per question
+        r = requests[0]
+        batches = [await backend.generate(r.messages, r.params or params, r.n, r.first_index)]
+    else:
+        batches = await asyncio.gather(
+            *(backend.generate(r.messages, r.params or params, r.n, r.first_index) for r in requests)
+        )
+    return [trusted(Sample, source=r.source, generation=g) for r, gens in zip(requests, batches) for g in gens]
 
 
 async def _per_task(
@@ -278,11 +282,10 @@ def extract_node(split: Split | None = None) -> RunnableLambda:
                 g = sample.generation
                 parts = split(task, sample) if split else [(sample.source, g.text)]
                 for source, text in parts:
-                    # model_construct: every field is already validated; skip re-validation.
+                    # every field is already valid: skip validation (the hot path of warm reruns)
                     mine.append(
-                        Candidate.model_construct(
-                            index=len(mine), text=text, answer=extract(task, text), generation=g, source=source
-                        )
+                        trusted(Candidate, index=len(mine), text=text, answer=extract(task, text), generation=g,
+                                source=source)
                     )
             if task.format is AnswerFormat.MATH:
                 mine = _merge_equivalent(mine)
@@ -314,7 +317,8 @@ def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[
             decision = decided if decided is not None else aggregator(task, cands)
             generations = [s.generation for s in state["samples"][i]] + state["aux"][i]
             results.append(
-                Result.model_construct(
+                trusted(
+                    Result,
                     task=task,
                     answer=decision.answer,
                     confidence=decision.confidence,
