@@ -270,8 +270,12 @@ def bench_arithmetic(
             str(s.usage.total_tokens),
         )
     out.print(table)
-    example = most_split(report.results[f"self-consistency (n={n})"])
-    out.print(_tally_table(example, f"votes for {example.task.question!r} (gold {example.task.gold})"))
+    voted, alone = report.results[f"self-consistency (n={n})"], report.results["single sample"]
+    # Show a question the vote got right where one sample did not, if there is one.
+    fixed = [v for v, a in zip(voted, alone) if v.correct and not a.correct]
+    example = fixed[0] if fixed else most_split(voted)
+    note = "one sample was wrong, the vote is right" if fixed else "the closest vote"
+    out.print(_tally_table(example, f"votes for {example.task.question!r} (gold {example.task.gold}; {note})"))
 
 
 @cache_app.command("stats")
