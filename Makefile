@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench bench-all lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/warm_cache.py
 	$(BIN)/python benchmarks/embedded.py
+
+bench-all: bench
+	$(BIN)/python benchmarks/strategies.py
+	$(BIN)/python benchmarks/verifiers.py
+	$(BIN)/python benchmarks/aggregators.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check --select F,E9 manyminds tests benchmarks
 
 clean:
 	rm -rf $(VENV) .manyminds .pytest_cache

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import os
 import random
 import subprocess
@@ -31,7 +30,7 @@ from _common import RESULTS, record
 
 os.environ.setdefault("MANYMINDS_ALLOW_CODE_EXECUTION", "1")
 
-from manyminds.answers import code_key, extract_code  # noqa: E402
+from manyminds.answers import code_key  # noqa: E402
 from manyminds.backends import Scripted  # noqa: E402
 from manyminds.bench.code import humaneval_tasks  # noqa: E402
 from manyminds.strategies import BestOfN, VerifierResampling  # noqa: E402

@@ -256,3 +256,21 @@ def test_ranked_vote_uses_every_judge():
     assert result.answer == "12" and result.decision.aggregator == "borda"
     assert result.tally == {"11": 1.0, "12": 4.0, "13": 1.0}
     assert any("judge 3: ranking unreadable" in t for t in result.trace)
+
+
+def test_other_one_prompt_strategies_take_a_stopping_rule():
+    from manyminds.strategies import SelfAgreement, SelfMoA
+
+    def reply(messages, params, index):
+        text = messages[-1].content
+        if "most consistent" in text:
+            return "The most consistent answer is 12 (Response 1)."
+        if messages[0].role == "system":
+            return "The answer is 12."
+        return "The answer is 12."
+
+    for strategy in (SelfAgreement(n=20, stop=ESC(window=3)), SelfMoA(n=20, stop=AdaptiveConsistency())):
+        backend = Scripted(reply)
+        result = strategy.solve(TASK, backend=backend)
+        assert result.answer == "12" and result.stop_reason is not None
+        assert sum(r.n for r in backend.requests if r.messages[0].role != "system" and "most consistent" not in r.messages[-1].content) < 20

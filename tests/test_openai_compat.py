@@ -7,7 +7,6 @@ import pytest
 
 from manyminds.backends.openai_compat import OpenAICompatible
 from manyminds.backends.retry import parse_retry_after
-from manyminds.cache import GenerationCache
 from manyminds.errors import BackendError, ConfigError
 from manyminds.strategies import SelfConsistency
 from manyminds.types import Message, SamplingParams

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
 from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState
+from manyminds.types import Message, SamplingParams, Task
 
 
 def new_graph() -> StateGraph:
@@ -23,3 +25,78 @@ def chain(graph: StateGraph, *steps: tuple[str, Any]) -> StateGraph:
         previous = name
     graph.add_edge(previous, END)
     return graph
+
+
+def sampled_graph(
+    backend: Any,
+    messages: Callable[[Task], list[Message]],
+    params: SamplingParams,
+    n: int,
+    stop: Any,
+    *after: tuple[str, Any],
+) -> StateGraph:
+    """prepare -> sample -> extract -> `after`..., for strategies that sample one prompt n times.
+
+    With a stopping rule the samples come in waves: sample a wave -> extract
+    -> check, looping back for the questions not yet settled (each wave one
+    backend request with native n), until the rule stops them or n is reached.
+    """
+    from manyminds.agents.nodes import Request, extract_node, inline_node, prepare, sample_node
+
+    graph = new_graph()
+    graph.add_node("prepare", inline_node(prepare, "prepare"))
+    graph.add_edge(START, "prepare")
+    graph.add_edge("prepare", "sample")
+    graph.add_node("extract", extract_node())
+    graph.add_edge("sample", "extract")
+    first_after = after[0][0] if after else END
+    if stop is None:
+        graph.add_node("sample", sample_node(backend, lambda i, task, state: [Request("sample", messages(task), n)], params))
+        graph.add_edge("extract", first_after)
+    else:
+        graph.add_node("sample", sample_node(backend, _wave_plan(messages, n, stop), params))
+        graph.add_node("check", inline_node(_stop_check(n, stop), "check"))
+        graph.add_edge("extract", "check")
+        graph.add_conditional_edges(
+            "check",
+            lambda state: first_after if len(_stopped(state)) == len(state["batch"]) else "sample",
+            ["sample", first_after],
+        )
+    for k, (name, node) in enumerate(after):
+        graph.add_node(name, node)
+        graph.add_edge(name, after[k + 1][0] if k + 1 < len(after) else END)
+    return graph
+
+
+def _stopped(state: EnsembleState) -> dict[int, str]:
+    return state["scratch"].get("stop_reasons", {})
+
+
+def _wave_plan(messages: Callable[[Task], list[Message]], n: int, stop: Any) -> Callable[..., list[Any]]:
+    from manyminds.agents.nodes import Request
+
+    def plan(i: int, task: Task, state: EnsembleState) -> list[Any]:
+        if i in _stopped(state):
+            return []
+        drawn = len(state["samples"][i])
+        return [Request("sample", messages(task), min(stop.wave(drawn), n - drawn), first_index=drawn)]
+
+    return plan
+
+
+def _stop_check(n: int, stop: Any) -> Callable[[EnsembleState], dict[str, Any]]:
+    def check(state: EnsembleState) -> dict[str, Any]:
+        found = dict(_stopped(state))
+        traces = []
+        for i, (cands, trace) in enumerate(zip(state["candidates"], state["traces"])):
+            if i not in found:
+                why = stop.check([c.answer for c in cands])
+                if why is None and len(cands) >= n:
+                    why = f"cap of {n} samples reached"
+                if why is not None:
+                    found[i] = why
+                    trace = trace + [f"stopped: {why}"]
+            traces.append(trace)
+        return {"scratch": {**state["scratch"], "stop_reasons": found}, "traces": traces}
+
+    return check

@@ -12,13 +12,14 @@ import sys
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from manyminds.backends.base import Backend
 from manyminds.cache import GenerationCache, open_cache
 from manyminds.errors import ConfigError
+from manyminds.stopping import ESC, AdaptiveConsistency
 from manyminds.types import Message, Result, SamplingParams, Task
 
 if TYPE_CHECKING:
@@ -141,6 +142,36 @@ class SampledStrategy(Strategy):
         """A user turn, after the system message (the given one, else the strategy's)."""
         system = system if system is not None else self.system
         return ([Message(role="system", content=system)] if system else []) + [Message(role="user", content=text)]
+
+
+class OnePromptStrategy(SampledStrategy):
+    """A strategy that samples one prompt n times (then votes, selects, synthesises, ranks...).
+
+    Takes a stopping rule: with one, samples come in waves and stop early
+    (ESC, Adaptive-Consistency); `n` is then the cap.
+    """
+
+    n: int = Field(default=8, ge=1, description="samples per question (the budget; the cap with a stop rule)")
+    prompt: Literal["cot", "direct"] = Field(default="cot", description="chain of thought or answer only")
+    stop: ESC | AdaptiveConsistency | None = Field(default=None, description="sample in waves and stop early")
+
+    def params(self) -> dict[str, Any]:
+        record = super().params()
+        if self.stop is not None:
+            record["stop"] = {"rule": self.stop.name, **self.stop.model_dump()}
+        return record
+
+    def messages(self, task: Task) -> list[Message]:
+        from manyminds.strategies.prompting import question_prompt
+
+        return self.chat(question_prompt(task, self.prompt))
+
+    def sampled(self, backend: Backend, *after: tuple[str, Any]) -> "CompiledStateGraph":
+        """prepare -> sample (in waves with a stop rule) -> extract -> `after` steps, compiled."""
+        from manyminds.agents.graphs import sampled_graph
+
+        graph = sampled_graph(backend, self.messages, self.sampling_params(), self.n, self.stop, *after)
+        return graph.compile(name=self.name)
 
 
 class _progress_bar:

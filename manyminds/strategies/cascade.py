@@ -17,7 +17,7 @@ from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import Strategy
 from manyminds.strategies.self_consistency import SelfConsistency
-from manyminds.types import Candidate, Result
+from manyminds.types import Result
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph

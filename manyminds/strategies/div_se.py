@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from manyminds.agents.state import EnsembleState, Sample
+from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import SampledStrategy
 from manyminds.strategies.prompting import answer_form, render_question

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
 from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
-from manyminds.strategies.base import SampledStrategy
-from manyminds.strategies.prompting import question_prompt
+from manyminds.strategies.base import OnePromptStrategy
 from manyminds.types import Candidate, Decision, Generation, Message, Task
 
 if TYPE_CHECKING:
@@ -53,13 +52,12 @@ def borda(rankings: Sequence[Sequence[int]], m: int) -> list[float]:
     return points
 
 
-class RankedVote(SampledStrategy):
+class RankedVote(OnePromptStrategy):
     """n samples, ranked by each judge; Borda count over the rankings decides."""
 
     name: ClassVar[str] = "ranked-vote"
 
     n: int = Field(default=6, ge=2)
-    prompt: Literal["cot", "direct"] = "cot"
     judges: tuple[Any, ...] = Field(default=(), exclude=True, description="judge backends; empty: the main backend")
     max_chars_per_response: int = Field(default=800, ge=50)
 
@@ -75,8 +73,7 @@ class RankedVote(SampledStrategy):
                                             responses=numbered(candidates, self.max_chars_per_response)))
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.graphs import chain, new_graph
-        from manyminds.agents.nodes import Request, aggregate_node, ask_node, extract_node, inline_node, prepare, sample_node
+        from manyminds.agents.nodes import aggregate_node, ask_node, inline_node
         from manyminds.aggregators import get_aggregator
 
         judges = list(self.judges) or [backend]
@@ -117,12 +114,6 @@ class RankedVote(SampledStrategy):
                                           tally=scores, aggregator="borda", params={"judges": len(judges)}))
             return {"decisions": decisions}
 
-        steps: list[tuple[str, Any]] = [
-            ("prepare", inline_node(prepare, "prepare")),
-            ("sample", sample_node(backend, lambda i, task, state: [Request("sample", self.chat(question_prompt(task, self.prompt)), self.n)],
-                                   self.sampling_params())),
-            ("extract", extract_node()),
-        ]
-        steps += [(f"rank-{j + 1}", judge_node(j, judge)) for j, judge in enumerate(judges)]
+        steps: list[tuple[str, Any]] = [(f"rank-{j + 1}", judge_node(j, judge)) for j, judge in enumerate(judges)]
         steps += [("borda", inline_node(count, "borda")), ("aggregate", aggregate_node(aggregator, self.name, self.params()))]
-        return chain(new_graph(), *steps).compile(name=self.name)
+        return self.sampled(backend, *steps)

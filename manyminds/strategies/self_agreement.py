@@ -10,13 +10,13 @@ vote decides and the trace records the fallback.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
 from manyminds.backends.base import Backend
-from manyminds.strategies.base import SampledStrategy
-from manyminds.strategies.prompting import question_prompt, render_question
+from manyminds.strategies.base import OnePromptStrategy
+from manyminds.strategies.prompting import render_question
 from manyminds.types import Candidate, Message, Task
 
 if TYPE_CHECKING:
@@ -31,18 +31,13 @@ SELECT_PROMPT = (
 )
 
 
-class SelfAgreement(SampledStrategy):
+class SelfAgreement(OnePromptStrategy):
     """n sampled paths, then one more call selecting the answer most paths agree on."""
 
     name: ClassVar[str] = "self-agreement"
 
-    n: int = Field(default=8, ge=1, description="reasoning paths sampled")
-    prompt: Literal["cot", "direct"] = "cot"
     max_chars_per_response: int = Field(default=1200, ge=50, description="each path is cut to this in the selection prompt")
     select_max_tokens: int = Field(default=256, ge=8)
-
-    def messages(self, task: Task) -> list[Message]:
-        return self.chat(question_prompt(task, self.prompt))
 
     def selection_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
         from manyminds.agents.decide import numbered
@@ -56,19 +51,13 @@ class SelfAgreement(SampledStrategy):
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
         from manyminds.agents.decide import select_node
-        from manyminds.agents.graphs import chain, new_graph
-        from manyminds.agents.nodes import Request, aggregate_node, extract_node, inline_node, prepare, sample_node
+        from manyminds.agents.nodes import aggregate_node
         from manyminds.aggregators import get_aggregator
 
         aggregator = get_aggregator(self.aggregator)
-        graph = chain(
-            new_graph(),
-            ("prepare", inline_node(prepare, "prepare")),
-            ("sample", sample_node(backend, lambda i, task, state: [Request("path", self.messages(task), self.n)],
-                                   self.sampling_params())),
-            ("extract", extract_node()),
-            ("select", select_node(backend, self.sampling_params(temperature=0.0, max_tokens=self.select_max_tokens),
-                                   self.selection_messages, aggregator, "selection", {"n": self.n})),
+        greedy = self.sampling_params(temperature=0.0, max_tokens=self.select_max_tokens)
+        return self.sampled(
+            backend,
+            ("select", select_node(backend, greedy, self.selection_messages, aggregator, "selection", {"n": self.n})),
             ("aggregate", aggregate_node(aggregator, self.name, self.params())),
         )
-        return graph.compile(name=self.name)

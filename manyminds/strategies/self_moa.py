@@ -18,32 +18,28 @@ from pydantic import Field
 
 from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
+from manyminds.strategies.base import OnePromptStrategy
 from manyminds.strategies.moa import SynthesisConfig
-from manyminds.strategies.prompting import question_prompt
 from manyminds.types import Generation, Message, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
 
-class SelfMoA(SynthesisConfig):
+class SelfMoA(OnePromptStrategy, SynthesisConfig):
     """n samples of the backend's model, then one synthesis by the same model (Li et al., 2025)."""
 
     name: ClassVar[str] = "self-moa"
 
-    n: int = Field(default=6, ge=1, description="samples synthesised")
+    n: int = Field(default=6, ge=1, description="samples synthesised (the cap with a stop rule)")
 
     @property
     def budget(self) -> int:
         return self.n
 
-    def messages(self, task: Task) -> list[Message]:
-        return self.chat(question_prompt(task, self.prompt))
-
     def build(self, backend: Backend) -> "CompiledStateGraph":
         from manyminds.agents.decide import synthesize_node
-        from manyminds.agents.graphs import chain, new_graph
-        from manyminds.agents.nodes import Request, aggregate_node, extract_node, inline_node, prepare, sample_node
+        from manyminds.agents.nodes import aggregate_node
         from manyminds.aggregators import get_aggregator
 
         aggregator = get_aggregator(self.aggregator)
@@ -51,17 +47,12 @@ class SelfMoA(SynthesisConfig):
         def synthesis(i: int, task: Task, state: EnsembleState) -> list[Message]:
             return self.synthesis(task, [c.text for c in state["candidates"][i]])
 
-        graph = chain(
-            new_graph(),
-            ("prepare", inline_node(prepare, "prepare")),
-            ("sample", sample_node(backend, lambda i, task, state: [Request("sample", self.messages(task), self.n)],
-                                   self.sampling_params())),
-            ("extract", extract_node()),
+        return self.sampled(
+            backend,
             ("synthesize", synthesize_node(backend, self.synthesis_params(), synthesis, aggregator, "synthesis",
                                            {"n": self.n})),
             ("aggregate", aggregate_node(aggregator, self.name, self.params())),
         )
-        return graph.compile(name=self.name)
 
 
 class SelfMoASeq(SelfMoA):

@@ -10,14 +10,10 @@ Self-Agreement; an unreadable choice falls back to the majority vote.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from manyminds.backends.base import Backend
 from manyminds.strategies.self_agreement import SelfAgreement
 from manyminds.types import Candidate, Message, Task
-
-if TYPE_CHECKING:
-    from langgraph.graph.state import CompiledStateGraph
 
 # -- prompt (after Chen et al. 2023: "select the most consistent response based on
 #    majority consensus", answered by response number) ----------------------------
@@ -39,6 +35,3 @@ class UniversalSelfConsistency(SelfAgreement):
 
         return self.chat(USC_PROMPT.format(question=task.render(),
                                            responses=numbered(candidates, self.max_chars_per_response)))
-
-    def build(self, backend: Backend) -> "CompiledStateGraph":
-        return super().build(backend)

@@ -20,7 +20,7 @@ from manyminds.agents.state import EnsembleState
 from manyminds.aggregators import get_aggregator
 from manyminds.aggregators.majority import tally
 from manyminds.backends.base import Backend
-from manyminds.strategies.base import SampledStrategy
+from manyminds.strategies.base import OnePromptStrategy, SampledStrategy
 from manyminds.strategies.prompting import question_prompt
 from manyminds.types import Candidate, Decision, Message, Task
 
@@ -63,17 +63,15 @@ class VerifierConfig(SampledStrategy):
         return self.chat(question_prompt(task, self.prompt))
 
 
-class BestOfN(VerifierConfig):
+class BestOfN(OnePromptStrategy, VerifierConfig):
     """n samples, each verified (concurrently); the best score wins, ties broken by vote."""
 
     name: ClassVar[str] = "best-of-n"
 
-    n: int = Field(default=8, ge=1)
     abstain: bool = Field(default=False, description="answer nothing when no candidate passes")
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.graphs import chain, new_graph
-        from manyminds.agents.nodes import Request, aggregate_node, extract_node, inline_node, prepare, sample_node, verify_node, with_verdicts
+        from manyminds.agents.nodes import aggregate_node, inline_node, verify_node, with_verdicts
 
         def choose(state: EnsembleState) -> dict[str, Any]:
             decisions = [
@@ -82,17 +80,12 @@ class BestOfN(VerifierConfig):
             ]
             return {"decisions": decisions}
 
-        graph = chain(
-            new_graph(),
-            ("prepare", inline_node(prepare, "prepare")),
-            ("sample", sample_node(backend, lambda i, task, state: [Request("sample", self.messages(task), self.n)],
-                                   self.sampling_params())),
-            ("extract", extract_node()),
+        return self.sampled(
+            backend,
             ("verify", verify_node(self.verifier)),
             ("choose", inline_node(choose, "choose")),
             ("aggregate", aggregate_node(get_aggregator(self.aggregator), self.name, self.params())),
         )
-        return graph.compile(name=self.name)
 
 
 class VerifierResampling(VerifierConfig):
@@ -166,24 +159,16 @@ class VerifierResampling(VerifierConfig):
         return graph.compile(name=self.name)
 
 
-class VerifiedVote(VerifierConfig):
+class VerifiedVote(OnePromptStrategy, VerifierConfig):
     """n samples, each verified; votes weighted by verifier score."""
 
     name: ClassVar[str] = "verified-vote"
 
-    n: int = Field(default=8, ge=1)
-
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.graphs import chain, new_graph
-        from manyminds.agents.nodes import Request, aggregate_node, extract_node, inline_node, prepare, sample_node, verify_node
+        from manyminds.agents.nodes import aggregate_node, verify_node
 
-        graph = chain(
-            new_graph(),
-            ("prepare", inline_node(prepare, "prepare")),
-            ("sample", sample_node(backend, lambda i, task, state: [Request("sample", self.messages(task), self.n)],
-                                   self.sampling_params())),
-            ("extract", extract_node()),
+        return self.sampled(
+            backend,
             ("verify", verify_node(self.verifier)),
             ("aggregate", aggregate_node(get_aggregator("weighted", by="verifier"), self.name, self.params())),
         )
-        return graph.compile(name=self.name)
