@@ -55,6 +55,49 @@ class StrategyName(str, enum.Enum):
     cascade = "cascade"
     usc = "usc"
     ranked_vote = "ranked-vote"
+    best_of_n = "best-of-n"
+    verifier_resampling = "verifier-resampling"
+    verified_vote = "verified-vote"
+
+
+class VerifierName(str, enum.Enum):
+    math = "math"
+    p_true = "p-true"
+    grade = "grade"
+    unit_tests = "unit-tests"
+
+
+def _verifier(name: "VerifierName | None", backend, allow_code: bool):
+    """The verifier a verifying strategy needs: judges use the run's own backend."""
+    if name is None:
+        return None
+    from manyminds import verifiers
+
+    if name is VerifierName.math:
+        return verifiers.MathAnswer()
+    if name is VerifierName.p_true:
+        return verifiers.PTrueJudge(backend)
+    if name is VerifierName.grade:
+        return verifiers.GradeJudge(backend)
+    return verifiers.UnitTests(allow_code_execution=allow_code)
+
+
+def _make(name: str, n: int, verifier, **settings):
+    from manyminds.strategies import VERIFYING, make
+
+    if name in VERIFYING:
+        if verifier is None:
+            raise ManymindsError(f"strategy {name} needs a verifier: add --verifier math|p-true|grade|unit-tests")
+        settings["verifier"] = verifier
+    return make(name, n, **settings)
+
+
+VerifierOpt = Annotated[
+    Optional[VerifierName], typer.Option("--verifier", help="For best-of-n, verifier-resampling, verified-vote.")
+]
+AllowCodeOpt = Annotated[
+    bool, typer.Option("--allow-code-execution", help="Let the unit-test verifier run model-written code (sandboxed).")
+]
 
 
 class Level(str, enum.Enum):
@@ -126,19 +169,21 @@ def run(
     ] = AnswerFormat.NUMBER,
     seed: Annotated[Optional[int], typer.Option(help="Base seed for reproducible samples.")] = None,
     strategy_name: Annotated[StrategyName, typer.Option("--strategy", "-s", help="How to combine samples.")] = StrategyName.self_consistency,
+    verifier: VerifierOpt = None,
+    allow_code_execution: AllowCodeOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Answer one question with an ensemble strategy (self-consistency by default) and show the vote."""
     from manyminds.backends import from_spec
     from manyminds.cache import GenerationCache
-    from manyminds.strategies import make
     from manyminds.types import Task
 
     task = Task(question=question, format=answer_format)
-    strategy = make(
-        strategy_name.value, n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed
-    )
     chosen = from_spec(backend)
+    strategy = _make(
+        strategy_name.value, n, _verifier(verifier, chosen, allow_code_execution),
+        temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed,
+    )
     path = _cache_path(cache, no_cache)
     store = GenerationCache(path) if path is not None else None  # fails before loading a model
     try:
@@ -214,6 +259,8 @@ def bench_arithmetic(
     strategies: Annotated[
         Optional[list[StrategyName]], typer.Option("--strategy", "-s", help="More strategies to compare (repeatable).")
     ] = None,
+    verifier: VerifierOpt = None,
+    allow_code_execution: AllowCodeOpt = False,
 ) -> None:
     """Single sampling against self-consistency (and any --strategy) on generated arithmetic questions."""
     from manyminds.backends import from_spec
@@ -226,17 +273,16 @@ def bench_arithmetic(
     vote = SelfConsistency(n=n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value)
     single = vote.model_copy(update={"n": 1})
     methods = {f"self-consistency (n={n})": vote, "single sample": single}
-    from manyminds.strategies import make
-
+    chosen = from_spec(backend)
+    judge = _verifier(verifier, chosen, allow_code_execution)
     for extra in strategies or []:
         if extra is not StrategyName.self_consistency:
-            methods[f"{extra.value} (budget {n})"] = make(
-                extra.value, n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value
+            methods[f"{extra.value} (budget {n})"] = _make(
+                extra.value, n, judge, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value
             )
     path = _cache_path(cache, no_cache)
     store = GenerationCache(path) if path is not None else None
     try:
-        chosen = from_spec(backend)
         report = asyncio.run(
             run_methods(methods, tasks, backend=chosen, cache=store, concurrency=concurrency)
         )

@@ -118,3 +118,11 @@ def test_bench_killed_mid_way_resumes_without_regenerating(llama_server, tmp_pat
     assert after == distinct_questions * 4
     # The llama.cpp server returns one sample per call: calls made == samples missing.
     assert second_run_calls == after - before
+
+
+def test_verifying_strategy_needs_and_takes_a_verifier(tmp_path):
+    proc = cli("run", "What is 7 + 5?", "-s", "best-of-n", "--backend", "scripted:12", "--no-cache", check=False)
+    assert proc.returncode == 2 and "needs a verifier" in proc.stderr
+    proc = cli("bench", "arithmetic", "--limit", "3", "-n", "4", "--backend", "scripted:The answer is 10.|The answer is 9.",
+               "--no-cache", "-s", "verifier-resampling", "--verifier", "math")
+    assert "verifier-resampling (budget 4)" in proc.stdout
