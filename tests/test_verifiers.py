@@ -69,6 +69,7 @@ def test_memory_bomb_is_contained():
     assert not result.ok and "allocated" not in result.stdout and "MemoryError" in result.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="file isolation comes from the uid drop, which needs root")
 def test_files_outside_its_directory_survive(tmp_path):
     decoy = tmp_path / "decoy.txt"
     decoy.write_text("precious")
