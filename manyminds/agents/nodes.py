@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.types import Send
 
+from manyminds._perf import gc_paused
 from manyminds.aggregators import Aggregator
 from manyminds.answers import extract
 from manyminds.backends.base import Backend
@@ -275,6 +276,10 @@ def extract_node(split: Split | None = None) -> RunnableLambda:
     """
 
     def extract_all(state: EnsembleState) -> dict[str, Any]:
+        with gc_paused():
+            return _extract_all(state)
+
+    def _extract_all(state: EnsembleState) -> dict[str, Any]:
         candidates = []
         for task, samples in zip(state["batch"], state["samples"]):
             mine: list[Candidate] = []
@@ -310,6 +315,10 @@ def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[
     """Decide each task (unless a node already did) and assemble its Result."""
 
     def aggregate(state: EnsembleState) -> dict[str, Any]:
+        with gc_paused():
+            return _aggregate(state)
+
+    def _aggregate(state: EnsembleState) -> dict[str, Any]:
         results = []
         for i, task in enumerate(state["batch"]):
             cands = with_verdicts(state["candidates"][i], state.get("verdicts", [{}] * len(state["batch"]))[i])
