@@ -19,7 +19,7 @@ from manyminds.answers import normalise_gold
 from manyminds.errors import ConfigError
 from manyminds.pools import PoolQuestion, load_pool
 from manyminds.stopping import StopRule, parse_rule, replay
-from manyminds.types import Candidate, Result, Task
+from manyminds.types import Result
 
 
 class Reaggregation(BaseModel):
@@ -86,7 +86,9 @@ def reaggregate(
         decision = chooser(q.task, pool[:used])
         answers.append(decision.answer)
         samples += used
-        gold = normalise_gold(q.task) if q.task.format.value != "text" or q.task.gold is None else _text_gold(q.task)
+        gold = normalise_gold(q.task)
+        if gold is None:  # a gold that is already a key the extractor cannot read (option indices)
+            gold = q.task.gold
         correct += int(decision.answer is not None and decision.answer == gold)
         changed += int(original is not None and original[k] != decision.answer)
     return Reaggregation(
@@ -94,12 +96,3 @@ def reaggregate(
         correct=correct, samples=samples, changed=changed, answers=answers,
     )
 
-
-def _text_gold(task: Task) -> str | None:
-    # Pools of extracted answers (option indices) store gold as a key already.
-    key = normalise_gold(task)
-    return key if key is not None else task.gold
-
-
-def candidates_of(question: PoolQuestion) -> list[Candidate]:
-    return question.candidates

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from math import comb
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -120,5 +120,3 @@ def replay(rule: StopRule, answers: Sequence[str | None], cap: int) -> tuple[int
             return drawn, reason
     return drawn, f"cap of {limit} samples reached"
 
-
-Stop = Literal["esc", "adaptive"]
