@@ -19,6 +19,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "local": "manyminds.backends.local:from_spec",
         "openai": "manyminds.backends.openai_compat:from_spec",
         "scripted": "manyminds.backends.scripted:from_spec",
+        "vllm": "manyminds.backends.vllm:from_spec",
     },
     "manyminds.aggregators": {
         "majority": "manyminds.aggregators.majority:Majority",

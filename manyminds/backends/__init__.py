@@ -6,6 +6,7 @@ from manyminds.backends.base import Backend, Capabilities, sample_seed
 from manyminds.backends.local import Local
 from manyminds.backends.openai_compat import OpenAICompatible
 from manyminds.backends.scripted import Scripted, ScriptedRequest
+from manyminds.backends.vllm import VLLM
 from manyminds.errors import ConfigError
 from manyminds.plugins import discover
 
@@ -16,11 +17,12 @@ __all__ = [
     "OpenAICompatible",
     "Scripted",
     "ScriptedRequest",
+    "VLLM",
     "from_spec",
     "sample_seed",
 ]
 
-SPEC_HELP = "local, local:PATH.gguf, openai:MODEL, openai:MODEL@BASE_URL, scripted:REPLY|REPLY"
+SPEC_HELP = "local, local:PATH.gguf, openai:MODEL, openai:MODEL@BASE_URL, vllm:MODEL, scripted:REPLY|REPLY"
 
 
 def from_spec(spec: str) -> Backend:
