@@ -144,7 +144,18 @@ class SampledStrategy(Strategy):
         return ([Message(role="system", content=system)] if system else []) + [Message(role="user", content=text)]
 
 
-class OnePromptStrategy(SampledStrategy):
+class PromptedStrategy(SampledStrategy):
+    """A strategy that asks the question itself, with or without chain of thought."""
+
+    prompt: Literal["cot", "direct"] = Field(default="cot", description="chain of thought or answer only")
+
+    def messages(self, task: Task) -> list[Message]:
+        from manyminds.strategies.prompting import question_prompt
+
+        return self.chat(question_prompt(task, self.prompt))
+
+
+class OnePromptStrategy(PromptedStrategy):
     """A strategy that samples one prompt n times (then votes, selects, synthesises, ranks...).
 
     Takes a stopping rule: with one, samples come in waves and stop early
@@ -152,7 +163,6 @@ class OnePromptStrategy(SampledStrategy):
     """
 
     n: int = Field(default=8, ge=1, description="samples per question (the budget; the cap with a stop rule)")
-    prompt: Literal["cot", "direct"] = Field(default="cot", description="chain of thought or answer only")
     stop: ESC | AdaptiveConsistency | None = Field(default=None, description="sample in waves and stop early")
 
     def params(self) -> dict[str, Any]:
@@ -160,11 +170,6 @@ class OnePromptStrategy(SampledStrategy):
         if self.stop is not None:
             record["stop"] = {"rule": self.stop.name, **self.stop.model_dump()}
         return record
-
-    def messages(self, task: Task) -> list[Message]:
-        from manyminds.strategies.prompting import question_prompt
-
-        return self.chat(question_prompt(task, self.prompt))
 
     def sampled(self, backend: Backend, *after: tuple[str, Any]) -> "CompiledStateGraph":
         """prepare -> sample (in waves with a stop rule) -> extract -> `after` steps, compiled."""

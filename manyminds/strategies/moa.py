@@ -13,13 +13,13 @@ slot per proposer, each over the whole batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
 from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
-from manyminds.strategies.base import SampledStrategy
+from manyminds.strategies.base import PromptedStrategy
 from manyminds.strategies.prompting import question_prompt
 from manyminds.types import Message, Task
 
@@ -48,10 +48,9 @@ def synthesis_messages(task: Task, responses: Sequence[str], prompt: str, max_ch
     ]
 
 
-class SynthesisConfig(SampledStrategy):
+class SynthesisConfig(PromptedStrategy):
     """Settings every synthesising strategy shares (MoA, Self-MoA, Self-MoA-Seq)."""
 
-    prompt: Literal["cot", "direct"] = "cot"
     synthesis_temperature: float = Field(default=0.0, ge=0, description="temperature of synthesis calls")
     max_chars_per_response: int = Field(default=1500, ge=50, description="each response is cut to this")
 

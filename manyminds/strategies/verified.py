@@ -12,7 +12,7 @@ are wrong.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -20,9 +20,8 @@ from manyminds.agents.state import EnsembleState
 from manyminds.aggregators import get_aggregator
 from manyminds.aggregators.majority import tally
 from manyminds.backends.base import Backend
-from manyminds.strategies.base import OnePromptStrategy, SampledStrategy
-from manyminds.strategies.prompting import question_prompt
-from manyminds.types import Candidate, Decision, Message, Task
+from manyminds.strategies.base import OnePromptStrategy, PromptedStrategy
+from manyminds.types import Candidate, Decision, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -48,19 +47,15 @@ def best_verified(task: Task, candidates: Sequence[Candidate], *, abstain: bool,
     return Decision(answer=winner, confidence=top, tally=best, aggregator=name, params=params)
 
 
-class VerifierConfig(SampledStrategy):
-    """A verifier (excluded from the config hash's JSON, recorded by name) and the prompt style."""
+class VerifierConfig(PromptedStrategy):
+    """A verifier (excluded from the config's JSON, recorded by name and parameters)."""
 
     verifier: Any = Field(exclude=True, description="a Verifier: unit tests, math, judge, panel, reward")
-    prompt: Literal["cot", "direct"] = "cot"
 
     def params(self) -> dict[str, Any]:
         record = super().params()
         record["verifier"] = {"name": self.verifier.name, **self.verifier.params()}
         return record
-
-    def messages(self, task: Task) -> list[Message]:
-        return self.chat(question_prompt(task, self.prompt))
 
 
 class BestOfN(OnePromptStrategy, VerifierConfig):
