@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench bench-all lint clean
+.PHONY: install sandbox-tools demo test bench bench-all lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,14 +13,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[local,dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The code sandbox isolates with bubblewrap; as root, install it where it is missing.
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null; \
+	  else \
+	    echo "note: bubblewrap (bwrap) is missing; install it to run model-written code isolated"; \
+	  fi; }
+
+install: $(STAMP) sandbox-tools
 
 # The main job on the embedded model: single sampling against self-consistency.
-demo: $(STAMP)
+demo: $(STAMP) sandbox-tools
 	mkdir -p .manyminds
 	$(BIN)/manyminds bench arithmetic --limit 40 -n 8 --cache .manyminds/demo.db
 
-test: $(STAMP)
+test: $(STAMP) sandbox-tools
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

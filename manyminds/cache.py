@@ -11,6 +11,19 @@ Writes are queued and committed by one writer thread in batches, each in a
 `BEGIN IMMEDIATE` transaction on a WAL-mode database, so the event loop never
 waits on disk and several processes can share one file. Rows not yet
 committed are visible to lookups from the moment they are queued.
+
+A paid sample is never dropped: a batch whose commit fails (another process
+holding the write lock, a full disk) is kept and retried. If the database
+stays unwritable while the caller waits for its samples to be stored
+(`flush`, `close`), the pending samples are written to a recovery file
+beside it (or under ~/.cache/manyminds/pending) and the error says where;
+the next time the cache is opened for writing they are read back.
+
+The cache touches only files it owns: a new path is created atomically with
+mode 0600 (samples can hold private prompts); an existing file is used only
+if manyminds created it, so another application's SQLite database, or an
+empty file, is refused untouched. Inspecting (`read_only=True`) opens the
+file read-only, so a cache of another user can be looked at.
 """
 
 from __future__ import annotations
@@ -20,11 +33,14 @@ import atexit
 import hashlib
 import json
 import logging
+import os
 import queue
+import secrets
 import sqlite3
 import threading
 import time
 import weakref
+from urllib.parse import quote
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,36 +158,120 @@ def check_cache_path(path: Path) -> None:
                 )
 
 
-class GenerationCache:
-    """A SQLite store of generations; `wrap(backend)` gives a backend that consults it."""
+_RETRY = object()  # wakes the writer to retry failed batches
+PENDING_DIR = Path("~/.cache/manyminds/pending")
 
-    def __init__(self, path: str | Path, *, flush_interval: float = 0.05, batch_size: int = 512):
+
+class GenerationCache:
+    """A SQLite store of generations; `wrap(backend)` gives a backend that consults it.
+
+    Args:
+        path: the database file; a new path is created (mode 0600).
+        read_only: open for inspection only (stats, runs, lookups); nothing is written.
+        busy_timeout: seconds one commit waits for another process's write lock.
+        give_up_after: seconds a flush waits for a failing database before it saves the
+            pending samples to a recovery file and raises.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        flush_interval: float = 0.05,
+        batch_size: int = 512,
+        read_only: bool = False,
+        busy_timeout: float = 30.0,
+        give_up_after: float = 120.0,
+    ):
         self.path = Path(path).expanduser()
         check_cache_path(self.path)
         self.flush_interval = flush_interval
         self.batch_size = batch_size
-        try:
-            self._reader = self._connect()
-            self._migrate(self._reader)
-        except sqlite3.DatabaseError as error:
-            raise CacheError(f"{self.path} cannot be used as a cache: {error}") from error
+        self.read_only = read_only
+        self.busy_timeout = busy_timeout
+        self.give_up_after = give_up_after
         self._read_lock = threading.Lock()
         self._pending: dict[tuple[str, int], tuple] = {}
         self._pending_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._closed = False
-        self._wrappers: weakref.WeakKeyDictionary[Any, CachedBackend] = weakref.WeakKeyDictionary()
+        self._wrappers: weakref.WeakValueDictionary[int, CachedBackend] = weakref.WeakValueDictionary()
+        try:
+            if read_only:
+                self._reader = self._open_read_only()
+            else:
+                if not self.path.exists():
+                    self._create()
+                self._reader = self._connect()
+                self._check_ours(self._reader)
+                self._migrate(self._reader)
+        except sqlite3.DatabaseError as error:
+            raise CacheError(f"{self.path} cannot be used as a cache: {error}") from error
         self._writer = threading.Thread(target=self._write_loop, name="manyminds-cache", daemon=True)
-        self._writer.start()
+        if not read_only:
+            self._writer.start()
+            self.recovered = self._recover()
+        else:
+            self.recovered = 0
         _open_caches.add(self)
 
     # -- opening -----------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA busy_timeout = 30000")
+    def _connect(self, path: Path | None = None) -> sqlite3.Connection:
+        conn = sqlite3.connect(path or self.path, check_same_thread=False, isolation_level=None,
+                               timeout=self.busy_timeout)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise CacheError(f"no cache file at {self.path}")
+        conn = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True,
+                               check_same_thread=False, isolation_level=None)
+        self._check_ours(conn)
+        return conn
+
+    def _create(self) -> None:
+        """Create the database under a temporary name (mode 0600), then link it into place,
+        so no other process ever sees a half-made file, and an existing one is never replaced."""
+        temp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}-{secrets.token_hex(4)}")
+        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+        try:
+            conn = self._connect(temp)
+            try:
+                self._migrate(conn)
+            finally:
+                conn.close()
+            try:
+                os.link(temp, self.path)
+            except FileExistsError:
+                pass  # another process created it meanwhile: use theirs
+            except OSError:
+                if not self.path.exists():
+                    os.replace(temp, self.path)  # a file system without hard links
+        finally:
+            for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
+                try:
+                    leftover.unlink()
+                except FileNotFoundError:
+                    pass
+
+    def _check_ours(self, conn: sqlite3.Connection) -> None:
+        """Refuse, before writing anything, a file that manyminds did not create."""
+        if self.path.stat().st_size == 0:
+            raise CacheError(
+                f"{self.path} is an empty file, not a manyminds cache; it was left untouched: "
+                "delete it or pass another cache path"
+            )
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if _META not in tables:
+            shown = ", ".join(sorted(tables)[:6]) or "no tables"
+            raise CacheError(
+                f"{self.path} is a SQLite database that manyminds did not create ({shown}); "
+                "it was left untouched: pass another cache path"
+            )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -278,6 +378,8 @@ class GenerationCache:
         """Queue generations of request `key` for storage; visible to lookups at once."""
         if self._closed:
             raise CacheError(f"cache {self.path} is closed")
+        if self.read_only:
+            raise CacheError(f"cache {self.path} was opened read-only")
         now = time.time()
         rows = []
         with self._pending_lock:
@@ -303,7 +405,8 @@ class GenerationCache:
         self._queue.put((key, request, rows))
 
     def flush(self) -> None:
-        """Block until every queued write is committed; re-raise a writer failure."""
+        """Block until every queued write is committed, retrying a failing database for up to
+        `give_up_after` seconds; then raise, naming the file the pending samples were saved to."""
         if not self._writer.is_alive():
             self._raise_writer_error()
             return
@@ -315,17 +418,22 @@ class GenerationCache:
     def _raise_writer_error(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
+            if isinstance(error, CacheError):
+                raise error
             raise CacheError(f"writing to cache {self.path} failed: {error}") from error
 
     def close(self) -> None:
         if self._closed:
             return
-        self.flush()
-        self._closed = True
-        self._queue.put(None)
-        self._writer.join()
-        self._reader.close()
-        _open_caches.discard(self)
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            if self._writer.is_alive():
+                self._queue.put(None)
+                self._writer.join()
+            self._reader.close()
+            _open_caches.discard(self)
 
     def __enter__(self) -> "GenerationCache":
         return self
@@ -335,19 +443,24 @@ class GenerationCache:
 
     def _write_loop(self) -> None:
         conn = self._connect()
+        failed: list = []  # batches whose commit failed, kept in order and retried
+        waiting: list[threading.Event] = []  # flushes waiting for them
+        failing_since: float | None = None
+        retry_wait = 0.25
         try:
             while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                batch, events = [], []
+                try:
+                    item = self._queue.get(timeout=retry_wait if failed else None)
+                except queue.Empty:
+                    item = _RETRY
+                batch, stop = [], False
                 deadline = time.monotonic() + self.flush_interval
-                while True:
+                while item is not _RETRY:
                     if isinstance(item, threading.Event):
-                        events.append(item)
+                        waiting.append(item)
                         break  # a flush request: commit what we have now
                     if item is None:
-                        self._queue.put(None)
+                        stop = True
                         break
                     batch.append(item)
                     if len(batch) >= self.batch_size:
@@ -356,14 +469,32 @@ class GenerationCache:
                         item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                     except queue.Empty:
                         break
-                if batch:
-                    self._commit(conn, batch)
-                for event in events:
-                    event.set()
+                batch, failed = failed + batch, []
+                error = self._commit(conn, batch) if batch else None
+                if error is None:
+                    failing_since, retry_wait = None, 0.25
+                else:
+                    failed = batch
+                    failing_since = failing_since or time.monotonic()
+                    retry_wait = min(retry_wait * 2, 5.0)
+                    if (waiting or stop) and time.monotonic() - failing_since >= self.give_up_after:
+                        self._error = self._give_up(failed, error, time.monotonic() - failing_since)
+                        failed = []
+                if not failed:
+                    for event in waiting:
+                        event.set()
+                    waiting = []
+                if stop:
+                    if failed:  # closing while still failing: never drop them
+                        self._error = self._give_up(failed, error, time.monotonic() - (failing_since or 0))
+                    for event in waiting:
+                        event.set()
+                    return
         finally:
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list) -> None:
+    def _commit(self, conn: sqlite3.Connection, batch: list) -> BaseException | None:
+        """Commit a batch; on failure return the error (the rows stay pending and are retried)."""
         now = time.time()
         requests = {}
         rows = []
@@ -381,22 +512,87 @@ class GenerationCache:
             conn.executemany("INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?)", requests.values())
             conn.executemany("INSERT OR IGNORE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
-        except BaseException as error:
+        except Exception as error:
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            log.error("cache write of %d samples failed: %s", len(rows), error)
-            self._error = error
-            return  # rows stay pending: still served from memory for this process
+            log.warning("cache write of %d samples to %s failed (%s); keeping them and retrying", len(rows),
+                        self.path, error)
+            return error
         with self._pending_lock:
             for row in rows:
                 self._pending.pop((row[0], row[1]), None)
+        return None
+
+    # -- recovery ------------------------------------------------------------
+
+    def _pending_files(self) -> list[Path]:
+        beside = sorted(self.path.parent.glob(f"{self.path.name}.pending-*.jsonl"))
+        elsewhere = PENDING_DIR.expanduser()
+        tag = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
+        return beside + (sorted(elsewhere.glob(f"{tag}-*.jsonl")) if elsewhere.is_dir() else [])
+
+    def _give_up(self, batches: list, error: BaseException, seconds: float) -> CacheError:
+        """Save batches the database would not take to a recovery file; the error to raise."""
+        count = sum(len(rows) for _, _, rows in batches)
+        name = f"{os.getpid()}-{int(time.time())}-{secrets.token_hex(3)}.jsonl"
+        tag = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
+        candidates = [self.path.with_name(f"{self.path.name}.pending-{name}"),
+                      PENDING_DIR.expanduser() / f"{tag}-{name}"]
+        for target in candidates:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    for key, request, rows in batches:
+                        handle.write(json.dumps({"key": key, "request": request, "rows": rows},
+                                                ensure_ascii=False) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as spill_error:
+                log.error("could not save pending samples to %s: %s", target, spill_error)
+                continue
+            return CacheError(
+                f"could not write {count} samples to cache {self.path} for {seconds:.0f} s ({error}); "
+                f"they were saved to {target} and are read back the next time this cache is opened"
+            )
+        return CacheError(  # pragma: no cover - neither the cache's folder nor the home is writable
+            f"could not write {count} samples to cache {self.path} ({error}), nor save them elsewhere"
+        )
+
+    def _recover(self) -> int:
+        """Read back samples that an earlier run could not store; returns how many."""
+        recovered = 0
+        for path in self._pending_files():
+            try:
+                lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+                batch = [(r["key"], r["request"], [tuple(row) for row in r["rows"]]) for r in lines]
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                log.warning("cannot read recovery file %s (%s); left as it is", path, error)
+                continue
+            with self._pending_lock:
+                for _, _, rows in batch:
+                    for row in rows:
+                        self._pending.setdefault((row[0], row[1]), row)
+            for item in batch:
+                self._queue.put(item)
+            try:
+                self.flush()
+            except CacheError as error:
+                log.warning("could not store the samples of %s yet: %s", path, error)
+                continue
+            path.unlink()
+            recovered += sum(len(rows) for _, _, rows in batch)
+            log.info("recovered %d samples from %s", recovered, path)
+        return recovered
 
     # -- runs ----------------------------------------------------------------
 
     def record_run(self, label: str, results: "Sequence[Result]") -> int:
         """Store a run's results (every candidate included); returns the run id."""
+        if self.read_only:
+            raise CacheError(f"cache {self.path} was opened read-only")
         self.flush()
         first = results[0] if results else None
         with self._read_lock:
@@ -447,9 +643,12 @@ class GenerationCache:
     def wrap(self, backend: Backend) -> "CachedBackend":
         """The cached view of `backend`; the same object for the same backend, so graphs
         built over it can be reused."""
-        wrapper = self._wrappers.get(backend)
-        if wrapper is None:
-            wrapper = self._wrappers[backend] = CachedBackend(backend, self)
+        # Keyed by id, holding the wrapper weakly: the wrapper refers to its backend, so a
+        # mapping keyed by the backend would keep both (and every graph built over them) alive.
+        wrapper = self._wrappers.get(id(backend))
+        if wrapper is None or wrapper.inner is not backend:
+            wrapper = CachedBackend(backend, self)
+            self._wrappers[id(backend)] = wrapper
         return wrapper
 
 

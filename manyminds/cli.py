@@ -67,7 +67,7 @@ class VerifierName(str, enum.Enum):
     unit_tests = "unit-tests"
 
 
-def _verifier(name: "VerifierName | None", backend, allow_code: bool):
+def _verifier(name: "VerifierName | None", backend, allow_code: bool, allow_unisolated: bool = False):
     """The verifier a verifying strategy needs: judges use the run's own backend."""
     if name is None:
         return None
@@ -79,7 +79,7 @@ def _verifier(name: "VerifierName | None", backend, allow_code: bool):
         return verifiers.PTrueJudge(backend)
     if name is VerifierName.grade:
         return verifiers.GradeJudge(backend)
-    return verifiers.UnitTests(allow_code_execution=allow_code)
+    return verifiers.UnitTests(allow_code_execution=allow_code, allow_unisolated_execution=allow_unisolated)
 
 
 def _make(name: str, n: int, verifier, **settings):
@@ -97,6 +97,13 @@ VerifierOpt = Annotated[
 ]
 AllowCodeOpt = Annotated[
     bool, typer.Option("--allow-code-execution", help="Let the unit-test verifier run model-written code (sandboxed).")
+]
+AllowUnisolatedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unisolated-code-execution",
+        help="Where bubblewrap cannot isolate it, run model-written code with resource limits only (unsafe).",
+    ),
 ]
 
 
@@ -171,6 +178,7 @@ def run(
     strategy_name: Annotated[StrategyName, typer.Option("--strategy", "-s", help="How to combine samples.")] = StrategyName.self_consistency,
     verifier: VerifierOpt = None,
     allow_code_execution: AllowCodeOpt = False,
+    allow_unisolated_code_execution: AllowUnisolatedOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Answer one question with an ensemble strategy (self-consistency by default) and show the vote."""
@@ -181,7 +189,7 @@ def run(
     task = Task(question=question, format=answer_format)
     chosen = from_spec(backend)
     strategy = _make(
-        strategy_name.value, n, _verifier(verifier, chosen, allow_code_execution),
+        strategy_name.value, n, _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution),
         temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed,
     )
     path = _cache_path(cache, no_cache)
@@ -261,6 +269,7 @@ def bench_arithmetic(
     ] = None,
     verifier: VerifierOpt = None,
     allow_code_execution: AllowCodeOpt = False,
+    allow_unisolated_code_execution: AllowUnisolatedOpt = False,
 ) -> None:
     """Single sampling against self-consistency (and any --strategy) on generated arithmetic questions."""
     from manyminds.backends import from_spec
@@ -274,7 +283,7 @@ def bench_arithmetic(
     single = vote.model_copy(update={"n": 1})
     methods = {f"self-consistency (n={n})": vote, "single sample": single}
     chosen = from_spec(backend)
-    judge = _verifier(verifier, chosen, allow_code_execution)
+    judge = _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution)
     for extra in strategies or []:
         if extra is not StrategyName.self_consistency:
             methods[f"{extra.value} (budget {n})"] = _make(
@@ -332,7 +341,7 @@ def cache_stats(path: Annotated[str, typer.Argument(help="The cache file.")]) ->
     target = Path(path).expanduser()
     if not target.is_file():
         raise ManymindsError(f"no cache file at {target}")
-    with GenerationCache(target) as store:
+    with GenerationCache(target, read_only=True) as store:
         stats = store.stats()
     table = Table(title=f"cache {stats.path}")
     table.add_column("what")
@@ -386,7 +395,7 @@ def cache_runs(path: Annotated[str, typer.Argument(help="The cache file.")]) -> 
     target = Path(path).expanduser()
     if not target.is_file():
         raise ManymindsError(f"no cache file at {target}")
-    with GenerationCache(target) as store:
+    with GenerationCache(target, read_only=True) as store:
         runs = store.runs()
     table = Table(title=f"runs in {target}")
     for column in ("id", "label", "strategy", "results"):

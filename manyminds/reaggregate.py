@@ -52,7 +52,7 @@ def _questions(source: "str | Path | Sequence[Result] | Sequence[PoolQuestion]",
 
         if not path.is_file():
             raise ConfigError(f"no such file: {path}")
-        with GenerationCache(path) as cache:
+        with GenerationCache(path, read_only=True) as cache:
             source = cache.load_run(run)
     items = list(source)
     if items and isinstance(items[0], Result):

@@ -1,7 +1,9 @@
 """The generation cache: one row per (request, sample index), resumable, safe to open."""
 
 import asyncio
+import os
 import sqlite3
+import threading
 
 import pytest
 
@@ -131,16 +133,100 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path):
     assert path.read_text() == "my precious notes\n"
 
 
-def test_another_sqlite_database_keeps_its_tables(tmp_path):
-    path = tmp_path / "app.db"
+def _foreign_database(path):
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE mine (x)")
     conn.execute("INSERT INTO mine VALUES (42)")
     conn.commit()
     conn.close()
-    with GenerationCache(path) as cache:
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_another_applications_database_is_refused_untouched(tmp_path, read_only):
+    path = tmp_path / "app.db"
+    before = _foreign_database(path)
+    with pytest.raises(CacheError, match="manyminds did not create .*mine.*left untouched"):
+        GenerationCache(path, read_only=read_only)
+    assert path.read_bytes() == before  # not migrated, not switched to WAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+def test_an_empty_file_is_not_made_a_cache(tmp_path):
+    path = tmp_path / "empty.db"
+    path.touch()
+    with pytest.raises(CacheError, match="empty file"):
+        GenerationCache(path)
+    assert path.read_bytes() == b""
+
+
+def test_a_new_cache_is_private_and_created_whole(tmp_path):
+    with GenerationCache(tmp_path / "c.db") as cache:
         asyncio.run(cache.wrap(Scripted(reply)).generate(MSGS, PARAMS, 2))
-    assert sqlite3.connect(path).execute("SELECT x FROM mine").fetchall() == [(42,)]
+        for p in tmp_path.iterdir():
+            assert p.stat().st_mode & 0o077 == 0, p  # the database and its -wal and -shm
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("c.db")) == []
+
+
+def test_inspecting_opens_read_only_and_works_on_a_file_we_cannot_write(tmp_path):
+    path = tmp_path / "c.db"
+    with GenerationCache(path) as cache:
+        asyncio.run(cache.wrap(Scripted(reply)).generate(MSGS, PARAMS, 3))
+    before = path.read_bytes()
+    os.chmod(path, 0o400)
+    try:
+        with GenerationCache(path, read_only=True) as cache:
+            assert cache.stats().generations == 3 and cache.runs() == []
+            with pytest.raises(CacheError, match="read-only"):
+                cache.put("k", {"backend": {}}, [])
+    finally:
+        os.chmod(path, 0o600)
+    assert path.read_bytes() == before
+
+
+def _hold_write_lock(path, seconds):
+    """Another connection holding the database's write lock for `seconds`."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(seconds, lambda: (conn.execute("COMMIT"), conn.close()))
+    timer.start()
+    return timer
+
+
+def test_a_batch_that_meets_a_locked_database_is_retried_not_dropped(tmp_path):
+    path = tmp_path / "c.db"
+    cache = GenerationCache(path, busy_timeout=0.2, give_up_after=30)
+    lock = _hold_write_lock(path, 1.5)
+    try:
+        asyncio.run(cache.wrap(Scripted(reply)).generate(MSGS, PARAMS, 64))
+        cache.flush()  # waits through the lock, then commits
+        assert cache.count() == 64
+    finally:
+        lock.join()
+        cache.close()
+
+
+def test_samples_a_locked_database_never_took_are_saved_and_read_back(tmp_path):
+    path = tmp_path / "c.db"
+    GenerationCache(path).close()
+    cache = GenerationCache(path, busy_timeout=0.1, give_up_after=0.5)
+    lock = _hold_write_lock(path, 60)
+    try:
+        asyncio.run(cache.wrap(Scripted(reply)).generate(MSGS, PARAMS, 40))
+        with pytest.raises(CacheError, match=r"40 samples .* saved to (\S+) and are read back") as caught:
+            cache.close()
+    finally:
+        lock.cancel()
+        lock.function()
+    spill = [p for p in tmp_path.iterdir() if ".pending-" in p.name]
+    assert len(spill) == 1 and str(spill[0]) in str(caught.value)
+    assert spill[0].stat().st_mode & 0o077 == 0
+    backend = Scripted(reply)
+    with GenerationCache(path) as reopened:
+        assert reopened.recovered == 40 and reopened.count() == 40
+        again = asyncio.run(reopened.wrap(backend).generate(MSGS, PARAMS, 40))
+    assert backend.calls == 0 and [g.text for g in again] == [reply(None, None, i) for i in range(40)]
+    assert not [p for p in tmp_path.iterdir() if ".pending-" in p.name]
 
 
 def test_stats(tmp_path):

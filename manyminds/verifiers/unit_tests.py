@@ -16,7 +16,7 @@ from typing import Any
 from manyminds.answers import extract_code
 from manyminds.errors import ConfigError
 from manyminds.types import Candidate, Task, Verdict
-from manyminds.verifiers.sandbox import Limits, require_opt_in, run_python
+from manyminds.verifiers.sandbox import Limits, require_isolation, require_opt_in, run_python
 
 
 def program(task: Task, code: str) -> str:
@@ -41,13 +41,29 @@ class UnitTests:
             MANYMINDS_ALLOW_CODE_EXECUTION=1).
         limits: the sandbox's time, memory and process limits.
         max_parallel: sandboxes running at once.
+        allow_unisolated_execution: where bubblewrap cannot isolate the code,
+            run it anyway with resource limits only (or set
+            MANYMINDS_ALLOW_UNISOLATED_EXECUTION=1); without it such a
+            machine refuses, at construction, to run anything.
+
+    A candidate passes only when the harness reports, with the run's secret
+    token, that the last test ran: exiting early with status 0 fails.
     """
 
     name = "unit-tests"
 
-    def __init__(self, *, allow_code_execution: bool = False, limits: Limits = Limits(), max_parallel: int = 4):
+    def __init__(
+        self,
+        *,
+        allow_code_execution: bool = False,
+        limits: Limits = Limits(),
+        max_parallel: int = 4,
+        allow_unisolated_execution: bool = False,
+    ):
         require_opt_in(allow_code_execution)
+        require_isolation(allow_unisolated_execution)
         self.allow = True
+        self.allow_unisolated = allow_unisolated_execution
         self.limits = limits
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="manyminds-sandbox")
 
@@ -56,8 +72,15 @@ class UnitTests:
 
     def check(self, task: Task, code: str) -> Verdict:
         """Run the tests against `code` (blocking)."""
-        outcome = run_python(program(task, code), self.limits, allow=self.allow)
-        reason = "passed" if outcome.ok else ("timed out" if outcome.out_of_time else "failed")
+        outcome = run_python(program(task, code), self.limits, allow=self.allow, allow_unisolated=self.allow_unisolated)
+        if outcome.ok:
+            reason = "passed"
+        elif outcome.out_of_time:
+            reason = "timed out"
+        elif outcome.returncode == 0:
+            reason = "exited before the tests finished"
+        else:
+            reason = "failed"
         return Verdict(
             score=1.0 if outcome.ok else 0.0,
             passed=outcome.ok,
@@ -68,6 +91,7 @@ class UnitTests:
                 "stderr": outcome.stderr[-2000:],
                 "seconds": round(outcome.seconds, 3),
                 "isolated": outcome.isolated,
+                "completed": outcome.completed,
             },
         )
 
