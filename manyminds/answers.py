@@ -11,13 +11,17 @@ from __future__ import annotations
 import functools
 import re
 import string
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 from manyminds.types import OPTION_LETTERS, AnswerFormat, Task
 
-_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+(?!\w|\.\d))?(?:\s*/\s*\d+)?|-?\.\d+"
 NUMBER_RE = re.compile(rf"(?<![\w.])(?:{_NUMBER})")
+NUMBER_ONLY = re.compile(rf"\s*(?:{_NUMBER})\s*")
+"""A string that is one number and nothing else (as recorded, already extracted answers are)."""
 GSM8K_RE = re.compile(r"####\s*\$?\s*(" + _NUMBER + ")")
 ANSWER_IS_RE = re.compile(
     r"(?:answer\s*(?:is|:|=)|final answer\s*(?:is|:)?|answer\s*would be)\s*:?\s*(.*)", re.IGNORECASE
@@ -46,24 +50,20 @@ def extract(task: Task, text: str) -> str | None:
 @functools.lru_cache(maxsize=1 << 16)
 def _extract(format: AnswerFormat, choices: tuple[str, ...] | None, text: str) -> str | None:
     # Memoised: samples often repeat a text verbatim (short answers, warm reruns).
-    if format is AnswerFormat.NUMBER:
-        return extract_number(text)
-    if format is AnswerFormat.CHOICE:
-        return extract_choice(text, choices)
-    if format is AnswerFormat.YES_NO:
-        return extract_yes_no(text)
-    if format is AnswerFormat.CODE:
-        return code_key(extract_code(text))
-    if format is AnswerFormat.MATH:
-        return extract_math(text)
-    return extract_text(text)
+    return FORMATS[format].extract(text, choices)
 
 
 def normalise_gold(task: Task) -> str | None:
-    """The gold answer as a key, by the same rules as the samples, so they compare equal."""
+    """The gold answer as a key, by the same rules as the samples, so they compare equal.
+
+    A math gold is usually the bare answer ('3x+2'): it is read whole, as if boxed,
+    rather than by its last number as an unmarked solution would be."""
     if task.gold is None:
         return None
-    return extract(task, task.gold)
+    gold = task.gold
+    if FORMATS[task.format].merge_by_value and not boxed_contents(gold) and not ANSWER_IS_RE.search(gold):
+        gold = f"\\boxed{{{gold}}}"
+    return extract(task, gold)
 
 
 # -- numbers -----------------------------------------------------------------
@@ -162,13 +162,25 @@ def extract_math(text: str) -> str | None:
 LETTERS = OPTION_LETTERS
 
 
+_MARKDOWN = re.compile(r"\*\*|__|`")
+_CHOICE_PHRASE = re.compile(
+    r"(?:correct|right|best|final)\s+(?:answer|option|choice)\s*(?:is|:|would be)?\s*:?\s*(.*)"
+    r"|(?:i\s+(?:choose|pick|select)|my\s+(?:answer|choice)\s+is)\s*:?\s*(.*)",
+    re.IGNORECASE,
+)
+
+
 def extract_choice(text: str, choices: tuple[str, ...] | None = None) -> str | None:
-    """'(B)', 'B.', 'the answer is b', 'Answer: B) 21' -> 'B'; an option's text maps to its letter."""
+    """'(B)', 'B.', '**B**', 'the answer is b', 'Answer: B) 21', 'The correct choice is E.',
+    'option D' -> the letter; an option's text maps to its letter."""
     letters = LETTERS[: len(choices)] if choices else "ABCDE"
     letter = rf"[{letters}{letters.lower()}]"
+    text = _MARKDOWN.sub("", text)
+    lead = rf"\s*(?:(?:option|choice)\s*)?[\(\[]?({letter})(?![\w])"
     phrases = ANSWER_IS_RE.findall(text)
-    for span in reversed(phrases):
-        if match := re.match(rf"\s*[\(\[]?({letter})(?![\w])", span):
+    stated = [a or b for a, b in _CHOICE_PHRASE.findall(text)] + phrases
+    for span in reversed(stated):
+        if match := re.match(lead, span, re.IGNORECASE):
             return match.group(1).upper()
     if match := re.fullmatch(rf"\s*[\(\[]?({letter})[\)\]\.:]?\s*", text):
         return match.group(1).upper()
@@ -177,6 +189,9 @@ def extract_choice(text: str, choices: tuple[str, ...] | None = None) -> str | N
     parenthesised = re.findall(rf"\(([{letters}])\)", text)
     if parenthesised:
         return parenthesised[-1]
+    named = re.findall(rf"\b(?:option|choice)\s*[\(\[]?([{letters}])(?![\w])", text, re.IGNORECASE)
+    if named:
+        return named[-1].upper()
     if choices:
         said = normalise_text(phrases[-1] if phrases else text)
         hits = [LETTERS[i] for i, c in enumerate(choices) if normalise_text(c) and normalise_text(c) == said]
@@ -210,9 +225,17 @@ _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def normalise_text(text: str) -> str:
-    """Lower case, no punctuation, no articles, single spaces (the SQuAD rule)."""
-    text = text.lower().translate(_PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
+    """Lower case, no punctuation, no articles, single spaces (the SQuAD rule), except that
+    numbers keep their sign and decimal point: "-10" stays "-10", "3.5" stays "3.5"."""
+    parts = []
+    last = 0
+    for match in NUMBER_RE.finditer(text.replace("\u2212", "-")):
+        parts.append(text[last:match.start()].lower().translate(_PUNCTUATION))
+        number = normalise_number(match.group(0))
+        parts.append(f" {number if number is not None else match.group(0)} ")
+        last = match.end()
+    parts.append(text[last:].lower().translate(_PUNCTUATION))
+    return " ".join(_ARTICLES.sub(" ", "".join(parts)).split())
 
 
 def extract_text(text: str) -> str | None:
@@ -250,3 +273,51 @@ def code_key(code: str) -> str | None:
     lines = [line.rstrip() for line in code.splitlines()]
     kept = [line for line in lines if line.strip() and not line.strip().startswith("#")]
     return "\n".join(kept) or None
+
+
+# -- one table: every format's rules -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormatRules:
+    """Everything a format needs, in one place, so no format ships half-supported."""
+
+    extract: Callable[[str, "tuple[str, ...] | None"], "str | None"]
+    """Completion text (and the options, for choices) -> answer key, or None."""
+    form: str
+    """How a chain-of-thought prompt names the answer: 'The answer is X.', where X is <form>."""
+    direct: str
+    """The instruction of an answer-only prompt."""
+    merge_by_value: bool = False
+    """Keys that differ in form but not in value are merged with math-verify before voting."""
+
+
+FORMATS: dict[AnswerFormat, FormatRules] = {
+    AnswerFormat.NUMBER: FormatRules(
+        lambda text, _: extract_number(text), "a number", "Reply with just the number."),
+    AnswerFormat.CHOICE: FormatRules(
+        extract_choice, "the letter of one option", "Reply with just the letter of the correct option."),
+    AnswerFormat.YES_NO: FormatRules(lambda text, _: extract_yes_no(text), "yes or no", "Reply with just yes or no."),
+    AnswerFormat.TEXT: FormatRules(
+        lambda text, _: extract_text(text), "a short phrase", "Reply with just the answer, in a few words."),
+    AnswerFormat.CODE: FormatRules(
+        lambda text, _: code_key(extract_code(text)), "the complete code in one ```python block",
+        "Reply with the complete code in one ```python block."),
+    AnswerFormat.MATH: FormatRules(
+        lambda text, _: extract_math(text), "the final answer in LaTeX, inside \\boxed{}",
+        "Reply with just the final answer in LaTeX, inside \\boxed{}.", merge_by_value=True),
+}
+
+
+def same_answer(task: Task, answer: str | None, gold_key: str | None) -> bool:
+    """Whether an answer key equals the gold key: as strings, or by value where the format
+    merges by value (math), so '2+3x' scores right against a gold of '3x+2'."""
+    if answer is None or gold_key is None:
+        return False
+    if answer == gold_key:
+        return True
+    if FORMATS[task.format].merge_by_value:
+        from manyminds.verifiers.math_answer import keys_equal
+
+        return keys_equal(answer, gold_key)
+    return False

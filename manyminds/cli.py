@@ -363,7 +363,7 @@ def reaggregate_command(
     aggregator: Annotated[list[str], typer.Option("--aggregator", "-a", help="Aggregator name (repeatable).")] = ["majority"],
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="esc, esc:5, adaptive, adaptive:0.95 (repeatable).")] = None,
     run_id: Annotated[Optional[int], typer.Option("--run", help="Run id in the database (default: the latest).")] = None,
-    cap: Annotated[Optional[int], typer.Option(help="Use at most this many samples per question.")] = None,
+    cap: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many samples per question.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Recompute answers and accuracy from stored candidates, without a single generation."""
@@ -420,17 +420,35 @@ def main() -> None:
     # collector's view, so full collections during large runs traverse only new objects.
     gc.freeze()
     try:
-        app()
+        from typer._click import exceptions as cx  # typer vendors click since 0.2x
+    except ImportError:  # pragma: no cover - older typer on plain click
+        from click import exceptions as cx
+
+    try:
+        code = app(standalone_mode=False)
+    except cx.NoArgsIsHelpError:  # `manyminds` alone: the help is the answer
+        app(["--help"], standalone_mode=False)
+        sys.exit(0)
+    except cx.UsageError as error:  # an unknown option value, a missing argument
+        where = f"{error.ctx.command_path}: " if error.ctx is not None else ""
+        _fail(where + error.format_message())
+    except cx.ClickException as error:
+        _fail(error.format_message())
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
     except ManymindsError as error:
         _fail(str(error))
     except ValidationError as error:
         _fail(_one_line(error))
     except ValueError as error:  # e.g. an unknown --format value
         _fail(str(error))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str) -> None:
-    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    message = " ".join(message.split()).replace("Value error, ", "")
+    print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
 

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from manyminds.answers import extract
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from manyminds.answers import NUMBER_ONLY, extract, normalise_number
 from manyminds.errors import ConfigError
 from manyminds.types import AnswerFormat, Candidate, Generation, Result, Task, TokenLogprob
 
@@ -31,12 +33,13 @@ class PoolQuestion:
 
 
 def _option_key(raw: Any) -> str | None:
+    """A recorded, already extracted answer as a key: numbers by value ("2.0" -> "2",
+    "106.12" stays "106.12"), anything else as its stripped text."""
     if raw is None or raw == "":
         return None
-    try:
-        return str(int(float(raw)))
-    except (TypeError, ValueError):
-        return str(raw).strip() or None
+    text = str(raw).strip()
+    number = normalise_number(text) if NUMBER_ONLY.fullmatch(text) else None
+    return number if number is not None else (text or None)
 
 
 def _candidate(index: int, text: str, answer: str | None, logprobs: Sequence[float] | None = None,
@@ -49,28 +52,101 @@ def _candidate(index: int, text: str, answer: str | None, logprobs: Sequence[flo
     return Candidate(index=index, text=text, answer=answer, generation=generation)
 
 
-def parse_pool_line(row: dict[str, Any], number: int) -> PoolQuestion:
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class NativeSample(_Record):
+    text: str = ""
+    answer: str | None = None
+    logprobs: list[float] | None = None
+    tokens: int | None = None
+
+
+class NativeRecord(_Record):
+    samples: list[NativeSample]
+    id: str | int | None = None
+    question: str | None = None
+    gold: str | int | float | None = None
+    format: AnswerFormat = AnswerFormat.NUMBER
+
+
+class ESCRecord(_Record):
+    question: str
+    answer: str | int | float
+    generated_answer: list[str]
+
+
+class ConSolRecord(_Record):
+    gold: str | int | float
+    answers: list[str | int | float | None]
+    tokens: list[str | int | float | None] | None = None
+    id: str | int | None = None
+    question: str | None = None
+
+
+def _validated(model: type[_Record], row: dict[str, Any], where: str) -> Any:
+    try:
+        return model.model_validate(row, strict=False) if model is NativeRecord else model.model_validate(row)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in error.errors()[:3]
+        )
+        raise ConfigError(f"{where}: not a {model.__name__.removesuffix('Record')} pool record ({problems})") from None
+
+
+def parse_pool_line(row: Any, number: int, where: str | None = None) -> PoolQuestion:
+    """One pool line (already parsed JSON) as a question; ConfigError naming the line if it is none."""
+    where = where or f"pool line {number}"
+    if not isinstance(row, dict):
+        raise ConfigError(f"{where}: a pool line must be a JSON object, got {type(row).__name__} {str(row)[:40]}")
     if "samples" in row:  # native
-        fmt = AnswerFormat(row.get("format", "number"))
-        task = Task(question=row.get("question") or f"question {number}", format=fmt,
-                    gold=None if row.get("gold") is None else str(row["gold"]), id=str(row.get("id", number)))
+        if not isinstance(row["samples"], list) or any(not isinstance(x, dict) for x in row["samples"]):
+            raise ConfigError(f"{where}: 'samples' must be a list of objects with a 'text'")
+        if any("text" in x and not isinstance(x["text"], str) for x in row["samples"]):
+            raise ConfigError(f"{where}: every sample's 'text' must be a string")
+        record = _validated(NativeRecord, row, where)
+        task = Task(question=record.question or f"question {number}", format=record.format,
+                    gold=None if record.gold is None else str(record.gold),
+                    id=str(record.id if record.id is not None else number))
         cands = []
-        for i, s in enumerate(row["samples"]):
-            answer = s["answer"] if "answer" in s else extract(task, s.get("text", ""))
-            cands.append(_candidate(i, s.get("text", ""), answer, s.get("logprobs"), s.get("tokens")))
+        for i, sample in enumerate(record.samples):
+            answer = sample.answer if "answer" in sample.model_fields_set else extract(task, sample.text)
+            cands.append(_candidate(i, sample.text, answer, sample.logprobs, sample.tokens))
         return PoolQuestion(task, cands)
     if "generated_answer" in row:  # ESC: chain-of-thought texts ending "The answer is X."
-        task = Task(question=row["question"], format=AnswerFormat.TEXT, gold=str(row["answer"]), id=str(number))
-        return PoolQuestion(task, [_candidate(i, t, extract(task, t)) for i, t in enumerate(row["generated_answer"])])
-    if "answers" in row and "gold" in row:  # ConSol: extracted option indices
-        task = Task(question=row.get("question") or f"question {row.get('id', number)}", format=AnswerFormat.TEXT,
-                    gold=_option_key(row["gold"]), id=str(row.get("id", number)))
-        tokens = row.get("tokens") or [None] * len(row["answers"])
+        record = _validated(ESCRecord, row, where)
+        task = Task(question=record.question, format=AnswerFormat.TEXT, gold=str(record.answer), id=str(number))
+        return PoolQuestion(task, [_candidate(i, t, extract(task, t)) for i, t in enumerate(record.generated_answer)])
+    if "answers" in row and "gold" in row:  # ConSol: extracted answers (option indices or numbers)
+        record = _validated(ConSolRecord, row, where)
+        gold = _option_key(record.gold)
+        keys = [_option_key(a) for a in record.answers]
+        numeric = all(NUMBER_ONLY.fullmatch(k) for k in [gold, *keys] if k is not None)
+        task = Task(question=record.question or f"question {record.id if record.id is not None else number}",
+                    format=AnswerFormat.NUMBER if numeric else AnswerFormat.TEXT, gold=gold,
+                    id=str(record.id if record.id is not None else number))
+        tokens = record.tokens or [None] * len(record.answers)
+        if len(tokens) != len(record.answers):
+            raise ConfigError(f"{where}: 'tokens' has {len(tokens)} entries for {len(record.answers)} answers")
         return PoolQuestion(task, [
-            _candidate(i, str(a), _option_key(a), tokens=None if t is None else int(float(t)))
-            for i, (a, t) in enumerate(zip(row["answers"], tokens))
+            _candidate(i, "" if a is None else str(a), k, tokens=_token_count(t, where))
+            for i, (a, k, t) in enumerate(zip(record.answers, keys, tokens))
         ])
-    raise ConfigError(f"pool line {number}: unknown format (keys: {', '.join(sorted(row))})")
+    keys = ", ".join(sorted(row)) or "none"
+    raise ConfigError(
+        f"{where}: unknown pool format (keys: {keys}); expected 'samples' (native), "
+        "'generated_answer' (ESC) or 'answers' and 'gold' (ConSol)"
+    )
+
+
+def _token_count(raw: Any, where: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(float(raw))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: a token count must be a number, got {raw!r}") from None
 
 
 def load_pool(path: str | Path) -> list[PoolQuestion]:
@@ -86,7 +162,7 @@ def load_pool(path: str | Path) -> list[PoolQuestion]:
                     row = json.loads(line)
                 except json.JSONDecodeError as error:
                     raise ConfigError(f"{path}:{number}: not JSON: {error}") from error
-                out.append(parse_pool_line(row, number))
+                out.append(parse_pool_line(row, number, f"{path}:{number}"))
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from manyminds.aggregators import Aggregator, get_aggregator
-from manyminds.answers import normalise_gold
+from manyminds.answers import normalise_gold, same_answer
 from manyminds.errors import ConfigError
 from manyminds.pools import PoolQuestion, load_pool
 from manyminds.stopping import StopRule, parse_rule, replay
@@ -75,6 +75,10 @@ def reaggregate(
         cap: use at most this many samples per question (default: all recorded).
     """
     questions, original = _questions(source, run)
+    if not questions:
+        raise ConfigError(f"{source if isinstance(source, (str, Path)) else 'the source'} holds no questions to re-aggregate")
+    if cap is not None and cap < 1:
+        raise ConfigError(f"cap must be at least 1 sample per question, got {cap}")
     chooser = get_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
     rule = parse_rule(stop) if isinstance(stop, str) else stop
     correct = samples = changed = 0
@@ -89,7 +93,7 @@ def reaggregate(
         gold = normalise_gold(q.task)
         if gold is None:  # a gold that is already a key the extractor cannot read (option indices)
             gold = q.task.gold
-        correct += int(decision.answer is not None and decision.answer == gold)
+        correct += int(same_answer(q.task, decision.answer, gold))
         changed += int(original is not None and original[k] != decision.answer)
     return Reaggregation(
         aggregator=chooser.name, stop=None if rule is None else rule.name, questions=len(questions),

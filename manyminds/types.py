@@ -16,6 +16,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 OPTION_LETTERS = "ABCDEFGHIJ"
+MAX_SAMPLES = 1024
+"""The most samples one question may be given (a strategy's n or budget). Published methods
+use up to a few hundred; beyond this a typo such as `-n 100000` would spend a fortune."""
 
 _DEFAULTS: dict[type, dict[str, Any]] = {}
 
@@ -317,19 +320,20 @@ class Result(BaseModel):
         """Whether the answer matches the task's gold answer (None if no gold)."""
         if self.task.gold is None:
             return None
-        from manyminds.answers import normalise_gold
+        from manyminds.answers import normalise_gold, same_answer
 
-        return self.answer is not None and self.answer == normalise_gold(self.task)
+        return same_answer(self.task, self.answer, normalise_gold(self.task))
 
     @property
     def false_positives(self) -> int | None:
         """Candidates that passed the verifier with a wrong answer (None without gold or verdicts)."""
         if self.task.gold is None or not any(c.verdict for c in self.candidates):
             return None
-        from manyminds.answers import normalise_gold
+        from manyminds.answers import normalise_gold, same_answer
 
         gold = normalise_gold(self.task)
-        return sum(1 for c in self.candidates if c.verdict and c.verdict.passed and c.answer != gold)
+        return sum(1 for c in self.candidates
+                   if c.verdict and c.verdict.passed and not same_answer(self.task, c.answer, gold))
 
     @model_validator(mode="after")
     def _sorted_candidates(self) -> "Result":

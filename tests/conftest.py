@@ -20,7 +20,8 @@ import pytest
 
 from manyminds.backends.local import Local, default_model_path
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+"""Small licensed slices of public data sets (see data/README.md); nothing is read from outside the repository."""
 
 _real_connect = socket.socket.connect
 

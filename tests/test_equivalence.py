@@ -38,6 +38,16 @@ SAME = [
     (M, "\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\boxed{(3,\\frac{\\pi}{2})}"), (M, "\\boxed{10}", "\\boxed{10.0}"),
     (M, "\\boxed{\\frac{6}{4}}", "\\boxed{\\frac{3}{2}}"), (M, "\\boxed{1,000}", "\\boxed{1000}"),
     (M, "\\boxed{-\\frac{1}{3}}", "\\boxed{\\frac{-1}{3}}"), (M, "\\boxed{x^2+2x+1}", "\\boxed{(x+1)^2}"),
+    # found in review: scientific notation, markdown and named options, signed text, reordered terms
+    (N, "1e3", "1000"), (N, "The answer is 1.5e-3", "0.0015"), (N, "2.5E2", "250"), (N, "The answer is -1e2.", "-100"),
+    (C, "**A**", "A"), (C, "option D", "D"), (C, "The correct choice is E.", "E"), (C, "**(C)**", "C"),
+    (C, "Answer: **B**", "B"), (C, "The answer is option C", "C"), (C, "I choose (D).", "D"),
+    (C, "Option B is correct.", "B"), (C, "The correct option: A", "A"), (C, "The best choice is (B).", "b"),
+    (Y, "**No**", "no"), (Y, "The answer is: No.", "no"),
+    (T, "-10", "The answer is -10."), (T, "\u221210", "-10"), (T, "3.5", "The answer is 3.5"),
+    (T, "The answer is 1,000", "1000"), (T, "-0.5 degrees", "-.5 degrees"),
+    (M, "\\boxed{3x+2}", "\\boxed{2+3x}"), (M, "The answer is $3x+2$", "\\boxed{2+3x}"),
+    (M, "\\boxed{2(x+1)}", "\\boxed{2x+2}"), (M, "\\boxed{a+b}", "\\boxed{b+a}"), (M, "\\boxed{1e3}", "\\boxed{1000}"),
 ]
 
 DIFFERENT = [
@@ -52,6 +62,10 @@ DIFFERENT = [
     (M, "\\boxed{\\frac{\\sqrt{2}}{2}}", "\\boxed{\\sqrt{2}}"), (M, "\\boxed{0.5}", "\\boxed{\\frac{1}{3}}"),
     (M, "\\boxed{3}", "\\boxed{-3}"), (M, "\\boxed{\\pi}", "\\boxed{2\\pi}"), (M, "\\boxed{(3, 4)}", "\\boxed{(4, 3)}"),
     (M, "\\boxed{x^2}", "\\boxed{x^3}"), (M, "\\boxed{10}", "\\boxed{100}"), (M, "\\boxed{\\sqrt{3}}", "\\boxed{3}"),
+    (T, "-10", "10"), (T, "3.5", "35"), (T, "-0.5", "0.5"), (N, "1e3", "1e4"), (N, "1e3", "13"),
+    (C, "**A**", "**B**"), (C, "option D", "option A"), (C, "The correct choice is E.", "The correct choice is A."),
+    (C, "Option B is correct.", "Option C is correct."),
+    (M, "\\boxed{3x+2}", "\\boxed{3x-2}"), (M, "\\boxed{2+3x}", "\\boxed{2+3y}"),
 ]
 
 
@@ -78,3 +92,15 @@ def test_equivalent_answers_share_a_key(fmt, a, b):
 def test_different_answers_keep_different_keys(fmt, a, b):
     ka, kb = keys(fmt, a, b)
     assert ka != kb, (a, b, ka, kb)
+
+
+@pytest.mark.parametrize(("fmt", "gold", "answer"), [
+    (T, "-10", "The answer is -10."), (N, "-10", "The answer is -10."), (M, "3x+2", "\\boxed{2+3x}"),
+    (M, "\\frac{1}{2}", "The answer is $0.5$."), (C, "B", "**B**"), (T, "3.5", "3.5"),
+])
+def test_gold_answers_score_by_the_same_rules_as_samples(fmt, gold, answer):
+    from manyminds.backends import Scripted
+    from manyminds.strategies import SelfConsistency
+
+    result = SelfConsistency(n=3).solve(Task(question="q", format=fmt, gold=gold), backend=Scripted([answer]))
+    assert result.correct, (gold, answer, result.answer)

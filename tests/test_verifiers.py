@@ -13,7 +13,7 @@ from manyminds.types import Candidate, Generation, Task, TokenLogprob
 from manyminds.verifiers import (
     GradeJudge, Limits, MathAnswer, PTrueJudge, RewardEndpoint, UnitTests, all_of, any_of, panel, weighted,
 )
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 LIMITS = Limits(timeout=3, cpu_seconds=3, memory_mb=256, max_processes=8)
 
@@ -38,7 +38,7 @@ def unit_tests():
 
 
 def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail(unit_tests):
-    tasks = humaneval_tasks(SHARED_DATA / "humaneval" / "HumanEval.jsonl.gz", limit=4)
+    tasks = humaneval_tasks(TEST_DATA / "humaneval" / "HumanEval-head.jsonl", limit=4)
     for task in tasks:
         good = run(unit_tests.verify(task, cand(f"```python\n{task.metadata['canonical']}\n```")))
         assert good.passed, (task.id, good.details)
@@ -49,7 +49,7 @@ def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail(unit_tests):
 
 
 def test_mbpp_canonical_solutions_pass_and_wrong_ones_fail(unit_tests):
-    tasks = mbpp_tasks(SHARED_DATA / "mbpp" / "mbpp.jsonl", limit=4)
+    tasks = mbpp_tasks(TEST_DATA / "mbpp" / "mbpp-head.jsonl", limit=4)
     for task, other in zip(tasks, tasks[1:] + tasks[:1]):
         assert run(unit_tests.verify(task, cand(task.metadata["canonical"]))).passed, task.id
         assert not run(unit_tests.verify(task, cand(other.metadata["canonical"]))).passed

@@ -20,11 +20,11 @@ from langgraph.types import Send
 
 from manyminds._perf import gc_paused
 from manyminds.aggregators import Aggregator
-from manyminds.answers import extract
+from manyminds.answers import FORMATS, extract
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.agents.state import EnsembleState, Sample, SlotSamples
-from manyminds.types import AnswerFormat, Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage, Verdict, trusted
+from manyminds.types import Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage, Verdict, trusted
 
 DEFAULT_CONCURRENCY = 16
 T = TypeVar("T")
@@ -292,7 +292,7 @@ def extract_node(split: Split | None = None) -> RunnableLambda:
                         trusted(Candidate, index=len(mine), text=text, answer=extract(task, text), generation=g,
                                 source=source)
                     )
-            if task.format is AnswerFormat.MATH:
+            if FORMATS[task.format].merge_by_value:
                 mine = _merge_equivalent(mine)
             candidates.append(mine)
         return {"candidates": candidates, "traces": [t + ["extract"] for t in state["traces"]]}

@@ -18,6 +18,7 @@
 """
 
 from manyminds.errors import ConfigError
+from manyminds.types import MAX_SAMPLES
 from manyminds.strategies.base import SampledStrategy, Strategy
 from manyminds.strategies.cascade import Cascade
 from manyminds.strategies.div_se import DivSE
@@ -63,6 +64,11 @@ VERIFYING: dict[str, type[Strategy]] = {cls.name: cls for cls in (BestOfN, Verif
 def make(name: str, n: int, **settings: object) -> Strategy:
     """Strategy `name` at a budget of about `n` samples, with the settings it has fields for."""
     cls = by_name(name)
+    if not 1 <= n <= MAX_SAMPLES:
+        raise ConfigError(
+            f"a budget of n = {n} samples is out of range: give 1 to {MAX_SAMPLES} per question "
+            "(manyminds.types.MAX_SAMPLES)"
+        )
     known = {k: v for k, v in settings.items() if k in cls.model_fields or cls is Cascade}
     return cls.for_budget(n, **known)  # type: ignore[attr-defined]
 

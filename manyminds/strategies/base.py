@@ -20,7 +20,7 @@ from manyminds.backends.base import Backend
 from manyminds.cache import GenerationCache, open_cache
 from manyminds.errors import ConfigError
 from manyminds.stopping import ESC, AdaptiveConsistency
-from manyminds.types import Message, Result, SamplingParams, Task
+from manyminds.types import MAX_SAMPLES, Message, Result, SamplingParams, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -162,7 +162,7 @@ class OnePromptStrategy(PromptedStrategy):
     (ESC, Adaptive-Consistency); `n` is then the cap.
     """
 
-    n: int = Field(default=8, ge=1, description="samples per question (the budget; the cap with a stop rule)")
+    n: int = Field(default=8, ge=1, le=MAX_SAMPLES, description="samples per question (the budget; the cap with a stop rule)")
     stop: ESC | AdaptiveConsistency | None = Field(default=None, description="sample in waves and stop early")
 
     def params(self) -> dict[str, Any]:

@@ -6,23 +6,10 @@ extractors of `manyminds.answers` read.
 
 from __future__ import annotations
 
+from manyminds.answers import FORMATS
 from manyminds.types import AnswerFormat, Task
 
-_ANSWER_FORM = {
-    AnswerFormat.NUMBER: "a number",
-    AnswerFormat.CHOICE: "the letter of one option",
-    AnswerFormat.YES_NO: "yes or no",
-    AnswerFormat.TEXT: "a short phrase",
-    AnswerFormat.CODE: "the complete code in one ```python block",
-}
-
-_DIRECT = {
-    AnswerFormat.NUMBER: "Reply with just the number.",
-    AnswerFormat.CHOICE: "Reply with just the letter of the correct option.",
-    AnswerFormat.YES_NO: "Reply with just yes or no.",
-    AnswerFormat.TEXT: "Reply with just the answer, in a few words.",
-    AnswerFormat.CODE: "Reply with the complete code in one ```python block.",
-}
+# Each format's wording lives with its extraction rules: manyminds.answers.FORMATS.
 
 
 # The plain prompts. "cot" follows chain-of-thought prompting as used by
@@ -49,8 +36,8 @@ def render_question(task: Task) -> str:
 
 
 def answer_form(task: Task) -> str:
-    return _ANSWER_FORM[task.format]
+    return FORMATS[task.format].form
 
 
 def direct_instruction(task: Task) -> str:
-    return _DIRECT[task.format]
+    return FORMATS[task.format].direct

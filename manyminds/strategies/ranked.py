@@ -19,7 +19,7 @@ from pydantic import Field
 from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import OnePromptStrategy
-from manyminds.types import Candidate, Decision, Generation, Message, Task
+from manyminds.types import MAX_SAMPLES, Candidate, Decision, Generation, Message, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -57,7 +57,7 @@ class RankedVote(OnePromptStrategy):
 
     name: ClassVar[str] = "ranked-vote"
 
-    n: int = Field(default=6, ge=2)
+    n: int = Field(default=6, ge=2, le=MAX_SAMPLES)
     judges: tuple[Any, ...] = Field(default=(), exclude=True, description="judge backends; empty: the main backend")
     max_chars_per_response: int = Field(default=800, ge=50)
 

@@ -20,7 +20,7 @@ from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import OnePromptStrategy
 from manyminds.strategies.moa import SynthesisConfig
-from manyminds.types import Generation, Message, Task
+from manyminds.types import MAX_SAMPLES, Generation, Message, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -31,7 +31,7 @@ class SelfMoA(OnePromptStrategy, SynthesisConfig):
 
     name: ClassVar[str] = "self-moa"
 
-    n: int = Field(default=6, ge=1, description="samples synthesised (the cap with a stop rule)")
+    n: int = Field(default=6, ge=1, le=MAX_SAMPLES, description="samples synthesised (the cap with a stop rule)")
 
     @property
     def budget(self) -> int:
@@ -60,7 +60,7 @@ class SelfMoASeq(SelfMoA):
 
     name: ClassVar[str] = "self-moa-seq"
 
-    n: int = Field(default=8, ge=1, description="samples synthesised")
+    n: int = Field(default=8, ge=1, le=MAX_SAMPLES, description="samples synthesised")
     window: int = Field(default=3, ge=1, description="new samples per synthesis round")
 
     @property

@@ -8,6 +8,7 @@ Equivalent forms pass: `0.5` and `\\frac{1}{2}`, `\\boxed{\\dfrac12}`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -41,6 +42,20 @@ def equivalent(gold: str, answer: str, timeout: int = 5) -> bool:
     return bool(verify(gold_parsed, answer_parsed, timeout_seconds=timeout))
 
 
+def equivalent_keys(a: str, b: str, timeout: int = 5) -> bool:
+    """Whether two answer keys (bare LaTeX such as '3x+2') are equal in value (in this process)."""
+    from math_verify import parse, verify
+
+    left, right = parse(_as_math(a), parsing_timeout=timeout), parse(_as_math(b), parsing_timeout=timeout)
+    return bool(left and right and verify(left, right, timeout_seconds=timeout))
+
+
+@functools.lru_cache(maxsize=4096)
+def keys_equal(a: str, b: str, timeout: int = 5) -> bool:
+    """`equivalent_keys` in the process pool (math-verify's timeout needs a main thread); memoised."""
+    return _executor().submit(equivalent_keys, a, b, timeout).result()
+
+
 async def math_equivalent(gold: str, answer: str, timeout: int = 5) -> bool:
     """`equivalent` in the process pool, from async code."""
     loop = asyncio.get_running_loop()
@@ -71,7 +86,7 @@ def _equivalence_classes(keys: list[str], timeout: int) -> dict[str, str]:
     leaders: list[str] = []
     for key in keys:
         for leader in leaders:
-            if equivalent(leader, key, timeout):
+            if equivalent_keys(leader, key, timeout):
                 representative[key] = leader
                 break
         else:
