@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from manyminds.errors import ManymindsError
-from manyminds.types import AnswerFormat
+from manyminds.types import MAX_SAMPLES, AnswerFormat
 
 app = typer.Typer(
     add_completion=False,
@@ -164,7 +164,7 @@ def _tally_table(result, title: str) -> Table:
 @app.command()
 def run(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
-    n: Annotated[int, typer.Option("-n", "--samples", help="Samples to draw (the budget).")] = 8,
+    n: Annotated[int, typer.Option("-n", "--samples", min=1, max=MAX_SAMPLES, help="Samples to draw (the budget).")] = 8,
     backend: BackendOpt = "local",
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
@@ -254,7 +254,7 @@ def _start_early(backend, strategy, task, store) -> None:
 @bench_app.command("arithmetic")
 def bench_arithmetic(
     limit: Annotated[int, typer.Option("--limit", "-k", help="Number of questions.")] = 40,
-    n: Annotated[int, typer.Option("-n", "--samples", help="Samples per question for the vote.")] = 8,
+    n: Annotated[int, typer.Option("-n", "--samples", min=1, max=MAX_SAMPLES, help="Samples per question for the vote.")] = 8,
     backend: BackendOpt = "local",
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-FAULTS = ("429", "500", "503", "drop", "slow", "malformed")
+FAULTS = ("429", "500", "503", "drop", "slow", "malformed", "html", "empty", "echo-key")
 
 
 @dataclass
@@ -25,6 +25,8 @@ class ProxyLog:
     forwarded: int = 0
     faults: list[str] = field(default_factory=list)
     bodies: list[dict] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    """Every request's path, query string included."""
 
 
 class FaultProxy:
@@ -88,10 +90,12 @@ class FaultProxy:
             headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
             length = int({k.lower(): v for k, v in headers.items()}.get("content-length", 0))
             body = await reader.readexactly(length) if length else b""
+            self.log.paths.append(path)
+            path = path.split("?", 1)[0]
             fault = self._next_fault() if path.endswith("/chat/completions") else None
             if fault:
                 self.log.faults.append(fault)
-                await self._fault(fault, writer)
+                await self._fault(fault, writer, headers, lines[0])
                 return
             if self.delay:
                 await asyncio.sleep(self.delay)
@@ -113,13 +117,22 @@ class FaultProxy:
         finally:
             writer.close()
 
-    async def _fault(self, fault: str, writer: asyncio.StreamWriter) -> None:
+    async def _fault(self, fault: str, writer: asyncio.StreamWriter, headers: dict, request_line: str) -> None:
         if fault == "429":
             self._respond(writer, 429, b'{"error": {"message": "slow down"}}', {"Retry-After": str(self.retry_after)})
         elif fault in ("500", "503"):
             self._respond(writer, int(fault), b'{"error": {"message": "server fault"}}')
         elif fault == "malformed":
             self._respond(writer, 200, b'{"id": "x", "choices": [{"message": ')
+        elif fault == "html":  # a proxy's or portal's page, with a 200
+            page = b"<html><body><h1>Welcome to the captive portal</h1></body></html>"
+            self._respond(writer, 200, page, {"Content-Type": "text/html"})
+        elif fault == "empty":
+            self._respond(writer, 200, b'{"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}')
+        elif fault == "echo-key":  # a server that quotes the credentials it rejects
+            echoed = json.dumps({"error": {"message": f"Incorrect API key provided: { {k.lower(): v for k, v in headers.items()}.get('authorization')} "
+                                                      f"for {request_line}"}}).encode()
+            self._respond(writer, 401, echoed)
         elif fault == "slow":
             await asyncio.sleep(self.slow_seconds)
         # "drop": close the connection without a reply

@@ -83,3 +83,17 @@ def test_gold_uses_the_same_rules():
 def test_extract_dispatches_on_format():
     assert extract(Task(question="q", format=AnswerFormat.YES_NO), "Yes.") == "yes"
     assert extract(Task(question="q", format=AnswerFormat.TEXT), "Paris.") == "paris"
+
+
+def test_every_answer_format_has_all_its_rules():
+    from manyminds.answers import FORMATS
+    from manyminds.strategies.prompting import question_prompt
+    from manyminds.types import AnswerFormat
+
+    assert set(FORMATS) == set(AnswerFormat)
+    for fmt, rules in FORMATS.items():
+        task = Task(question="What is it?", format=fmt, choices=["one", "two"] if fmt is AnswerFormat.CHOICE else None)
+        assert rules.form and rules.direct and callable(rules.extract)
+        for style in ("cot", "direct"):
+            assert "What is it?" in question_prompt(task, style)
+        assert rules.extract("The answer is 1.", task.choices) is None or isinstance(rules.extract("1", None), (str, type(None)))

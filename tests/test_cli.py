@@ -44,11 +44,22 @@ def test_run_table(tmp_path):
     ("args", "message"),
     [
         (["run", ""], "question is empty"),
-        (["run", "What?", "-n", "0"], "greater than or equal to 1"),
+        (["run", "What?", "-n", "0"], "-n"),
         (["run", "What?", "--temperature", "-1"], "temperature"),
         (["run", "What?", "--backend", "nope:x"], "unknown backend spec 'nope:x'"),
         (["run", "What?", "--backend", "openai:gpt-4o-mini"], "OPENAI_API_KEY"),
         (["run", "What?", "--cache", "/nonexistent-dir/c.db"], "does not exist"),
+        (["run", "What?", "--strategy", "nope"], "'nope' is not one of 'self-consistency'"),
+        (["run", "What?", "--format", "nope"], "'nope' is not one of 'number'"),
+        (["run", "What?", "-n", "100000", "--backend", "scripted:1", "--no-cache"], "1024"),
+        (["run", "What?", "--backend", "openai:m@localhost:8000/v1"], "needs an http:// or https:// scheme"),
+        (["run", "What?", "--bogus"], "No such option: --bogus"),
+        (["run"], "Missing argument"),
+        (["nonsense"], "No such command 'nonsense'"),
+        (["reaggregate", "x.jsonl", "--cap", "-1"], "--cap"),
+        (["reaggregate", "missing.jsonl"], "pool file not found"),
+        (["reaggregate", "missing.db"], "no such file"),
+        (["bench", "arithmetic", "-n", "5000", "--no-cache", "--backend", "scripted:1"], "1024"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -126,3 +137,41 @@ def test_verifying_strategy_needs_and_takes_a_verifier(tmp_path):
     proc = cli("bench", "arithmetic", "--limit", "3", "-n", "4", "--backend", "scripted:The answer is 10.|The answer is 9.",
                "--no-cache", "-s", "verifier-resampling", "--verifier", "math")
     assert "verifier-resampling (budget 4)" in proc.stdout
+
+
+def test_inspecting_commands_change_no_file(tmp_path):
+    db = tmp_path / "c.db"
+    cli("run", "What is 1 + 1?", "-n", "3", "--backend", "scripted:2", "--cache", str(db))
+    for extra in tmp_path.iterdir():
+        if extra != db:
+            extra.unlink()  # a closed cache leaves no -wal or -shm behind anyway
+    before = db.read_bytes()
+    os.chmod(db, 0o400)
+    try:
+        assert "generations" in cli("cache", "stats", str(db)).stdout
+        assert "run self-consistency" in cli("cache", "runs", str(db)).stdout
+        assert "100.0%" in cli("reaggregate", str(db)).stdout or cli("reaggregate", str(db)).returncode == 0
+    finally:
+        os.chmod(db, 0o600)
+    assert db.read_bytes() == before
+
+
+def test_inspecting_a_foreign_database_is_refused_untouched(tmp_path):
+    db = tmp_path / "app.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE mine (x)")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    for args in (["cache", "stats", str(db)], ["cache", "runs", str(db)], ["reaggregate", str(db)],
+                 ["run", "q", "--backend", "scripted:1", "--cache", str(db)]):
+        proc = cli(*args, check=False)
+        assert proc.returncode == 2 and "manyminds did not create" in proc.stderr, (args, proc.stderr)
+    assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+@pytest.mark.parametrize("fmt", ["number", "choice", "yes-no", "text", "code", "math"])
+def test_every_answer_format_runs_from_the_cli(fmt):
+    proc = cli("run", "What?", "-n", "2", "--format", fmt, "--backend", "scripted:The answer is 1.", "--no-cache",
+               "--json")
+    assert json.loads(proc.stdout)["candidates"][0]["text"] == "The answer is 1."

@@ -73,3 +73,95 @@ def test_faults_are_retried_and_every_sample_is_generated_once(llama_server, tmp
     assert len(rows) == 3 and all(count == 3 and lo == 0 and hi == 2 for _, count, lo, hi in rows)
     # The slow reply may reach the server after the client gave up; at most that one is extra.
     assert 9 <= forwarded <= 10
+
+
+# -- bad replies, bad URLs, secrets, deadlines -------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["localhost:8000/v1", "127.0.0.1:8000", "ftp://example.org/v1", "http:///v1"])
+def test_a_url_the_client_cannot_use_is_refused_at_once(url):
+    with pytest.raises(ConfigError, match="needs an http:// or https:// scheme and a host"):
+        OpenAICompatible(model="m", base_url=url)
+
+
+@pytest.mark.integration
+def test_a_reply_that_is_not_a_completion_is_retried(llama_server):
+    with FaultProxy(llama_server, ["html", "empty"]) as proxy:
+        backend = OpenAICompatible(model="smollm2", base_url=proxy.url)
+        (g,) = asyncio.run(backend.generate(MSGS, SHORT, 1))
+        assert proxy.log.faults == ["html", "empty"] and proxy.log.forwarded == 1
+    assert g.text
+
+
+SECRETS = ("sk-test-0123456789", "pw-in-the-url-42", "query-key-777")
+
+
+@pytest.mark.integration
+def test_credentials_reach_neither_the_cache_nor_an_error(llama_server, tmp_path):
+    from manyminds.cache import GenerationCache
+
+    key, password, query_key = SECRETS
+    with FaultProxy(llama_server, ["echo-key"]) as proxy:
+        url = proxy.url.replace("http://", f"http://me:{password}@") + f"?api-key={query_key}&api-version=7"
+        backend = OpenAICompatible(model="smollm2", base_url=url, api_key=key)
+        with pytest.raises(BackendError, match="HTTP 401") as error:
+            asyncio.run(backend.generate(MSGS, SHORT, 1))
+        assert "Incorrect API key" in str(error.value)
+        with GenerationCache(tmp_path / "c.db") as cache:
+            asyncio.run(cache.wrap(backend).generate(MSGS, SHORT, 2))
+        assert all("api-version=7" in p for p in proxy.log.paths)  # the query still reaches the server
+    shown = str(error.value) + repr(backend) + str(backend.cache_identity())
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    for secret in SECRETS:
+        assert secret not in shown and secret.encode() not in stored
+
+
+@pytest.mark.integration
+def test_the_cli_prints_no_echoed_key(llama_server, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    with FaultProxy(llama_server, ["echo-key"]) as proxy:
+        proc = subprocess.run(
+            [sys.executable, "-m", "manyminds.cli", "run", "What is 1 + 1?", "-n", "1", "--no-cache",
+             "--backend", f"openai:smollm2@{proxy.url}"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "OPENAI_API_KEY": SECRETS[0]})
+    assert proc.returncode == 2 and "HTTP 401" in proc.stderr and SECRETS[0] not in proc.stderr + proc.stdout
+
+
+def test_the_retry_deadline_is_kept(monkeypatch):
+    from manyminds.backends import retry
+
+    now = [0.0]
+    attempts = []
+
+    async def sleep(seconds):
+        now[0] += seconds
+
+    async def always_busy():
+        attempts.append(now[0])
+        now[0] += 5.0  # each attempt takes 5 s
+        raise BackendError("HTTP 503", retryable=True, retry_after=50)
+
+    with pytest.raises(BackendError, match="503"):
+        asyncio.run(retry.with_retries(always_busy, deadline=120, _clock=lambda: now[0], _sleep=sleep))
+    assert attempts == [0.0, 55.0, 110.0] and now[0] <= 120  # a third wait (115 + 50) would pass it
+
+
+def test_an_attempt_still_running_at_the_deadline_is_cancelled(monkeypatch):
+    from manyminds.backends import retry
+
+    monkeypatch.setattr(retry, "MIN_DEADLINE", 0.0)
+    cancelled = []
+
+    async def hangs():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    with pytest.raises(BackendError, match="no reply within the retry deadline"):
+        asyncio.run(retry.with_retries(hangs, deadline=0.2))
+    assert cancelled == [True]

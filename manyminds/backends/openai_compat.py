@@ -13,10 +13,12 @@ import json
 import os
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from manyminds.backends.base import Capabilities, sample_seed
 from manyminds.backends.retry import parse_retry_after, with_retries
 from manyminds.errors import BackendError, CapabilityError, ConfigError
+from manyminds.redact import public_url, redact, url_secrets
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
 RETRYABLE_STATUS = {408, 409, 429}
@@ -31,7 +33,8 @@ class _LoopState:
         self.loop = asyncio.get_running_loop()
         self.client = AsyncOpenAI(
             api_key=backend._api_key,
-            base_url=backend.base_url,
+            base_url=backend._client_url,
+            default_query=backend._default_query or None,
             max_retries=0,
             timeout=backend.timeout,
         )
@@ -68,6 +71,8 @@ class OpenAICompatible:
             raise ConfigError("OpenAICompatible needs a model name, e.g. openai:gpt-4o-mini")
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if base_url is not None:
+            _check_url(base_url)
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if api_key is None:
             if base_url is None:
@@ -76,8 +81,11 @@ class OpenAICompatible:
                 )
             api_key = "not-needed"
         self.model = model
-        self.base_url = base_url
+        self.base_url = public_url(base_url)
+        """The endpoint without credentials: what is shown, logged and stored."""
         self._api_key = api_key  # kept out of cache_identity and repr
+        self._secrets = [api_key if api_key != "not-needed" else None, *url_secrets(base_url)]
+        self._client_url, self._default_query = _client_url(base_url)
         self.timeout = timeout
         self.retry_deadline = retry_deadline
         self._native_n = native_n
@@ -147,15 +155,16 @@ class OpenAICompatible:
 
         async def attempt() -> Any:
             async with state.semaphore:
-                return await _classified(state.client.chat.completions.create(**body))
+                response = await _classified(state.client.chat.completions.create(**body), self._secrets)
+            # A 200 that is not a completion (a proxy's HTML page, no choices) is transient.
+            _check_completion(response, self.model, self._secrets)
+            return response
 
         response = await with_retries(attempt, deadline=self.retry_deadline)
         return self._generations(response, params, first_index)
 
     def _generations(self, response: Any, params: SamplingParams, first_index: int) -> list[Generation]:
-        choices = getattr(response, "choices", None)
-        if not isinstance(choices, list) or not choices:
-            raise BackendError(f"{self.model}: reply has no choices: {str(response)[:200]}")
+        choices = response.choices
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_total = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -205,8 +214,9 @@ def _logprobs(choice: Any, model: str) -> tuple[TokenLogprob, ...]:
     )
 
 
-async def _classified(request: Any) -> Any:
-    """Await an SDK call, turning its exceptions into retryable or fatal BackendErrors."""
+async def _classified(request: Any, secrets: list[str | None]) -> Any:
+    """Await an SDK call, turning its exceptions into retryable or fatal BackendErrors whose
+    messages never carry a credential (servers echo rejected keys)."""
     import openai
 
     try:
@@ -216,16 +226,43 @@ async def _classified(request: Any) -> Any:
         retryable = status in RETRYABLE_STATUS or status >= 500
         retry_after = parse_retry_after(dict(error.response.headers)) if error.response else None
         raise BackendError(
-            f"HTTP {status}: {_short(error.message)}", retryable=retryable, retry_after=retry_after
-        ) from error
+            f"HTTP {status}: {_short(error.message, secrets)}", retryable=retryable, retry_after=retry_after
+        ) from None
     except (openai.APITimeoutError, openai.APIConnectionError) as error:
-        raise BackendError(f"{type(error).__name__}: {error}", retryable=True) from error
+        raise BackendError(f"{type(error).__name__}: {_short(str(error), secrets)}", retryable=True) from None
     except (json.JSONDecodeError, openai.APIResponseValidationError) as error:
-        raise BackendError(f"malformed reply: {_short(str(error))}", retryable=True) from error
+        raise BackendError(f"malformed reply: {_short(str(error), secrets)}", retryable=True) from None
 
 
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
+def _check_completion(response: Any, model: str, secrets: list[str | None]) -> None:
+    choices = getattr(response, "choices", None)
+    if isinstance(choices, list) and choices and all(getattr(c, "message", None) is not None for c in choices):
+        return
+    shown = response if isinstance(response, str) else getattr(response, "model_dump_json", lambda: response)()
+    raise BackendError(f"{model}: the reply is not a chat completion: {_short(str(shown), secrets)}", retryable=True)
+
+
+def _check_url(url: str) -> None:
+    """Refuse at once a base URL the HTTP client cannot use (it would retry for minutes)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return
+    shown = redact(url, url_secrets(url if "//" in url else "//" + url))
+    example = "http://127.0.0.1:8000/v1" if "//" in url else "http://" + shown
+    raise ConfigError(f"base_url {shown!r} needs an http:// or https:// scheme and a host, e.g. {example}")
+
+
+def _client_url(url: str | None) -> tuple[str | None, dict[str, str]]:
+    """The URL the SDK gets (credentials in it are its business) without its query, which the
+    SDK would otherwise put before the path; the query goes in every request instead."""
+    if url is None:
+        return None, {}
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), dict(parse_qsl(parts.query))
+
+
+def _short(text: str, secrets: list[str | None] = (), limit: int = 200) -> str:  # type: ignore[assignment]
+    text = redact(" ".join(str(text).split()), secrets)
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -3,11 +3,14 @@
 Backends classify their failures as `BackendError(retryable=...)`; this
 module decides how long to wait and when to give up: jittered exponential
 backoff, a server's Retry-After honoured up to 120 s, and at least 60 s
-(by default 120 s) before a request is abandoned.
+(by default 120 s) before a request is abandoned. The deadline is kept: no
+wait is started that would end past it, and an attempt still running at the
+deadline is cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import time
@@ -18,7 +21,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_delay,
     wait_random_exponential,
 )
 
@@ -71,13 +73,45 @@ def _log_retry(state: RetryCallState) -> None:
     log.warning("attempt %d failed (%s); retrying in %.1fs", state.attempt_number, error, wait)
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], *, deadline: float = 120.0) -> T:
-    """Run `call` until it succeeds, a non-retryable error occurs, or `deadline` seconds pass."""
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    deadline: float = 120.0,
+    _clock: Callable[[], float] = time.monotonic,
+    _sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run `call` until it succeeds, a non-retryable error occurs, or `deadline` seconds pass.
+
+    The last error is raised once the next wait would end past the deadline; an
+    attempt that is still running at the deadline is cancelled and reported as such.
+    """
+    budget = max(deadline, MIN_DEADLINE)
+    start = _clock()
+
+    async def bounded() -> T:
+        left = budget - (_clock() - start)
+        try:
+            return await asyncio.wait_for(call(), timeout=max(left, 0.001))
+        except asyncio.TimeoutError:
+            raise BackendError(f"no reply within the retry deadline of {budget:.0f} s") from None
+
     retrying = AsyncRetrying(
         retry=retry_if_exception(_is_retryable),
         wait=_wait,
-        stop=stop_after_delay(max(deadline, MIN_DEADLINE)),
+        stop=_StopBefore(budget, start, _clock),
         before_sleep=_log_retry,
         reraise=True,
+        sleep=_sleep,
     )
-    return await retrying(call)
+    return await retrying(bounded)
+
+
+class _StopBefore:
+    """Stop when the next wait would end at or past the deadline (tenacity's stop_before_delay,
+    on a clock that tests can replace)."""
+
+    def __init__(self, budget: float, start: float, clock: Callable[[], float]) -> None:
+        self.budget, self.start, self.clock = budget, start, clock
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return (self.clock() - self.start) + (state.upcoming_sleep or 0.0) >= self.budget

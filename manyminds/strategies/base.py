@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -27,8 +26,24 @@ if TYPE_CHECKING:
 
 CacheArg = GenerationCache | str | Path | None
 
-# backend -> {strategy config -> compiled graph}; strategies are frozen, hence hashable keys.
-_compiled: "weakref.WeakKeyDictionary[Any, dict[Strategy, CompiledStateGraph]]" = weakref.WeakKeyDictionary()
+# Compiled graphs are memoised on the backend object itself ({strategy config -> graph};
+# strategies are frozen, hence hashable). A graph refers to its backend, so a mapping keyed
+# by backends, even a weak one, would keep every backend and graph alive for good; held by
+# the backend, both go together when the backend is no longer used.
+_MEMO = "_manyminds_graphs"
+MAX_GRAPHS_PER_BACKEND = 32
+
+
+def _graph_memo(backend: Backend) -> "dict[Strategy, CompiledStateGraph] | None":
+    """The backend's own memo of compiled graphs (None where it takes no attributes)."""
+    memo = getattr(backend, _MEMO, None)
+    if memo is None:
+        memo = {}
+        try:
+            object.__setattr__(backend, _MEMO, memo)
+        except (AttributeError, TypeError):
+            return None
+    return memo
 
 
 class Strategy(BaseModel):
@@ -45,10 +60,15 @@ class Strategy(BaseModel):
     def compiled(self, backend: Backend) -> "CompiledStateGraph":
         """`build(backend)`, memoised per backend: compiling costs milliseconds per call,
         which a warm rerun of many small batches would otherwise pay each time."""
-        graphs = _compiled.setdefault(backend, {})
-        graph = graphs.get(self)
+        graphs = _graph_memo(backend)
+        if graphs is None:
+            return self.build(backend)
+        graph = graphs.pop(self, None)
         if graph is None:
-            graph = graphs[self] = self.build(backend)
+            graph = self.build(backend)
+            while len(graphs) >= MAX_GRAPHS_PER_BACKEND:  # least recently used first
+                graphs.pop(next(iter(graphs)))
+        graphs[self] = graph
         return graph
 
     def graph(self, backend: Backend, cache: CacheArg = None) -> "CompiledStateGraph":

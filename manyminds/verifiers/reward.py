@@ -12,6 +12,7 @@ import math
 from typing import Any, Literal
 
 from manyminds.backends.retry import parse_retry_after, with_retries
+from manyminds.redact import public_url, redact, url_secrets
 from manyminds.errors import BackendError
 from manyminds.types import Candidate, Task, Verdict
 
@@ -35,6 +36,7 @@ class RewardEndpoint:
     ) -> None:
         self.model = model
         self.url = base_url.rstrip("/") + path
+        self._secrets = [api_key, *url_secrets(base_url)]
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.scale, self.low, self.high = scale, low, high
         self.threshold = threshold
@@ -42,7 +44,7 @@ class RewardEndpoint:
         self.retry_deadline = retry_deadline
 
     def params(self) -> dict[str, Any]:
-        return {"model": self.model, "url": self.url, "scale": self.scale, "threshold": self.threshold}
+        return {"model": self.model, "url": public_url(self.url), "scale": self.scale, "threshold": self.threshold}
 
     def normalise(self, raw: float) -> float:
         if self.scale == "sigmoid":
@@ -59,15 +61,16 @@ class RewardEndpoint:
                 async with httpx.AsyncClient(timeout=self.timeout) as client:
                     reply = await client.post(self.url, json=body, headers=self._headers)
             except httpx.HTTPError as error:
-                raise BackendError(f"reward endpoint: {error}", retryable=True) from error
+                raise BackendError(f"reward endpoint: {redact(str(error), self._secrets)}", retryable=True) from None
             if reply.status_code >= 400:
                 retryable = reply.status_code in (408, 409, 429) or reply.status_code >= 500
                 raise BackendError(f"reward endpoint: HTTP {reply.status_code}", retryable=retryable,
                                    retry_after=parse_retry_after(dict(reply.headers)))
             try:
                 return float(reply.json()["data"][0]["score"])
-            except (ValueError, KeyError, IndexError, TypeError) as error:
-                raise BackendError(f"reward endpoint: unexpected reply {reply.text[:200]!r}", retryable=True) from error
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise BackendError(f"reward endpoint: unexpected reply {redact(reply.text[:200], self._secrets)!r}",
+                                   retryable=True) from None
 
         return await with_retries(attempt, deadline=self.retry_deadline)
 
