@@ -41,6 +41,7 @@ bench-all: bench
 	$(BIN)/python benchmarks/strategies.py
 	$(BIN)/python benchmarks/verifiers.py
 	$(BIN)/python benchmarks/aggregators.py
+	$(BIN)/python benchmarks/stopping.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check --select F,E9 manyminds tests benchmarks

@@ -7,6 +7,8 @@ so a stored result can be re-read, re-aggregated and compared offline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import enum
 from typing import Any, Literal, TypeVar
 
@@ -241,6 +243,10 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     """Tokens of every sample used, fresh or cached: what the answer costs to produce."""
+    speculative_samples: int = 0
+    """Samples a stopping rule drew ahead in batched waves and did not use (kept in the cache)."""
+    speculative_tokens: int = 0
+    """Completion tokens of those samples."""
 
     @property
     def total_tokens(self) -> int:
@@ -253,11 +259,17 @@ class Usage(BaseModel):
             cached_samples=self.cached_samples + other.cached_samples,
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
+            speculative_samples=self.speculative_samples + other.speculative_samples,
+            speculative_tokens=self.speculative_tokens + other.speculative_tokens,
         )
 
     @classmethod
-    def of(cls, generations: "list[Generation] | tuple[Generation, ...]") -> "Usage":
-        """Count calls by distinct request id; prompt tokens once per call, as APIs bill them."""
+    def of(
+        cls, generations: "list[Generation] | tuple[Generation, ...]", spare: "Sequence[Generation]" = ()
+    ) -> "Usage":
+        """Count calls by distinct request id; prompt tokens once per call, as APIs bill them.
+
+        `spare`: samples drawn ahead and not used; their calls count, their samples apart."""
         fresh_requests: set[str] = set()
         prompt_tokens_by_request: dict[str, int] = {}
         completion = 0
@@ -273,12 +285,20 @@ class Usage(BaseModel):
                 anonymous_calls += 1
             else:
                 fresh_requests.add(g.request_id)
+        for g in spare:
+            if not g.cached:
+                if g.request_id is None:
+                    anonymous_calls += 1
+                else:
+                    fresh_requests.add(g.request_id)
         return cls(
             calls=len(fresh_requests) + anonymous_calls,
             samples=len(generations),
             cached_samples=cached,
             prompt_tokens=sum(prompt_tokens_by_request.values()),
             completion_tokens=completion,
+            speculative_samples=len(spare),
+            speculative_tokens=sum(g.completion_tokens for g in spare),
         )
 
 

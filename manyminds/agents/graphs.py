@@ -40,6 +40,9 @@ def sampled_graph(
     With a stopping rule the samples come in waves: sample a wave -> extract
     -> check, looping back for the questions not yet settled (each wave one
     backend request with native n), until the rule stops them or n is reached.
+    Waves are sized for the backend (`stopping.next_wave`); the check replays
+    the rule's own schedule (`stopping.settle`), so the answer and the samples
+    used are the sequential rule's, and samples drawn ahead move to `spare`.
     """
     from manyminds.agents.nodes import Request, extract_node, inline_node, prepare, sample_node
 
@@ -54,7 +57,8 @@ def sampled_graph(
         graph.add_node("sample", sample_node(backend, lambda i, task, state: [Request("sample", messages(task), n)], params))
         graph.add_edge("extract", first_after)
     else:
-        graph.add_node("sample", sample_node(backend, _wave_plan(messages, n, stop), params))
+        batch_width = getattr(getattr(backend, "capabilities", None), "batch_width", 1)
+        graph.add_node("sample", sample_node(backend, _wave_plan(messages, n, stop, batch_width), params))
         graph.add_node("check", inline_node(_stop_check(n, stop), "check"))
         graph.add_edge("extract", "check")
         graph.add_conditional_edges(
@@ -72,31 +76,43 @@ def _stopped(state: EnsembleState) -> dict[int, str]:
     return state["scratch"].get("stop_reasons", {})
 
 
-def _wave_plan(messages: Callable[[Task], list[Message]], n: int, stop: Any) -> Callable[..., list[Any]]:
+def _wave_plan(
+    messages: Callable[[Task], list[Message]], n: int, stop: Any, batch_width: int
+) -> Callable[..., list[Any]]:
     from manyminds.agents.nodes import Request
+    from manyminds.stopping import next_wave
 
     def plan(i: int, task: Task, state: EnsembleState) -> list[Any]:
         if i in _stopped(state):
             return []
         drawn = len(state["samples"][i])
-        return [Request("sample", messages(task), min(stop.wave(drawn), n - drawn), first_index=drawn)]
+        answers = [c.answer for c in state["candidates"][i]] if state.get("candidates") else []
+        size = next_wave(stop, answers, n, batch_width)
+        return [Request("sample", messages(task), size, first_index=drawn)] if size else []
 
     return plan
 
 
 def _stop_check(n: int, stop: Any) -> Callable[[EnsembleState], dict[str, Any]]:
+    from manyminds.stopping import settle
+
     def check(state: EnsembleState) -> dict[str, Any]:
         found = dict(_stopped(state))
-        traces = []
+        traces, samples, candidates = [], list(state["samples"]), list(state["candidates"])
+        spare = list(state.get("spare") or [[] for _ in state["batch"]])
         for i, (cands, trace) in enumerate(zip(state["candidates"], state["traces"])):
             if i not in found:
-                why = stop.check([c.answer for c in cands])
-                if why is None and len(cands) >= n:
-                    why = f"cap of {n} samples reached"
+                used, why = settle(stop, [c.answer for c in cands], n)
                 if why is not None:
+                    drawn = len(cands)
+                    if drawn > used:  # drawn ahead in one batched call: keep what the rule used
+                        why = f"{why} ({drawn} drawn in batched waves, {drawn - used} left unused)"
+                        spare[i] = spare[i] + [s.generation for s in samples[i][used:]]
+                        samples[i], candidates[i] = samples[i][:used], cands[:used]
                     found[i] = why
                     trace = trace + [f"stopped: {why}"]
             traces.append(trace)
-        return {"scratch": {**state["scratch"], "stop_reasons": found}, "traces": traces}
+        return {"scratch": {**state["scratch"], "stop_reasons": found}, "traces": traces, "samples": samples,
+                "candidates": candidates, "spare": spare}
 
     return check

@@ -68,6 +68,9 @@ class EnsembleState(EnsembleInput, EnsembleOutput, total=False):
     """The samples that vote (or are synthesised), per task."""
     aux: list[list[Generation]]
     """Auxiliary calls per task (proposals, selections, syntheses): counted in usage, never voting."""
+    spare: list[list[Generation]]
+    """Samples a stopping rule drew ahead (batched waves) but did not use: cached, never voting,
+    reported apart in usage (`speculative_samples`)."""
     candidates: list[list[Candidate]]
     decisions: list[Decision | None]
     """Set by a node that decides itself (selection, synthesis); None leaves it to the aggregator."""

@@ -20,6 +20,11 @@ class Capabilities(BaseModel):
     """Per-token logprobs of sampled tokens can be returned."""
     max_concurrency: int = 1
     """How many calls may be in flight at once."""
+    batch_width: int = 1
+    """Samples one call can draw for about the price (in time) of one: 1 for sequential
+    decoding (the embedded model), larger for batching engines (vLLM, a GPU server). Stopping
+    rules then draw ahead by up to this many samples per wave instead of paying a round trip
+    per wave; the answer and the samples used stay those of the sequential rule."""
 
 
 @runtime_checkable

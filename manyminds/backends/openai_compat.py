@@ -53,6 +53,10 @@ class OpenAICompatible:
         retry_deadline: seconds a request may spend in retries (at least 60).
         native_n: whether the server honours ``n``; None means find out from
             the first reply.
+        batch_width: samples one call draws for about the time of one (see
+            Capabilities). 1 by default, since on a paid API each drawn sample
+            costs; give your own vLLM or TGI server's batch size so stopping
+            rules draw ahead instead of paying a round trip per wave.
     """
 
     name = "openai"
@@ -66,6 +70,7 @@ class OpenAICompatible:
         timeout: float = 120.0,
         retry_deadline: float = 120.0,
         native_n: bool | None = None,
+        batch_width: int = 1,
     ) -> None:
         if not model:
             raise ConfigError("OpenAICompatible needs a model name, e.g. openai:gpt-4o-mini")
@@ -90,7 +95,7 @@ class OpenAICompatible:
         self.retry_deadline = retry_deadline
         self._native_n = native_n
         self.capabilities = Capabilities(
-            native_n=bool(native_n), logprobs=True, max_concurrency=max_concurrency
+            native_n=bool(native_n), logprobs=True, max_concurrency=max_concurrency, batch_width=max(1, batch_width)
         )
         self._state: _LoopState | None = None
 

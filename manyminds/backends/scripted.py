@@ -40,6 +40,9 @@ class Scripted:
         replies: a list of reply texts (or Generations), or a function
             `(messages, params, sample_index) -> str | Generation`, sync or async.
         latency: seconds each call takes (simulated with asyncio.sleep).
+        per_sample_latency: seconds each sample adds to its call (large for a
+            sequential engine, small for a batching one).
+        batch_width: what `capabilities.batch_width` reports (see Capabilities).
         native_n: answer n samples in one call (True) or, like the llama.cpp
             server, count each sample as its own call (False).
         model: the model name reported (part of the cache identity).
@@ -52,6 +55,8 @@ class Scripted:
         replies: Sequence[Reply] | ReplyFunction,
         *,
         latency: float = 0.0,
+        per_sample_latency: float = 0.0,
+        batch_width: int = 1,
         native_n: bool = True,
         model: str = "scripted",
         logprobs: bool = True,
@@ -63,9 +68,10 @@ class Scripted:
                 raise ConfigError("Scripted needs at least one reply")
         self._replies = replies
         self.latency = latency
+        self.per_sample_latency = per_sample_latency
         self.model = model
         self.capabilities = Capabilities(
-            native_n=native_n, logprobs=logprobs, max_concurrency=max_concurrency
+            native_n=native_n, logprobs=logprobs, max_concurrency=max_concurrency, batch_width=batch_width
         )
         self.requests: list[ScriptedRequest] = []
 
@@ -97,8 +103,8 @@ class Scripted:
         if n < 1:
             raise ConfigError(f"n must be >= 1, got {n}")
         self.requests.append(ScriptedRequest(list(messages), params, n, first_index))
-        if self.latency:
-            await asyncio.sleep(self.latency)
+        if self.latency or self.per_sample_latency:
+            await asyncio.sleep(self.latency + n * self.per_sample_latency)
         prompt_tokens = sum(len(m.content.split()) for m in messages)
         out: list[Generation] = []
         call_id = f"scripted-{next(_REQUEST_IDS)}"

@@ -53,7 +53,8 @@ class VLLM:
         self.max_batch = max_batch
         self.batch_window = batch_window
         self.engine_args = engine_args
-        self.capabilities = Capabilities(native_n=True, logprobs=True, max_concurrency=max_batch)
+        self.capabilities = Capabilities(native_n=True, logprobs=True, max_concurrency=max_batch,
+                                         batch_width=max(1, min(max_batch, 64)))
         self._llm: Any = None
         self._queue: queue.Queue[_Request] = queue.Queue()
         self._worker: threading.Thread | None = None
