@@ -1,10 +1,11 @@
 """Embedded model: `manyminds run -n 8` on Local against raw llama-cpp-python.
 
 Both are timed as whole processes (start, model load, 8 samples, exit) over
-the same prompt, sampling parameters and per-sample seeds, so they generate
-the same tokens; the difference is what manyminds adds (imports, graph,
-extraction, vote, output). No cache, so every sample is generated. Goal:
-within 10%.
+the same prompt and sampling parameters. Raw llama-cpp-python makes 8
+sequential completions; manyminds decodes the 8 samples as one batch, so the
+tokens differ and the fair figure is seconds per generated token (and the
+whole-process time). No cache, so every sample is generated. Goal: within
+10% of raw (was 1.12-1.20 before batched decoding).
 
     .venv/bin/python benchmarks/embedded.py
 """
@@ -70,13 +71,14 @@ def main() -> None:
         print(rows[-1])
     raw_best = min(r["raw_s"] for r in rows)
     cli_best = min(r["manyminds_s"] for r in rows)
-    same = all(r["raw_tokens"] == r["manyminds_tokens"] for r in rows)
+    raw_per_token = min(r["raw_s"] / r["raw_tokens"] for r in rows)
+    cli_per_token = min(r["manyminds_s"] / r["manyminds_tokens"] for r in rows)
     print(f"raw llama-cpp-python {raw_best:.2f}s, manyminds run {cli_best:.2f}s, ratio {cli_best / raw_best:.3f}; "
-          f"same tokens generated: {same}")
+          f"per token {cli_per_token / raw_per_token:.3f}")
     print("written", record("embedded", {
         "question": QUESTION, "n": N, "max_tokens": MAX_TOKENS, "runs": rows,
         "raw_best_s": raw_best, "manyminds_best_s": cli_best, "ratio": round(cli_best / raw_best, 3),
-        "same_tokens": same, "goal": "ratio <= 1.10",
+        "seconds_per_token_ratio": round(cli_per_token / raw_per_token, 3), "goal": "ratio <= 1.10",
     }))
 
 

@@ -63,13 +63,26 @@ SCHEMA_VERSION = 2
 _META = "manyminds_meta"
 
 
+# Parameters added after caches existed: left out of the key while unset, so the keys (and
+# samples) of every earlier request stay what they were.
+_OPTIONAL_PARAMS = ("top_k", "min_p")
+
+
+def params_record(params: SamplingParams) -> dict[str, Any]:
+    record = params.model_dump(mode="json")
+    for name in _OPTIONAL_PARAMS:
+        if record.get(name) is None:
+            record.pop(name, None)
+    return record
+
+
 def request_key(identity: dict[str, Any], messages: list[Message], params: SamplingParams) -> str:
     """The hash of a request's canonical JSON: what decides its samples, but not how many."""
     canonical = json.dumps(
         {
             "backend": identity,
             "messages": [[m.role, m.content] for m in messages],
-            "params": params.model_dump(mode="json"),
+            "params": params_record(params),
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -739,7 +752,7 @@ class CachedBackend:
         request = {
             "backend": identity,
             "messages": [m.model_dump() for m in messages],
-            "params": params.model_dump(mode="json"),
+            "params": params_record(params),
         }
 
         async def run(indices: range) -> list[Generation]:

@@ -133,6 +133,24 @@ class SamplingParams(BaseModel):
     """Return the log-probability of every sampled token."""
     top_logprobs: int = 0
     """How many alternatives per token to return with logprobs (0 = none)."""
+    top_k: int | None = None
+    """Sample among the k most likely tokens only (vLLM, llama.cpp; not OpenAI's API). None: off."""
+    min_p: float | None = None
+    """Drop tokens less likely than min_p times the most likely one (vLLM, llama.cpp). None: off."""
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"top_k must be >= 1 (or None for off), got {value}")
+        return value
+
+    @field_validator("min_p")
+    @classmethod
+    def _min_p(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 1:
+            raise ValueError(f"min_p must be in [0, 1] (or None for off), got {value}")
+        return value
 
     @field_validator("temperature")
     @classmethod

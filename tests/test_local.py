@@ -68,7 +68,7 @@ def test_self_consistency_end_to_end(local_backend, tmp_path):
         ["What is 2 + 3?", "What is 4 + 4?"], backend=local_backend, cache=tmp_path / "c.db"
     )
     for r in results:
-        assert len(r.candidates) == 4 and r.usage.samples == 4 and r.usage.calls == 4
+        assert len(r.candidates) == 4 and r.usage.samples == 4 and r.usage.calls == 1  # one batched decode
         assert r.answer is None or r.answer in r.tally
         assert sum(r.tally.values()) == sum(c.answer is not None for c in r.candidates)
     again = strategy.solve_many(
@@ -82,18 +82,18 @@ def test_prefetched_samples_are_picked_up_not_regenerated(local_backend):
     params = SamplingParams(temperature=1.0, max_tokens=16, seed=21)
     plain = asyncio.run(local_backend.generate(MSGS, params, 3))
     calls = []
-    original = local_backend._sample
+    original = local_backend._sample_many
 
     def counting(*args):
-        calls.append(args[-1])
+        calls.extend(args[-1])
         return original(*args)
 
-    local_backend._sample = counting
+    local_backend._sample_many = counting
     try:
         local_backend.prefetch(MSGS, params, [0, 1])
         again = asyncio.run(local_backend.generate(MSGS, params, 3))
     finally:
-        del local_backend._sample
+        del local_backend._sample_many
     assert sorted(calls) == [0, 1, 2], "each sample generated once: two prefetched, one on demand"
     assert [g.text for g in again] == [g.text for g in plain]
     assert not local_backend._prefetched
@@ -115,3 +115,24 @@ def test_every_strategy_end_to_end_on_the_embedded_model(local_backend, tmp_path
         assert r.answer is None or r.answer in {c.answer for c in r.candidates}
         assert 0 <= r.confidence <= 1
         assert r.trace[-1] == "aggregate" or r.trace[-1].startswith("kept")
+
+
+def test_a_request_s_samples_are_decoded_as_one_batch_and_are_the_same_however_asked_for(local_backend):
+    params = SamplingParams(temperature=1.0, max_tokens=12, seed=5, logprobs=True)
+    together = asyncio.run(local_backend.generate(MSGS, params, 5))
+    assert len({g.request_id for g in together}) == 1  # one batched decode
+    assert len({g.text for g in together}) > 1
+    apart = asyncio.run(local_backend.generate(MSGS, params, 2)) + asyncio.run(
+        local_backend.generate(MSGS, params, 3, first_index=2))
+    assert [g.text for g in apart] == [g.text for g in together]
+    for g in together:
+        assert len(g.logprobs) == g.completion_tokens and all(t.logprob <= 0 for t in g.logprobs)
+        assert "".join(t.token for t in g.logprobs) == g.text or g.finish_reason == "stop"
+
+
+def test_batched_prompt_tokens_match_plain_completions(local_backend):
+    plain = Local(n_ctx=1024, batched=False)
+    params = SamplingParams(temperature=0.7, max_tokens=8, seed=3)
+    (a,) = asyncio.run(plain.generate(MSGS, params, 1))
+    (b,) = asyncio.run(local_backend.generate(MSGS, params, 1))
+    assert a.prompt_tokens == b.prompt_tokens > 0

