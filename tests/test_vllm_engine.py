@@ -97,3 +97,17 @@ def test_mixture_of_agents_end_to_end(engine):
         "What is 3 + 4?", backend=engine)
     assert len(result.candidates) >= 2 and result.usage.calls >= 2
     assert "synthesis" in result.trace and result.decision.aggregator == "synthesis"
+
+
+def test_a_seeded_batch_larger_than_one_engine_step_runs(engine):
+    """More prompt tokens than one step takes: chunked prefill would crash vLLM's CPU worker."""
+    questions = [[Message(role="user", content=f"Question {k}: what is {k} + {k}? " + "Think step by step. " * 8)]
+                 for k in range(24)]
+
+    async def all_of_them():
+        return await asyncio.gather(*(engine.generate(m, PARAMS.model_copy(update={"max_tokens": 2}), 8)
+                                      for m in questions))
+
+    outputs = run(all_of_them())
+    assert all(len(out) == 8 for out in outputs)
+    assert sum(out[0].prompt_tokens for out in outputs) * 8 > 8192  # beyond one step of the engine

@@ -86,6 +86,8 @@ class BatchedSampler:
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, max_sequences)
+        self._prompt: list[int] = []
+        """The prompt whose KV cells sequence 0 holds, so the next request reuses what it shares."""
         template = llama.metadata.get("tokenizer.chat_template")
         eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "ignore")
         bos = llama.detokenize([llama.token_bos()], special=True).decode("utf-8", "ignore")
@@ -172,10 +174,11 @@ class BatchedSampler:
         prompt, template_stops = self.prompt_tokens(messages)
         stops = [s for s in (*params.stop, *template_stops) if s]
         n = len(indices)
-        cpp.llama_memory_clear(self._memory, True)
-        for start in range(0, len(prompt), self._batch_capacity()):
+        reused = self._keep_prefix(prompt)
+        for start in range(reused, len(prompt), self._batch_capacity()):
             chunk = prompt[start:start + self._batch_capacity()]
             self._decode([(t, start + j, 0, start + j == len(prompt) - 1) for j, t in enumerate(chunk)])
+        self._prompt = list(prompt)
         for s in range(1, n):
             cpp.llama_memory_seq_cp(self._memory, 0, s, -1, -1)
         first = self._logits(-1)
@@ -214,6 +217,22 @@ class BatchedSampler:
                        logprobs=tuple(seq.logprobs) if params.logprobs else None)
             for seq in seqs
         ]
+
+    def _keep_prefix(self, prompt: list[int]) -> int:
+        """Drop every cell but sequence 0's part of the prompt shared with the last request
+        (few-shot prompts share their exemplars); returns how many prompt tokens it keeps.
+        The last prompt token is always decoded again, for its logits."""
+        cpp = self._cpp
+        common = 0
+        limit = min(len(self._prompt), len(prompt) - 1)
+        while common < limit and self._prompt[common] == prompt[common]:
+            common += 1
+        for s in range(1, self.max_sequences):
+            cpp.llama_memory_seq_rm(self._memory, s, -1, -1)
+        if common == 0 or not cpp.llama_memory_seq_rm(self._memory, 0, common, -1):
+            cpp.llama_memory_clear(self._memory, True)
+            common = 0
+        return common
 
     def _batch_capacity(self) -> int:
         return max(512, self.max_sequences)

