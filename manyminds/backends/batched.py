@@ -139,34 +139,42 @@ class BatchedSampler:
         if status != 0:
             raise RuntimeError(f"llama_decode failed ({status}): the batch context may be too small")
 
-    def _logits(self, row: int) -> Any:
-        pointer = self._cpp.llama_get_logits_ith(self._ctx, row)
+    def _logits(self, rows: int) -> Any:
+        """The logits of the last decode's `rows` outputs, one row each (a view, float32)."""
+        pointer = self._cpp.llama_get_logits(self._ctx)
         return self._np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
-                                           shape=(self.n_vocab,)).astype(self._np.float64)
+                                           shape=(rows, self.n_vocab))
 
-    def _choose(self, logits: Any, params: SamplingParams, rng: Any) -> tuple[int, Any]:
-        """One token by llama.cpp's chain (top-k, top-p, min-p, temperature); and the log-softmax."""
+    def _choose(self, logits: Any, params: SamplingParams, rngs: list[Any]) -> Any:
+        """One token per row by llama.cpp's chain (top-k, top-p, min-p, then temperature),
+        vectorised over the rows; row r draws from generator r."""
         np = self._np
-        shifted = logits - logits.max()
-        logsoftmax = shifted - np.log(np.exp(shifted).sum())
         if params.temperature <= 0:
-            return int(np.argmax(logits)), logsoftmax
-        k = params.top_k or DEFAULT_TOP_K
-        candidates = np.argpartition(-logits, k - 1)[:k] if k < len(logits) else np.arange(len(logits))
-        candidates = candidates[np.argsort(-logits[candidates])]
-        probs = np.exp(shifted[candidates])
-        probs /= probs.sum()
-        if params.top_p < 1.0:
-            keep = int(np.searchsorted(np.cumsum(probs), params.top_p) + 1)
-            candidates, probs = candidates[:keep], probs[:keep] / probs[:keep].sum()
+            return np.argmax(logits, axis=1)
+        k = min(params.top_k or DEFAULT_TOP_K, logits.shape[1])
+        top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(logits, top, axis=1).astype(np.float64)
+        order = np.argsort(-values, axis=1)
+        top, values = np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)
+        probs = np.exp(values - values[:, :1])
+        probs /= probs.sum(axis=1, keepdims=True)
+        keep = np.ones_like(probs, dtype=bool)
+        if params.top_p < 1.0:  # the smallest head whose mass reaches top_p
+            keep &= (np.cumsum(probs, axis=1) - probs) < params.top_p
         min_p = DEFAULT_MIN_P if params.min_p is None else params.min_p
         if min_p > 0:
-            mask = probs >= min_p * probs[0]
-            candidates, probs = candidates[mask], probs[mask]
-        scaled = np.log(probs) / params.temperature
-        scaled = np.exp(scaled - scaled.max())
-        scaled /= scaled.sum()
-        return int(candidates[rng.choice(len(candidates), p=scaled)]), logsoftmax
+            keep &= probs >= min_p * probs[:, :1]
+        keep[:, 0] = True
+        weights = np.where(keep, probs, 0.0) ** (1.0 / params.temperature)
+        cumulative = np.cumsum(weights, axis=1)
+        draws = np.array([rng.random() for rng in rngs]) * cumulative[:, -1]
+        chosen = (cumulative <= draws[:, None]).sum(axis=1).clip(max=k - 1)
+        return top[np.arange(len(top)), chosen]
+
+    def _logsoftmax(self, row: Any) -> Any:
+        np = self._np
+        shifted = row.astype(np.float64) - float(row.max())
+        return shifted - np.log(np.exp(shifted).sum())
 
     def sample(self, messages: list[dict[str, str]], params: SamplingParams, indices: list[int]) -> list[Completion]:
         """Samples `indices` of the prompt, decoded together."""
@@ -181,23 +189,25 @@ class BatchedSampler:
         self._prompt = list(prompt)
         for s in range(1, n):
             cpp.llama_memory_seq_cp(self._memory, 0, s, -1, -1)
-        first = self._logits(-1)
+        first = self._logits(1)[0].copy()
         seqs = [_Sequence(index=i, rng=np.random.default_rng(sample_seed(params.seed, i))) for i in indices]
-        rows = {s: first for s in range(n)}
+        logits = np.repeat(first[None, :], n, axis=0)
+        live = list(range(n))
         position = len(prompt)
-        while True:
-            live = []
-            for s, seq in enumerate(seqs):
-                if seq.finish_reason is not None:
-                    continue
-                token, logsoftmax = self._choose(rows[s], params, seq.rng)
+        pieces: list[bytearray] = [bytearray() for _ in seqs]
+        while live:
+            tokens = self._choose(logits, params, [seqs[s].rng for s in live])
+            still = []
+            for row, s in enumerate(live):
+                seq, token = seqs[s], int(tokens[row])
                 if cpp.llama_vocab_is_eog(self._vocab, token):
                     seq.finish_reason = "stop"
                     continue
                 seq.tokens.append(token)
                 if params.logprobs:
-                    seq.logprobs.append(self._logprob(token, logsoftmax, params.top_logprobs))
-                seq.text = self.llama.detokenize(seq.tokens).decode("utf-8", errors="ignore")
+                    seq.logprobs.append(self._logprob(token, self._logsoftmax(logits[row]), params.top_logprobs))
+                pieces[s] += self.llama.detokenize([token], prev_tokens=seq.tokens[:-1])
+                seq.text = pieces[s].decode("utf-8", errors="ignore")
                 cut = min((seq.text.find(stop) for stop in stops if stop in seq.text), default=-1)
                 if cut >= 0:
                     seq.text, seq.finish_reason = seq.text[:cut], "stop"
@@ -205,11 +215,12 @@ class BatchedSampler:
                 if len(seq.tokens) >= params.max_tokens:
                     seq.finish_reason = "length"
                     continue
-                live.append(s)
+                still.append(s)
+            live = still
             if not live:
                 break
             self._decode([(seqs[s].tokens[-1], position, s, True) for s in live])
-            rows = {s: self._logits(row) for row, s in enumerate(live)}
+            logits = self._logits(len(live))
             position += 1
         return [
             Completion(index=seq.index, text=seq.text, finish_reason=seq.finish_reason or "length",
