@@ -57,6 +57,22 @@ def local_backend() -> Local:
     return Local(n_ctx=1024)
 
 
+def wait_for_server(process: subprocess.Popen, url: str, what: str, log: Path, timeout: float) -> None:
+    """Wait until an OpenAI-compatible server started on 127.0.0.1 lists its models."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited early: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start in {timeout:.0f} s: {log.read_text()[-3000:]}")
+        time.sleep(0.25)
+
+
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
     """The llama.cpp OpenAI-compatible server with the bundled GGUF; yields its /v1 URL."""
@@ -86,18 +102,7 @@ def llama_server() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited early; see {log.name}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama.cpp server did not start in 120 s; see {log.name}")
-            time.sleep(0.25)
+        wait_for_server(process, url, "llama.cpp server", Path(log.name), timeout=120)
         yield url
     finally:
         process.terminate()

@@ -6,10 +6,8 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed: `make vllm` installs the CPU build")
@@ -18,7 +16,7 @@ from manyminds.backends.openai_compat import OpenAICompatible  # noqa: E402
 from manyminds.backends.vllm import cpu_memory_fraction  # noqa: E402
 from manyminds.strategies import SelfConsistency  # noqa: E402
 from manyminds.types import Message, SamplingParams  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import free_port, wait_for_server  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -44,18 +42,7 @@ def vllm_server(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 420
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"vLLM's server exited early: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM's server did not start in 420 s: {log_path.read_text()[-3000:]}")
-            time.sleep(1)
+        wait_for_server(process, url, "vLLM's server", log_path, timeout=420)
         yield url
     finally:
         process.terminate()
