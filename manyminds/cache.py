@@ -63,14 +63,10 @@ SCHEMA_VERSION = 2
 _META = "manyminds_meta"
 
 
-# Parameters added after caches existed: left out of the key while unset, so the keys (and
-# samples) of every earlier request stay what they were.
-_OPTIONAL_PARAMS = ("top_k", "min_p")
-
-
 def params_record(params: SamplingParams) -> dict[str, Any]:
+    """The parameters as keyed and stored: unset engine extras left out (SamplingParams.OPTIONAL)."""
     record = params.model_dump(mode="json")
-    for name in _OPTIONAL_PARAMS:
+    for name in params.OPTIONAL:
         if record.get(name) is None:
             record.pop(name, None)
     return record
@@ -543,16 +539,18 @@ class GenerationCache:
     def _pending_files(self) -> list[Path]:
         beside = sorted(self.path.parent.glob(f"{self.path.name}.pending-*.jsonl"))
         elsewhere = PENDING_DIR.expanduser()
-        tag = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
-        return beside + (sorted(elsewhere.glob(f"{tag}-*.jsonl")) if elsewhere.is_dir() else [])
+        return beside + (sorted(elsewhere.glob(f"{self._pending_tag()}-*.jsonl")) if elsewhere.is_dir() else [])
+
+    def _pending_tag(self) -> str:
+        """This database's name in the shared recovery folder."""
+        return hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
 
     def _give_up(self, batches: list, error: BaseException, seconds: float) -> CacheError:
         """Save batches the database would not take to a recovery file; the error to raise."""
         count = sum(len(rows) for _, _, rows in batches)
         name = f"{os.getpid()}-{int(time.time())}-{secrets.token_hex(3)}.jsonl"
-        tag = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
         candidates = [self.path.with_name(f"{self.path.name}.pending-{name}"),
-                      PENDING_DIR.expanduser() / f"{tag}-{name}"]
+                      PENDING_DIR.expanduser() / f"{self._pending_tag()}-{name}"]
         for target in candidates:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)

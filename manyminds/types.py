@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import enum
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -137,6 +137,14 @@ class SamplingParams(BaseModel):
     """Sample among the k most likely tokens only (vLLM, llama.cpp; not OpenAI's API). None: off."""
     min_p: float | None = None
     """Drop tokens less likely than min_p times the most likely one (vLLM, llama.cpp). None: off."""
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("top_k", "min_p")
+    """Engine extras, off unless set: passed to engines only when set, and left out of cache
+    keys while unset, so the keys of requests made before they existed stay what they were."""
+
+    def extras(self) -> dict[str, Any]:
+        """The optional engine parameters that are set (top_k, min_p), by name."""
+        return {name: getattr(self, name) for name in self.OPTIONAL if getattr(self, name) is not None}
 
     @field_validator("top_k")
     @classmethod

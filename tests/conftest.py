@@ -73,6 +73,16 @@ def wait_for_server(process: subprocess.Popen, url: str, what: str, log: Path, t
         time.sleep(0.25)
 
 
+def stop_server(process: subprocess.Popen, grace: float = 10) -> None:
+    """Terminate a server started by a fixture; kill its whole session if it lingers."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.wait()
+
+
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
     """The llama.cpp OpenAI-compatible server with the bundled GGUF; yields its /v1 URL."""
@@ -105,10 +115,5 @@ def llama_server() -> Iterator[str]:
         wait_for_server(process, url, "llama.cpp server", Path(log.name), timeout=120)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
         log.close()

@@ -16,7 +16,7 @@ from manyminds.backends.openai_compat import OpenAICompatible  # noqa: E402
 from manyminds.backends.vllm import cpu_memory_fraction  # noqa: E402
 from manyminds.strategies import SelfConsistency  # noqa: E402
 from manyminds.types import Message, SamplingParams  # noqa: E402
-from tests.conftest import free_port, wait_for_server  # noqa: E402
+from tests.conftest import free_port, stop_server, wait_for_server  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +45,7 @@ def vllm_server(tmp_path_factory):
         wait_for_server(process, url, "vLLM's server", log_path, timeout=420)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
+        stop_server(process, grace=30)
         log.close()
 
 

@@ -57,8 +57,8 @@ def sampled_graph(
         graph.add_node("sample", sample_node(backend, lambda i, task, state: [Request("sample", messages(task), n)], params))
         graph.add_edge("extract", first_after)
     else:
-        batch_width = getattr(getattr(backend, "capabilities", None), "batch_width", 1)
-        graph.add_node("sample", sample_node(backend, _wave_plan(messages, n, stop, batch_width), params))
+        plan = _wave_plan(messages, n, stop, backend.capabilities.batch_width)
+        graph.add_node("sample", sample_node(backend, plan, params))
         graph.add_node("check", inline_node(_stop_check(n, stop), "check"))
         graph.add_edge("extract", "check")
         graph.add_conditional_edges(

@@ -119,7 +119,7 @@ class Local:
             seed=sample_seed(params.seed, index),
             logits_processor=LogitsProcessorList([recorder]) if recorder else None,
             # unset: llama.cpp's own defaults (top_k 40, min_p 0.05), as before these existed
-            **{k: v for k, v in (("top_k", params.top_k), ("min_p", params.min_p)) if v is not None},
+            **params.extras(),
         )
         choice = reply["choices"][0]
         usage = reply.get("usage") or {}

@@ -153,7 +153,7 @@ class OpenAICompatible:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = sample_seed(params.seed, first_index)
-        extras = {k: v for k, v in (("top_k", params.top_k), ("min_p", params.min_p)) if v is not None}
+        extras = params.extras()
         if extras:  # vLLM's and llama.cpp's servers take these; OpenAI's API does not
             body["extra_body"] = extras
         if params.logprobs:

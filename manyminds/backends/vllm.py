@@ -172,7 +172,7 @@ class VLLM:
                 stop=list(r.params.stop) or None,
                 seed=sample_seed(r.params.seed, r.first_index),
                 logprobs=max(1, r.params.top_logprobs) if r.params.logprobs else None,
-                **{k: v for k, v in (("top_k", r.params.top_k), ("min_p", r.params.min_p)) if v is not None},
+                **r.params.extras(),
             )
             for r in batch
         ]
