@@ -85,7 +85,11 @@ def stop_server(process: subprocess.Popen, grace: float = 10) -> None:
 
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
-    """The llama.cpp OpenAI-compatible server with the bundled GGUF; yields its /v1 URL."""
+    """The llama.cpp OpenAI-compatible server running the weights `Local()` runs (the bundled
+    GGUF re-encoded as Q8_0); yields its /v1 URL."""
+    from manyminds.backends.reencode import reencoded
+
+    model = reencoded(default_model_path())
     port = free_port()
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{port}.log", "w")
     process = subprocess.Popen(
@@ -94,7 +98,7 @@ def llama_server() -> Iterator[str]:
             "-m",
             "llama_cpp.server",
             "--model",
-            str(default_model_path()),
+            str(model),
             "--model_alias",
             "smollm2",
             "--host",

