@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"aggregators", "backends", "bench", "strategies", "agents", "verifiers", "answers", "cache"}
+_LAZY_MODULES = {"aggregators", "backends", "bench", "datasets", "strategies", "agents", "verifiers", "answers", "cache"}
 _LAZY_NAMES = {"GenerationCache": "manyminds.cache"}
 
 
@@ -62,5 +62,6 @@ __all__ = [
     "aggregators",
     "backends",
     "bench",
+    "datasets",
     "strategies",
 ]

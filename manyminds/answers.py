@@ -306,7 +306,20 @@ FORMATS: dict[AnswerFormat, FormatRules] = {
     AnswerFormat.MATH: FormatRules(
         lambda text, _: extract_math(text), "the final answer in LaTeX, inside \\boxed{}",
         "Reply with just the final answer in LaTeX, inside \\boxed{}.", merge_by_value=True),
+    AnswerFormat.PLAN: FormatRules(
+        lambda text, _: plan_key(text), "the plan, one action per line, followed by [PLAN END]",
+        "Reply with just the plan, one action per line, followed by [PLAN END]."),
 }
+
+
+def plan_key(text: str) -> str | None:
+    """A plan's actions as one canonical line, '(unstack d c) (put-down d) ...', read from the
+    text after its last '[PLAN]' (or the whole text); None when no action can be read."""
+    from manyminds.datasets.blocksworld import parse_plan
+
+    head, marker, tail = text.rpartition("[PLAN]")
+    actions = parse_plan(tail if marker else text)
+    return " ".join(f"({' '.join(a)})" for a in actions) or None
 
 
 def same_answer(task: Task, answer: str | None, gold_key: str | None) -> bool:

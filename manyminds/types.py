@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 M = TypeVar("M", bound=BaseModel)
 
 
-OPTION_LETTERS = "ABCDEFGHIJ"
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_SAMPLES = 1024
 """The most samples one question may be given (a strategy's n or budget). Published methods
 use up to a few hundred; beyond this a typo such as `-n 100000` would spend a fortune."""
@@ -61,6 +61,8 @@ class AnswerFormat(str, enum.Enum):
     CODE = "code"
     MATH = "math"
     """Competition math (MATH, MATH-500): LaTeX answers; math-verify merges equivalent keys."""
+    PLAN = "plan"
+    """A Blocksworld plan, one action per line: plans with the same actions vote together."""
 
 
 class Message(BaseModel):
@@ -94,6 +96,13 @@ class Task(BaseModel):
     def _question_not_empty(cls, value: str) -> str:
         if not value or not value.strip():
             raise ValueError("question is empty: give the text of the question to answer")
+        return value
+
+    @field_validator("choices")
+    @classmethod
+    def _choices_lettered(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not 1 <= len(value) <= len(OPTION_LETTERS):
+            raise ValueError(f"a task takes 1 to {len(OPTION_LETTERS)} options (lettered A-Z), not {len(value)}")
         return value
 
     def render(self) -> str:
