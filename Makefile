@@ -36,10 +36,11 @@ $(VLLM_STAMP): $(STAMP)
 
 vllm: $(VLLM_STAMP)
 
-# The main job on the embedded model: single sampling against self-consistency.
+# The main job on the embedded model: single sampling against self-consistency, then its report.
 demo: $(STAMP) sandbox-tools
 	mkdir -p .manyminds
-	$(BIN)/manyminds bench arithmetic --limit 40 -n 8 --cache .manyminds/demo.db
+	$(BIN)/manyminds bench arithmetic --limit 40 -n 8 --prompt direct --max-tokens 48 --cache .manyminds/demo.db
+	$(BIN)/manyminds report .manyminds/demo.db --out .manyminds/demo-report
 
 test: $(STAMP) sandbox-tools $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q

@@ -10,14 +10,13 @@ results/strategies.json and results/strategies.md. Generations are cached in
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from pathlib import Path
 
 from _common import RESULTS, record
 
 from manyminds.backends import Local
-from manyminds.bench import arithmetic_tasks, run_methods
+import manyminds as mm
 from manyminds.cache import GenerationCache
 from manyminds.strategies import STRATEGIES, make
 
@@ -31,7 +30,6 @@ def main() -> None:
     parser.add_argument("--cache", default=".manyminds/bench.db")
     args = parser.parse_args()
 
-    tasks = arithmetic_tasks(args.level, args.limit, seed=0)
     settings = dict(temperature=0.7, max_tokens=args.max_tokens, prompt="direct")
     methods = {"single sample": make("self-consistency", 1, **settings)}
     for name in STRATEGIES:
@@ -44,13 +42,13 @@ def main() -> None:
         backend = Local()
         for label, strategy in methods.items():
             start = time.perf_counter()
-            report = asyncio.run(run_methods({label: strategy}, tasks, backend=backend, cache=cache, progress=False))
+            (s,) = mm.bench.run("arithmetic", {label: strategy}, backend=backend, cache=cache, split=args.level,
+                                limit=args.limit, progress=False).runs
             elapsed = time.perf_counter() - start
-            s = report.scores[0]
-            fallbacks = sum(any("fell back" in t for t in r.trace) for r in report.results[label])
+            fallbacks = sum(any("fell back" in t for t in r.trace) for r in s.results)
             rows.append({
-                "strategy": label, "accuracy": round(s.accuracy, 3), "correct": s.correct, "questions": s.questions,
-                "generations_per_question": round(s.usage.samples / s.questions, 2),
+                "strategy": label, "accuracy": round(s.accuracy, 3), "correct": int(s.correct),
+                "questions": s.questions, "generations_per_question": round(s.usage.samples / s.questions, 2),
                 "completion_tokens": s.usage.completion_tokens, "prompt_tokens": s.usage.prompt_tokens,
                 "tokens_per_question": round(s.usage.total_tokens / s.questions, 1),
                 "fallbacks": fallbacks, "seconds": round(elapsed, 1),

@@ -54,12 +54,12 @@ from manyminds.types import Generation, Message, SamplingParams, TokenLogprob, t
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from manyminds.types import Result
+    from manyminds.types import Result, Task
 
 log = logging.getLogger("manyminds.cache")
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _META = "manyminds_meta"
 
 
@@ -123,8 +123,22 @@ def _migrate_v2(db: "sqlite_utils.Database") -> None:
     )
 
 
+def _migrate_v3(db: "sqlite_utils.Database") -> None:
+    """Benchmark runs: what a run ran on (meta), a fingerprint to resume it by, its status; each
+    question's task, score and error, so a failed question is kept with what went wrong."""
+    runs = db["runs"]
+    for column in ("fingerprint", "meta", "status"):
+        if column not in runs.columns_dict:
+            runs.add_column(column, str)
+    runs.create_index(["fingerprint"], if_not_exists=True)
+    results = db["results"]
+    for column in ("task", "score", "error"):
+        if column not in results.columns_dict:
+            results.add_column(column, str)
+
+
 # Migration i takes the schema from version i to i+1; append, never edit.
-MIGRATIONS: "list[Callable[[sqlite_utils.Database], None]]" = [_migrate_v1, _migrate_v2]
+MIGRATIONS: "list[Callable[[sqlite_utils.Database], None]]" = [_migrate_v1, _migrate_v2, _migrate_v3]
 
 
 class CacheStats(BaseModel):
@@ -629,10 +643,87 @@ class GenerationCache:
     def runs(self) -> list[dict[str, Any]]:
         with self._read_lock:
             rows = self._reader.execute(
-                "SELECT r.id, r.label, r.strategy, r.created, COUNT(x.position) FROM runs r "
-                "LEFT JOIN results x ON x.run = r.id GROUP BY r.id ORDER BY r.id"
+                "SELECT r.id, r.label, r.strategy, r.created, r.status, r.meta, COUNT(x.position), "
+                "SUM(x.error IS NOT NULL) FROM runs r LEFT JOIN results x ON x.run = r.id GROUP BY r.id ORDER BY r.id"
             ).fetchall()
-        return [{"id": i, "label": label, "strategy": st, "created": c, "results": n} for i, label, st, c, n in rows]
+        return [{"id": i, "label": label, "strategy": st, "created": c, "status": status or "finished",
+                 "meta": json.loads(meta) if meta else {}, "results": n, "failed": int(failed or 0)}
+                for i, label, st, c, status, meta, n, failed in rows]
+
+    # -- benchmark runs: recorded question by question, resumable ------------------
+
+    def open_run(self, fingerprint: str, label: str, strategy: str, params: dict[str, Any],
+                 meta: dict[str, Any]) -> tuple[int, bool]:
+        """The run with this fingerprint (resumed: True), or a new one; returns (id, resumed)."""
+        if self.read_only:
+            raise CacheError(f"cache {self.path} was opened read-only")
+        with self._read_lock:
+            conn = self._reader
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT id FROM runs WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
+                                   (fingerprint,)).fetchone()
+                if row is not None:
+                    conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (row[0],))
+                    run, resumed = int(row[0]), True
+                else:
+                    cursor = conn.execute(
+                        "INSERT INTO runs (label, strategy, params, created, fingerprint, meta, status) "
+                        "VALUES (?, ?, ?, ?, ?, ?, 'running')",
+                        (label, strategy, json.dumps(params), time.time(), fingerprint, json.dumps(meta)))
+                    run, resumed = int(cursor.lastrowid), False
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return run, resumed
+
+    def record_results(self, run: int, rows: "Sequence[tuple[int, Task, Result | None, str | None, str | None]]") -> None:
+        """Store questions of a run: (position, task, result or None, score JSON, error).
+        A question recorded again (a failure retried) replaces its row."""
+        self.flush()  # the samples first: a stored result never refers to unsaved samples
+        with self._read_lock:
+            conn = self._reader
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO results (run, position, task_id, answer, result, task, score, error) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run, position, task.id, result.answer if result else None,
+                      result.model_dump_json() if result else None, task.model_dump_json(), score, error)
+                     for position, task, result, score, error in rows])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def run_rows(self, run: int) -> list[dict[str, Any]]:
+        """Every stored question of a run, in order: position, task, result (None if failed), score, error."""
+        from manyminds.types import Result, Task
+
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT position, task, result, score, error FROM results WHERE run = ? ORDER BY position", (run,)
+            ).fetchall()
+        out = []
+        for position, task, result, score, error in rows:
+            parsed = Result.model_validate_json(result) if result else None
+            out.append({"position": position,
+                        "task": Task.model_validate_json(task) if task else (parsed.task if parsed else None),
+                        "result": parsed, "score": json.loads(score) if score else None, "error": error})
+        return out
+
+    def run_info(self, run: int) -> dict[str, Any]:
+        for info in self.runs():
+            if info["id"] == run:
+                with self._read_lock:
+                    params = self._reader.execute("SELECT params FROM runs WHERE id = ?", (run,)).fetchone()[0]
+                return {**info, "params": json.loads(params) if params else {}}
+        raise CacheError(f"{self.path} has no run {run}")
+
+    def finish_run(self, run: int, status: str = "finished") -> None:
+        with self._read_lock:
+            self._reader.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run))  # autocommit
 
     def load_run(self, run: int | None = None) -> list["Result"]:
         """The results of run `run` (default: the latest), in their order."""
@@ -649,7 +740,7 @@ class GenerationCache:
             ).fetchall()
         if not rows:
             raise CacheError(f"{self.path} has no run {run}")
-        return [Result.model_validate_json(r[0]) for r in rows]
+        return [Result.model_validate_json(r[0]) for r in rows if r[0] is not None]  # failed questions have none
 
     def wrap(self, backend: Backend) -> "CachedBackend":
         """The cached view of `backend`; the same object for the same backend, so graphs

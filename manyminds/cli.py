@@ -30,9 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Many LLM samples, combined well: self-consistency and other ensembles.",
 )
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmark strategies on built-in task sets.")
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect a generation cache.")
-app.add_typer(bench_app, name="bench")
 app.add_typer(cache_app, name="cache")
 
 out = Console(width=None if sys.stdout.isatty() else 120)
@@ -107,11 +105,10 @@ AllowUnisolatedOpt = Annotated[
 ]
 
 
-class Level(str, enum.Enum):
-    single_digit = "single-digit"
-    two_digit = "two-digit"
-    word_1 = "word-1"
-    word_2 = "word-2"
+def _dataset_names() -> list[str]:
+    from manyminds.datasets.catalog import DATASETS  # no data is read
+
+    return list(DATASETS)
 
 
 DEFAULT_CACHE = "~/.cache/manyminds/generations.db"
@@ -251,86 +248,129 @@ def _start_early(backend, strategy, task, store) -> None:
         prefetch(messages, params, wanted)
 
 
-@bench_app.command("arithmetic")
-def bench_arithmetic(
-    limit: Annotated[int, typer.Option("--limit", "-k", help="Number of questions.")] = 40,
-    n: Annotated[int, typer.Option("-n", "--samples", min=1, max=MAX_SAMPLES, help="Samples per question for the vote.")] = 8,
+@app.command("bench")
+def bench(
+    dataset: Annotated[Optional[str], typer.Argument(
+        help="A data set: " + ", ".join(_dataset_names()) + " (or --data FILE).", show_default=False)] = None,
+    strategies: Annotated[
+        Optional[list[StrategyName]], typer.Option("--strategy", "-s", help="Strategies to compare (repeatable; "
+                                                   "default self-consistency).")] = None,
+    budgets: Annotated[Optional[list[int]], typer.Option(
+        "-n", "--samples", min=1, max=MAX_SAMPLES, help="Sample budgets per question (repeatable; default 8).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-k", min=1, help="Number of questions (default all).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", "--level", help="The data set's split (arithmetic: "
+                                                 "its level).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Shuffle the questions with this seed before --limit; "
+                                                "also the samples' base seed.")] = None,
     backend: BackendOpt = "local",
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
-    level: Annotated[Level, typer.Option(help="Difficulty.")] = Level.single_digit,
-    seed: Annotated[int, typer.Option(help="Seed of the question generator.")] = 0,
+    max_failures: Annotated[Optional[int], typer.Option(min=0, help="End the run once more questions than this fail.")] = None,
+    baseline: Annotated[bool, typer.Option(help="Add one sample per question (self-consistency n = 1).")] = True,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
-    max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 64,
-    prompt: Annotated[PromptStyle, typer.Option(help="Answer only or chain of thought.")] = PromptStyle.direct,
-    concurrency: Annotated[int, typer.Option(help="Questions in flight at once.")] = 16,
-    strategies: Annotated[
-        Optional[list[StrategyName]], typer.Option("--strategy", "-s", help="More strategies to compare (repeatable).")
-    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 256,
+    prompt: Annotated[PromptStyle, typer.Option(help="Chain of thought or answer only.")] = PromptStyle.cot,
+    concurrency: Annotated[int, typer.Option(min=1, help="Questions in flight at once.")] = 16,
     verifier: VerifierOpt = None,
     allow_code_execution: AllowCodeOpt = False,
     allow_unisolated_code_execution: AllowUnisolatedOpt = False,
+    judge: Annotated[Optional[str], typer.Option(help="Backend SPEC judging pairwise (alpaca_eval; default: --backend).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Your own .jsonl, .json or .csv file.")] = None,
+    question_field: Annotated[str, typer.Option(help="--data: the question's field.")] = "question",
+    answer_field: Annotated[str, typer.Option(help="--data: the gold answer's field (GSM8K '#### 18' is read).")] = "answer",
+    choices_field: Annotated[Optional[str], typer.Option(help="--data: the options' field (a list, or 'a|b|c').")] = None,
+    id_field: Annotated[Optional[str], typer.Option(help="--data: a record id field.")] = None,
+    answer_format: Annotated[AnswerFormat, typer.Option("--format", help="--data: how to read answers.")] = AnswerFormat.NUMBER,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per run.")] = False,
 ) -> None:
-    """Single sampling against self-consistency (and any --strategy) on generated arithmetic questions."""
+    """Compare strategies and budgets on the same questions of a data set; resumable with the same command."""
     from manyminds.backends import from_spec
-    from manyminds.bench import arithmetic_tasks, run_methods
+    from manyminds.bench import run as run_bench
     from manyminds.bench.runner import most_split
-    from manyminds.cache import GenerationCache
-    from manyminds.strategies import SelfConsistency
+    from manyminds import datasets
 
-    tasks = arithmetic_tasks(level.value, limit, seed)
-    vote = SelfConsistency(n=n, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value)
-    single = vote.model_copy(update={"n": 1})
-    methods = {f"self-consistency (n={n})": vote, "single sample": single}
+    if (dataset is None) == (data is None):
+        raise ManymindsError("name a data set or pass --data FILE (one of the two)")
+    if data is not None:
+        source: object = datasets.from_file(data, question_field=question_field, answer_field=answer_field,
+                                            choices_field=choices_field, id_field=id_field, format=answer_format)
+        scorer_name = "answer"
+    else:
+        scorer_name = datasets.get(dataset).scorer
+        source = dataset
     chosen = from_spec(backend)
-    judge = _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution)
-    for extra in strategies or []:
-        if extra is not StrategyName.self_consistency:
-            methods[f"{extra.value} (budget {n})"] = _make(
-                extra.value, n, judge, temperature=temperature, max_tokens=max_tokens, prompt=prompt.value
-            )
+    judge_backend = from_spec(judge) if judge else chosen
+    wanted = _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution)
+    code_verifier = None
+    if scorer_name == "unit-tests":
+        if not allow_code_execution:
+            raise ManymindsError(f"{dataset} is scored by running the code: add --allow-code-execution")
+        code_verifier = wanted if wanted is not None and wanted.name == "unit-tests" else _verifier(
+            VerifierName.unit_tests, chosen, True, allow_unisolated_code_execution)
+    settings = dict(temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed)
+    methods: dict[str, object] = {}
+    if baseline:
+        methods["single sample"] = _make("self-consistency", 1, None, **settings)
+    for name in strategies or [StrategyName.self_consistency]:
+        for n in sorted(set(budgets or [8])):  # smaller budgets first: the larger reuse their samples
+            methods[f"{name.value} (n={n})"] = _make(name.value, n, wanted, **settings)
     path = _cache_path(cache, no_cache)
-    store = GenerationCache(path) if path is not None else None
-    try:
-        report = asyncio.run(
-            run_methods(methods, tasks, backend=chosen, cache=store, concurrency=concurrency)
-        )
-        if store is not None:
-            for label, results in report.results.items():
-                store.record_run(f"bench arithmetic {level.value}: {label}", results)
-    finally:
-        if store is not None:
-            store.close()
-
-    table = Table(title=f"arithmetic, level {level.value}: {limit} questions, backend {backend}")
-    for column, justify in [
-        ("method", "left"),
-        ("accuracy", "right"),
-        ("samples/question", "right"),
-        ("samples", "right"),
-        ("from cache", "right"),
-        ("calls now", "right"),
-        ("tokens", "right"),
-    ]:
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    order = [report.scores[1], report.scores[0], *report.scores[2:]]
-    for s in order:
-        table.add_row(
-            s.method,
-            f"{s.accuracy:.1%} ({s.correct}/{s.questions})",
-            f"{s.samples_per_question:g}",
-            str(s.usage.samples),
-            str(s.usage.cached_samples),
-            str(s.usage.calls),
-            str(s.usage.total_tokens),
-        )
+    report = run_bench(source, methods, backend=chosen, cache=path, split=split, limit=limit, seed=seed,
+                       verifier=code_verifier, judge=judge_backend, concurrency=concurrency,
+                       max_failures=max_failures)
+    if as_json:
+        for r in report.runs:
+            low, high = r.interval()
+            print(json.dumps({"run": r.run_id, "label": r.label, "strategy": r.strategy, "questions": r.questions,
+                              "accuracy": r.accuracy, "interval": [low, high], "failures": r.failures,
+                              "usage": r.usage.model_dump(), "resumed": r.resumed, "meta": r.meta}))
+        return
+    first = report.runs[0].meta
+    where = f"{first.get('dataset')}" + (f" ({first.get('split')})" if first.get("split") else "")
+    table = Table(title=f"{where}: {report.runs[0].questions} questions, backend {backend}")
+    for column, justify in [("method", "left"), ("accuracy", "right"), ("95% CI", "right"),
+                            ("samples/q", "right"), ("tokens/q", "right"), ("cached", "right"),
+                            ("calls", "right"), ("failed", "right"), ("run", "right")]:
+        table.add_column(column, justify=justify, no_wrap=column == "method")  # type: ignore[arg-type]
+    for r in report.runs:
+        u, low_high = r.usage, r.interval()
+        scored = len(r.scored) or 1
+        table.add_row(r.label, f"{r.accuracy:.1%} ({r.correct:g}/{len(r.scored)})",
+                      f"{low_high[0]:.1%}-{low_high[1]:.1%}", f"{u.samples / scored:.3g}",
+                      f"{u.total_tokens / scored:.0f}", str(u.cached_samples), str(u.calls), str(r.failures),
+                      "-" if path is None else f"{r.run_id}{' resumed' if r.resumed else ''}")
     out.print(table)
-    voted, alone = report.results[f"self-consistency (n={n})"], report.results["single sample"]
-    # Show a question the vote got right where one sample did not, if there is one.
-    fixed = [v for v, a in zip(voted, alone) if v.correct and not a.correct]
-    example = fixed[0] if fixed else most_split(voted)
-    note = "one sample was wrong, the vote is right" if fixed else "the closest vote"
-    out.print(_tally_table(example, f"votes for {example.task.question!r} (gold {example.task.gold}; {note})"))
+    voting = [r for r in report.runs if r.label != "single sample" and r.results and any(x.tally for x in r.results)]
+    if voting and scorer_name == "answer":
+        voted = voting[-1].results
+        alone = {x.task.id: x for x in report.run("single sample").results} if baseline else {}
+        fixed = [v for v in voted if v.correct and alone.get(v.task.id) is not None and not alone[v.task.id].correct]
+        example = fixed[0] if fixed else most_split(voted)
+        note = "one sample was wrong, the vote is right" if fixed else "the closest vote"
+        out.print(_tally_table(example, f"votes for {example.task.question[:80]!r} (gold {example.task.gold}; {note})"))
+
+
+@app.command("report")
+def report_command(
+    db: Annotated[Path, typer.Argument(help="A cache file holding benchmark runs.")],
+    runs: Annotated[Optional[list[int]], typer.Option("--run", help="Run ids (repeatable; default all).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.md, report.json and the plots.")] = Path("report"),
+    prices: Annotated[Optional[list[str]], typer.Option(
+        "--price", help="MODEL=PRICE per token, or PRICE for every model (repeatable): adds cost per question.")] = None,
+) -> None:
+    """Markdown, JSON and PNG from stored runs: accuracy with intervals, accuracy against samples and compute, calibration."""
+    from manyminds.bench.report import load_runs, write_report
+
+    table: dict[str, float] = {}
+    for spec in prices or []:
+        model, _, value = spec.rpartition("=")
+        try:
+            table[model or "*"] = float(value)
+        except ValueError:
+            raise ManymindsError(f"--price {spec!r}: expected MODEL=PRICE or PRICE (a number per token)") from None
+    written = write_report(load_runs(db, runs), out_dir, prices=table or None, title=f"Benchmark report: {db.name}")
+    for name, path in written.items():
+        out.print(f"{name}: {path}")
 
 
 @cache_app.command("stats")

@@ -10,6 +10,8 @@ logprobs, optional). Two published formats are read too: the ESC pools
 
 from __future__ import annotations
 
+import re
+
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -95,6 +97,16 @@ def _validated(model: type[_Record], row: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: not a {model.__name__.removesuffix('Record')} pool record ({problems})") from None
 
 
+def esc_letters(text: str) -> str:
+    """A Last Letters answer as the ESC authors extract it: the letters after the last
+    'the answer is', lower-cased ('The answer is "eks-a".' -> 'eksa'); without that phrase,
+    the letters of the whole text (a key no other sample shares, as in their code); a reply
+    with no letters there is the empty key, which votes (and stops ESC) as in their code.
+    Our text rule would also drop articles, turning the answer 'an' into nothing."""
+    tail = text.lower().rpartition("the answer is")[2]
+    return re.sub(r"[^a-z]", "", tail)
+
+
 def parse_pool_line(row: Any, number: int, where: str | None = None) -> PoolQuestion:
     """One pool line (already parsed JSON) as a question; ConfigError naming the line if it is none."""
     where = where or f"pool line {number}"
@@ -116,8 +128,14 @@ def parse_pool_line(row: Any, number: int, where: str | None = None) -> PoolQues
         return PoolQuestion(task, cands)
     if "generated_answer" in row:  # ESC: chain-of-thought texts ending "The answer is X."
         record = _validated(ESCRecord, row, where)
-        task = Task(question=record.question, format=AnswerFormat.TEXT, gold=str(record.answer), id=str(number))
-        return PoolQuestion(task, [_candidate(i, t, extract(task, t)) for i, t in enumerate(record.generated_answer)])
+        gold = str(record.answer)
+        if NUMBER_ONLY.fullmatch(gold.strip()):
+            task = Task(question=record.question, format=AnswerFormat.NUMBER, gold=gold, id=str(number))
+            keys = [extract(task, t) for t in record.generated_answer]
+        else:  # letters (Last Letters): read as the pool's authors read them, so their figures reproduce
+            task = Task(question=record.question, format=AnswerFormat.TEXT, gold=gold.lower(), id=str(number))
+            keys = [esc_letters(t) for t in record.generated_answer]
+        return PoolQuestion(task, [_candidate(i, t, k) for i, (t, k) in enumerate(zip(record.generated_answer, keys))])
     if "answers" in row and "gold" in row:  # ConSol: extracted answers (option indices or numbers)
         record = _validated(ConSolRecord, row, where)
         gold = _option_key(record.gold)

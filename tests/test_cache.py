@@ -106,7 +106,35 @@ def test_wal_mode_and_schema_version(tmp_path):
     GenerationCache(tmp_path / "c.db").close()
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT value FROM manyminds_meta WHERE name='schema_version'").fetchone()[0] == "2"
+    assert conn.execute("SELECT value FROM manyminds_meta WHERE name='schema_version'").fetchone()[0] == "3"
+
+
+def test_a_schema_2_cache_with_a_stored_run_is_migrated_and_its_run_still_loads(tmp_path):
+    import json
+
+    import sqlite_utils
+
+    from manyminds.cache import _META, _migrate_v1, _migrate_v2
+    from manyminds.types import Decision, Result, Task, Usage
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    _migrate_v1(db)
+    _migrate_v2(db)
+    db[_META].insert({"name": "schema_version", "value": "2"}, pk="name")
+    old = Result(task=Task(question="2+2?", gold="4"), answer="4", confidence=1.0, tally={"4": 1}, candidates=[],
+                 usage=Usage(), decision=Decision(answer="4"), strategy="self-consistency")
+    db["runs"].insert({"id": 1, "label": "old run", "strategy": "self-consistency", "params": json.dumps({}),
+                       "created": 0.0})
+    db["results"].insert({"run": 1, "position": 0, "task_id": None, "answer": "4", "result": old.model_dump_json()})
+    db.conn.close()
+    with GenerationCache(path) as cache:
+        (info,) = cache.runs()
+        assert info["status"] == "finished" and info["results"] == 1 and info["meta"] == {}
+        assert cache.load_run(1)[0].answer == "4"
+        assert cache.run_rows(1)[0]["task"].question == "2+2?"  # read from the result where no task column was
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM manyminds_meta WHERE name='schema_version'").fetchone()[0] == "3"
 
 
 def test_a_newer_schema_is_refused(tmp_path):

@@ -60,6 +60,13 @@ def test_run_table(tmp_path):
         (["reaggregate", "missing.jsonl"], "pool file not found"),
         (["reaggregate", "missing.db"], "no such file"),
         (["bench", "arithmetic", "-n", "5000", "--no-cache", "--backend", "scripted:1"], "1024"),
+        (["bench", "--no-cache", "--backend", "scripted:1"], "name a data set or pass --data FILE"),
+        (["bench", "gsm9k", "--no-cache", "--backend", "scripted:1"], "unknown data set 'gsm9k'"),
+        (["bench", "gsm8k", "--split", "train", "--no-cache", "--backend", "scripted:1"], "no split 'train'"),
+        (["bench", "humaneval", "--limit", "1", "--no-cache", "--backend", "scripted:1"], "--allow-code-execution"),
+        (["bench", "--data", "missing.jsonl", "--no-cache", "--backend", "scripted:1"], "data file not found"),
+        (["report", "missing.db"], "no cache file"),
+        (["report", "x.db", "--price", "cheap"], "--price 'cheap'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -93,6 +100,26 @@ def test_bench_arithmetic_and_cache_stats(tmp_path):
     assert "generations" in stats and "scripted:scripted" in stats
 
 
+def test_bench_on_a_users_file_then_a_report(tmp_path):
+    data = tmp_path / "mine.csv"
+    data.write_text("q,a\nWhat is 2 + 2?,#### 4\nWhat is 3 + 3?,6\n")
+    db = str(tmp_path / "c.db")
+    proc = cli("bench", "--data", str(data), "--question-field", "q", "--answer-field", "a", "-n", "3",
+               "--backend", "scripted:The answer is 4.", "--cache", db, "--json")
+    runs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["label"] for r in runs] == ["single sample", "self-consistency (n=3)"]
+    assert all(r["accuracy"] == 0.5 and r["questions"] == 2 for r in runs)
+    assert runs[1]["meta"]["dataset"] == "mine.csv" and runs[1]["usage"]["cached_samples"] == 2
+    again = [json.loads(line) for line in cli("bench", "--data", str(data), "--question-field", "q", "--answer-field",
+                                              "a", "-n", "3", "--backend", "scripted:The answer is 4.", "--cache", db,
+                                              "--json").stdout.splitlines()]
+    assert [r["resumed"] for r in again] == [True, True] and [r["run"] for r in again] == [r["run"] for r in runs]
+    listed = cli("cache", "runs", db).stdout
+    assert "self-consistency (n=3)" in listed
+    report = cli("report", db, "--out", str(tmp_path / "rep"), "--price", "smollm=1e-6")
+    assert "report.md" in report.stdout and (tmp_path / "rep" / "accuracy_vs_samples.png").stat().st_size > 0
+
+
 def _rows(db) -> int:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
@@ -109,21 +136,28 @@ def test_bench_killed_mid_way_resumes_without_regenerating(llama_server, tmp_pat
     db = tmp_path / "c.db"
     args = ["bench", "arithmetic", "--limit", "6", "-n", "4", "--max-tokens", "8", "--concurrency", "2",
             "--cache", str(db)]
+    # One proxy for both runs: its URL (port included) is part of the backend's cache identity.
     with FaultProxy(llama_server, delay=0.3) as proxy:
         spec = f"openai:smollm2@{proxy.url}"
         victim = subprocess.Popen([*CLI, *args, "--backend", spec], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 120
-        while _rows(db) < 6 and time.monotonic() < deadline and victim.poll() is None:
+        # 6 rows: the single-sample baseline; then self-consistency's first questions
+        while _rows(db) < 9 and time.monotonic() < deadline and victim.poll() is None:
             time.sleep(0.05)
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait()
-    before = _rows(db)
-    assert 6 <= before < 24, "the run must be killed mid-way"
-
-    with FaultProxy(llama_server) as proxy:
-        cli(*args, "--backend", f"openai:smollm2@{proxy.url}")
-        second_run_calls = proxy.log.forwarded
+        before = _rows(db)
+        assert 9 <= before < 24, "the run must be killed mid-way"
+        settle = time.monotonic() + 10  # requests the victim sent before it died still pass the proxy
+        calls_before = -1
+        while calls_before != proxy.log.forwarded and time.monotonic() < settle:
+            calls_before = proxy.log.forwarded
+            time.sleep(0.8)
+        proxy.delay = 0.0
+        proc = cli(*args, "--backend", spec)
+        second_run_calls = proxy.log.forwarded - calls_before
+    assert "resumed" in proc.stdout
     after = _rows(db)
     distinct_questions = sqlite3.connect(db).execute("SELECT COUNT(*) FROM requests").fetchone()[0]
     assert after == distinct_questions * 4
@@ -136,7 +170,7 @@ def test_verifying_strategy_needs_and_takes_a_verifier(tmp_path):
     assert proc.returncode == 2 and "needs a verifier" in proc.stderr
     proc = cli("bench", "arithmetic", "--limit", "3", "-n", "4", "--backend", "scripted:The answer is 10.|The answer is 9.",
                "--no-cache", "-s", "verifier-resampling", "--verifier", "math")
-    assert "verifier-resampling (budget 4)" in proc.stdout
+    assert "verifier-resampling (n=4)" in proc.stdout
 
 
 def test_inspecting_commands_change_no_file(tmp_path):

@@ -1,6 +1,8 @@
-"""Benchmark data, scoring and reports."""
+"""Benchmarks: the runner, scorers and reports (data sets are in `manyminds.datasets`)."""
 
 from manyminds.bench.arithmetic import LEVELS, arithmetic_tasks
-from manyminds.bench.runner import BenchReport, MethodScore, run_methods, score
+from manyminds.bench.runner import BenchReport, QuestionRecord, RunReport, TooManyFailures, arun, run
+from manyminds.bench.scoring import Score, Scorer, scorer_for
 
-__all__ = ["LEVELS", "BenchReport", "MethodScore", "arithmetic_tasks", "run_methods", "score"]
+__all__ = ["LEVELS", "BenchReport", "QuestionRecord", "RunReport", "Score", "Scorer", "TooManyFailures",
+           "arithmetic_tasks", "arun", "run", "scorer_for"]

@@ -1,70 +1,374 @@
-"""Run strategies over a task set and score them.
+"""The benchmark runner: strategies over a data set, scored, recorded question by question, resumable.
 
-A benchmark compares methods at their sample budgets: accuracy, samples per
-question, backend calls made now and tokens. With a cache, single sampling
-reads sample 0 of the self-consistency request, so it costs no generation.
+`run(data, strategies, backend=..., cache=...)` runs each strategy over the
+same questions and returns a typed `BenchReport`. Every run is recorded in
+the cache file (strategy and parameters, aggregator, backend and model,
+data set, split and version, seed, code version) with every question's
+result, score and candidates, as soon as its chunk of questions is done. A
+run is identified by a fingerprint of all of that, so the same command
+resumes an interrupted run: recorded questions are kept, failed ones are
+tried again, the rest are run, and samples already in the cache are never
+generated again (self-consistency at n = 40 reuses the 8 samples of n = 8).
+
+A question whose generation fails after the backend's retries is recorded
+as failed, with its error, and the run goes on; `max_failures` ends the run
+(with `TooManyFailures`) once more than that many questions have failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from manyminds._perf import run_sync
 from manyminds.backends.base import Backend
+from manyminds.bench.scoring import Score, Scorer, scorer_for
 from manyminds.cache import GenerationCache
+from manyminds.errors import ConfigError, ManymindsError
 from manyminds.strategies.base import Strategy
 from manyminds.types import Result, Task, Usage
 
+log = logging.getLogger(__name__)
 
-class MethodScore(BaseModel):
-    method: str
-    questions: int
-    correct: int
-    usage: Usage
+
+class TooManyFailures(ManymindsError):
+    """More questions failed than `max_failures` allows; what was done is recorded."""
+
+
+class QuestionRecord(BaseModel):
+    position: int
+    task: Task
+    result: Result | None = None
+    score: Score | None = None
+    error: str | None = None
+    """Why the question failed (generation or scoring), when it did."""
+
+
+def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float]:
+    """A percentile bootstrap interval for the mean of `values` (seeded: the same data, the same interval)."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if not data.size:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+class RunReport(BaseModel):
+    """One strategy over the questions: its records and what they add up to."""
+
+    label: str
+    run_id: int | None = None
+    strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """What the run ran on: data set, split, version, backend, model, seed, scorer, code version."""
+    records: list[QuestionRecord]
+    resumed: bool = False
+
+    @property
+    def questions(self) -> int:
+        return len(self.records)
+
+    @property
+    def scored(self) -> list[QuestionRecord]:
+        return [r for r in self.records if r.score is not None]
+
+    @property
+    def failures(self) -> int:
+        return sum(r.error is not None for r in self.records)
+
+    @property
+    def correct(self) -> float:
+        return sum(r.score.value for r in self.scored)  # type: ignore[union-attr]
 
     @property
     def accuracy(self) -> float:
-        return self.correct / self.questions if self.questions else 0.0
+        """Mean score over the questions scored (failed questions are reported apart)."""
+        scored = self.scored
+        return self.correct / len(scored) if scored else 0.0
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        return bootstrap_interval([r.score.value for r in self.scored], level=level)  # type: ignore[union-attr]
 
     @property
-    def samples_per_question(self) -> float:
-        return self.usage.samples / self.questions if self.questions else 0.0
+    def usage(self) -> Usage:
+        total = Usage()
+        for r in self.records:
+            if r.result is not None:
+                total = total + r.result.usage
+        return total
+
+    @property
+    def results(self) -> list[Result]:
+        return [r.result for r in self.records if r.result is not None]
 
 
 class BenchReport(BaseModel):
-    scores: list[MethodScore]
-    results: dict[str, list[Result]]
+    runs: list[RunReport]
+
+    def run(self, label: str) -> RunReport:
+        for r in self.runs:
+            if r.label == label:
+                return r
+        raise KeyError(label)
 
 
-def score(method: str, results: Sequence[Result]) -> MethodScore:
-    usage = Usage()
-    for r in results:
-        usage = usage + r.usage
-    return MethodScore(
-        method=method, questions=len(results), correct=sum(bool(r.correct) for r in results), usage=usage
-    )
+def _code_version() -> str:
+    from manyminds import __version__
+
+    return __version__
 
 
-async def run_methods(
-    methods: dict[str, Strategy],
-    tasks: Sequence[Task],
+def _fingerprint(label: str, strategy: Strategy, identity: dict[str, Any], tasks: Sequence[Task],
+                 meta: dict[str, Any]) -> str:
+    ids = hashlib.sha256("\n".join(f"{t.id}\t{t.question}" for t in tasks).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(
+        {"label": label, "strategy": strategy.name, "params": strategy.params(), "backend": identity,
+         "tasks": ids, "meta": meta}, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _tasks(data: str | Sequence[Task | str], split: str | None, limit: int | None,
+           seed: int | None) -> tuple[list[Task], dict[str, Any]]:
+    if isinstance(data, str):
+        from manyminds import datasets
+
+        tasks = datasets.load(data, split, limit=limit, seed=seed)
+        first = tasks[0].metadata if tasks else {}
+        return tasks, {"dataset": data, "split": first.get("split"), "dataset_version": first.get("dataset_version"),
+                       "scorer": datasets.get(data).scorer}
+    tasks = [Task.of(t) for t in data]
+    if seed is not None:
+        tasks = list(tasks)
+        random.Random(seed).shuffle(tasks)
+    tasks = tasks[:limit] if limit is not None else tasks
+    first = tasks[0].metadata if tasks else {}
+    return tasks, {"dataset": first.get("dataset", "tasks"), "split": first.get("split"),
+                   "dataset_version": first.get("dataset_version"), "scorer": first.get("scorer", "answer")}
+
+
+async def _solve_chunk(strategy: Strategy, tasks: list[Task], backend: Backend, cache: GenerationCache,
+                       concurrency: int) -> list[Result | BaseException]:
+    """The chunk's results; where the batch fails, each question alone, so one bad question
+    fails only itself. A ConfigError is the user's to fix and ends the run."""
+    try:
+        return list(await strategy.asolve_many(tasks, backend=backend, cache=cache, concurrency=concurrency,
+                                               progress=False))
+    except ConfigError:
+        raise
+    except Exception as batch_error:  # noqa: BLE001 - isolated below, question by question
+        log.info("a batch of %d questions failed (%s); running them one by one", len(tasks), batch_error)
+    out: list[Result | BaseException] = []
+    for task in tasks:
+        try:
+            out.append(await strategy.asolve(task, backend=backend, cache=cache))
+        except ConfigError:
+            raise
+        except Exception as error:  # noqa: BLE001 - recorded as this question's failure
+            out.append(error)
+    return out
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+async def _score(scorer: Scorer, result: Result) -> Score | BaseException:
+    try:
+        return await scorer.score(result)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a scoring crash fails this question only
+        return error
+
+
+async def arun(
+    data: str | Sequence[Task | str],
+    strategies: Mapping[str, Strategy] | Sequence[Strategy],
     *,
     backend: Backend,
-    cache: GenerationCache | None,
+    cache: GenerationCache | str | Path | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
+    scorer: Scorer | None = None,
+    verifier: Any = None,
+    judge: Backend | None = None,
     concurrency: int = 16,
+    chunk: int | None = None,
+    max_failures: int | None = None,
     progress: bool | None = None,
 ) -> BenchReport:
-    """Each method over all tasks, in the order given; results keep the task order."""
-    results: dict[str, list[Result]] = {}
-    for label, strategy in methods.items():
-        results[label] = await strategy.asolve_many(
-            tasks, backend=backend, cache=cache, concurrency=concurrency, progress=progress
-        )
-    return BenchReport(scores=[score(label, rs) for label, rs in results.items()], results=results)
+    """Run every strategy over the same questions; see the module docstring.
+
+    Args:
+        data: a data set name (`manyminds.datasets.names()`) or Tasks.
+        strategies: {label: strategy}, or strategies labelled by name and budget.
+        cache: the SQLite file recording samples and runs (default: a temporary one, so
+            strategies still share samples within this call).
+        split, limit, seed: which questions (`datasets.load`); `seed` also shuffles Tasks given.
+        scorer: how results are scored (default: the data set's scorer).
+        verifier: the UnitTests verifier that scores code; judge: the backend that judges
+            pairwise (AlpacaEval).
+        chunk: questions solved, scored and recorded together (default: `concurrency`).
+        max_failures: end the run once more questions than this have failed.
+    """
+    tasks, meta = _tasks(data, split, limit, seed)
+    if not tasks:
+        raise ConfigError("no questions to run")
+    if isinstance(strategies, Mapping):
+        labelled = dict(strategies)
+    else:
+        labelled = {}
+        for s in strategies:
+            labelled[f"{s.name} (n={getattr(s, 'n', '?')})"] = s
+    if not labelled:
+        raise ConfigError("no strategy to run")
+    chosen_scorer = scorer or scorer_for(meta["scorer"], verifier=verifier, judge=judge)
+    temporary = None
+    if cache is None:
+        temporary = tempfile.TemporaryDirectory(prefix="manyminds-bench-")
+        store = GenerationCache(Path(temporary.name) / "bench.db")
+    elif isinstance(cache, GenerationCache):
+        store = cache
+    else:
+        store = GenerationCache(cache)
+    identity = backend.cache_identity() if hasattr(backend, "cache_identity") else {"repr": repr(backend)}
+    meta = {**meta, "seed": seed, "limit": limit, "backend": identity, "model": getattr(backend, "model", None),
+            "scorer": chosen_scorer.name, "code_version": _code_version()}
+    reports: list[RunReport] = []
+    try:
+        with _Progress(progress) as bar:
+            for label, strategy in labelled.items():
+                reports.append(await _run_one(label, strategy, tasks, meta, backend, store, chosen_scorer, bar,
+                                              concurrency, chunk or concurrency, max_failures))
+    finally:
+        if cache is None or not isinstance(cache, GenerationCache):
+            store.close()
+        if temporary is not None:
+            temporary.cleanup()
+    return BenchReport(runs=reports)
+
+
+async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict[str, Any], backend: Backend,
+                   store: GenerationCache, scorer: Scorer, bar: "_Progress", concurrency: int, chunk: int,
+                   max_failures: int | None) -> RunReport:
+    identity = meta["backend"]
+    run_meta = {**meta, "aggregator": getattr(strategy, "aggregator", None)}
+    fingerprint = _fingerprint(label, strategy, identity, tasks, run_meta)
+    run_id, resumed = store.open_run(fingerprint, label, strategy.name, strategy.params(), run_meta)
+    records: dict[int, QuestionRecord] = {}
+    for row in store.run_rows(run_id):
+        if row["error"] is None and row["result"] is not None and row["position"] < len(tasks):
+            records[row["position"]] = QuestionRecord(position=row["position"], task=row["task"], result=row["result"],
+                                                      score=Score(**row["score"]) if row["score"] else None)
+    todo = [k for k in range(len(tasks)) if k not in records]
+    task_bar = bar.add(label, len(tasks), records.values())
+    failures = 0
+    for start in range(0, len(todo), chunk):
+        positions = todo[start:start + chunk]
+        outcomes = await _solve_chunk(strategy, [tasks[k] for k in positions], backend, store, concurrency)
+        scores = await asyncio.gather(*(_score(scorer, o) for o in outcomes if isinstance(o, Result)))
+        scored = iter(scores)
+        rows = []
+        for k, outcome in zip(positions, outcomes):
+            if isinstance(outcome, BaseException):
+                record = QuestionRecord(position=k, task=tasks[k], error=_describe(outcome))
+            else:
+                score = next(scored)
+                if isinstance(score, BaseException):
+                    record = QuestionRecord(position=k, task=tasks[k], result=outcome,
+                                            error=f"scoring failed: {_describe(score)}")
+                else:
+                    record = QuestionRecord(position=k, task=tasks[k], result=outcome, score=score)
+            failures += record.error is not None
+            records[k] = record
+            rows.append((k, record.task, record.result, record.score.model_dump_json() if record.score else None,
+                         record.error))
+        store.record_results(run_id, rows)
+        bar.advance(task_bar, [records[k] for k in positions])
+        if max_failures is not None and failures > max_failures:
+            store.finish_run(run_id, "stopped: too many failures")
+            first = next(r.error for r in records.values() if r.error)
+            raise TooManyFailures(f"{label}: {failures} questions failed (more than --max-failures {max_failures}); "
+                                  f"the first: {first}. Done so far is recorded as run {run_id}; rerun to resume")
+    store.finish_run(run_id, "finished" if not failures else f"finished, {failures} failed")
+    return RunReport(label=label, run_id=run_id, strategy=strategy.name, params=strategy.params(), meta=run_meta,
+                     records=[records[k] for k in range(len(tasks))], resumed=resumed)
 
 
 def most_split(results: Sequence[Result]) -> Result:
-    """The result whose vote was closest (lowest confidence among those that voted) for display."""
+    """The result whose vote was closest (lowest confidence among those that voted), for display."""
     voted = [r for r in results if r.tally] or list(results)
     return min(voted, key=lambda r: (r.confidence, r.task.id or ""))
+
+
+def run(data: str | Sequence[Task | str], strategies: Mapping[str, Strategy] | Sequence[Strategy],
+        **options: Any) -> BenchReport:
+    """`arun`, from synchronous code."""
+    return run_sync(arun(data, strategies, **options))
+
+
+class _Progress:
+    """A rich progress bar per run with running accuracy, samples and tokens (stderr, when a terminal)."""
+
+    def __init__(self, enabled: bool | None) -> None:
+        import sys
+
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress: Any = None
+        self._totals: dict[int, list[float]] = {}
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
+                                      console=Console(stderr=True))
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def add(self, label: str, total: int, done: Any) -> int:
+        done = list(done)
+        key = len(self._totals)
+        self._totals[key] = [0.0, 0.0, 0.0, 0.0, 0.0]  # correct, scored, failed, samples, tokens
+        if self._progress is not None:
+            key = self._progress.add_task(label, total=total, stats="")
+            self._totals[key] = [0.0, 0.0, 0.0, 0.0, 0.0]
+        self.advance(key, done)
+        return key
+
+    def advance(self, key: int, records: list[QuestionRecord]) -> None:
+        totals = self._totals[key]
+        for r in records:
+            if r.score is not None:
+                totals[0] += r.score.value
+                totals[1] += 1
+            totals[2] += r.error is not None
+            if r.result is not None:
+                totals[3] += r.result.usage.samples
+                totals[4] += r.result.usage.total_tokens
+        if self._progress is not None:
+            accuracy = f"{totals[0] / totals[1]:.1%}" if totals[1] else "-"
+            failed = f", {int(totals[2])} failed" if totals[2] else ""
+            self._progress.update(key, advance=len(records),
+                                  stats=f"acc {accuracy}, {int(totals[3])} samples, {int(totals[4])} tokens{failed}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from manyminds._perf import run_sync
 from manyminds.backends.base import Backend
 from manyminds.cache import GenerationCache, open_cache
 from manyminds.errors import ConfigError
@@ -96,7 +97,7 @@ class Strategy(BaseModel):
         return result
 
     def solve(self, task: Task | str, *, backend: Backend, cache: CacheArg = None) -> Result:
-        return asyncio.run(self.asolve(task, backend=backend, cache=cache))
+        return run_sync(self.asolve(task, backend=backend, cache=cache))
 
     async def asolve_many(
         self,
@@ -136,7 +137,7 @@ class Strategy(BaseModel):
         concurrency: int = 16,
         progress: bool | None = None,
     ) -> list[Result]:
-        return asyncio.run(
+        return run_sync(
             self.asolve_many(tasks, backend=backend, cache=cache, concurrency=concurrency, progress=progress)
         )
 

@@ -1,0 +1,322 @@
+"""Reports from recorded benchmark runs: tables, intervals, curves and calibration, as Markdown, JSON and PNG.
+
+Everything is computed from what the runs stored, without a generation:
+
+- per run: accuracy with a 95% bootstrap interval over questions, samples
+  and tokens per question, cost per question at a price per token, failures;
+- accuracy against samples per question for every voting run, by
+  subsampling its stored samples as the self-consistency papers do: for
+  each k, many random k-subsets of each question's samples are put to a
+  majority vote, so one run at n = 40 gives the whole curve; the band is a
+  bootstrap interval over questions;
+- accuracy against tokens per question across runs (and models), which is
+  the equal-compute comparison: many samples of a small model against one of
+  a large one, in tokens or, given prices, in money;
+- calibration of the ensemble's confidence (the winner's vote share):
+  expected calibration error over 10 bins and a reliability diagram.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from manyminds.bench.runner import QuestionRecord, RunReport, bootstrap_interval
+from manyminds.bench.scoring import Score
+from manyminds.cache import GenerationCache
+from manyminds.errors import ConfigError
+
+
+def load_runs(path: str | Path, runs: Sequence[int] | None = None) -> list[RunReport]:
+    """The benchmark runs stored in a cache file (all, or the ids given), read-only."""
+    target = Path(path).expanduser()
+    if not target.is_file():
+        raise ConfigError(f"no cache file at {target}")
+    out = []
+    with GenerationCache(target, read_only=True) as store:
+        known = {r["id"]: r for r in store.runs()}
+        wanted = list(runs) if runs else [i for i, r in known.items() if r["results"]]
+        for run in wanted:
+            if run not in known:
+                raise ConfigError(f"{target} has no run {run}; its runs: {', '.join(map(str, known)) or 'none'}")
+            info = store.run_info(run)
+            records = [QuestionRecord(position=row["position"], task=row["task"], result=row["result"],
+                                      score=Score(**row["score"]) if row["score"] else None, error=row["error"])
+                       for row in store.run_rows(run) if row["task"] is not None]
+            if records and all(r.score is None and r.error is None for r in records):
+                records = [_scored_by_answer(r) for r in records]  # a run stored before scores were
+            out.append(RunReport(label=info["label"], run_id=run, strategy=info["strategy"], params=info["params"],
+                                 meta=info["meta"], records=records))
+    if not out:
+        raise ConfigError(f"{target} holds no stored run")
+    return out
+
+
+def _scored_by_answer(record: QuestionRecord) -> QuestionRecord:
+    if record.result is None or record.result.correct is None:
+        return record
+    return record.model_copy(update={"score": Score(value=float(record.result.correct))})
+
+
+# -- the numbers -------------------------------------------------------------------
+
+
+def samples_curve(run: RunReport, *, repeats: int = 32, seed: int = 0) -> list[dict[str, float | int]] | None:
+    """Accuracy of a majority vote over k of each question's stored samples, for k up to the
+    fewest any question has; None for runs that are not votes over gold-scored answers.
+
+    For each k, `repeats` random k-subsets of every question's samples are voted on (ties
+    to the answer whose first vote has the lowest sample index, the majority rule), and the
+    question's accuracy at k is the share of right votes; the interval is a bootstrap over
+    questions. Vectorised over questions and subsets: a 1,000-question run takes a fraction
+    of a second.
+    """
+    import numpy as np
+
+    from manyminds.answers import normalise_gold, same_answer
+
+    rows = [r.result for r in run.records if r.result is not None and r.result.task.gold is not None]
+    if not rows or run.meta.get("scorer", "answer") != "answer" or not any(r.tally for r in rows):
+        return None
+    pools = []
+    for result in rows:
+        sampled = sorted((c for c in result.candidates if c.source != "synthesis"), key=lambda c: c.index)
+        gold = normalise_gold(result.task)
+        keys = list(dict.fromkeys(c.answer for c in sampled if c.answer is not None))
+        position = {k: i for i, k in enumerate(keys)}
+        pools.append(([position.get(c.answer, -1) if c.answer is not None else -1 for c in sampled],
+                      [same_answer(result.task, k, gold) for k in keys]))
+    n = min(len(ids) for ids, _ in pools)
+    if n < 2:
+        return None
+    ks = sorted({k for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40, 64, 128) if k <= n} | {n})
+    m = max(1, max(len(right) for _, right in pools))
+    ids = np.array([p[0][:n] for p in pools])  # (Q, n): each question's first n samples
+    right = np.zeros((len(pools), m + 1), dtype=bool)  # column m: abstention, never right
+    for q, (_, r) in enumerate(pools):
+        right[q, : len(r)] = r
+    ids = np.where(ids < 0, m, ids)
+    rng = np.random.default_rng(seed)
+    per_question = np.zeros((len(pools), len(ks)))
+    answers = np.arange(m)
+    for start in range(0, len(pools), 128):  # blocks of questions bound the memory
+        block = ids[start:start + 128]
+        order = np.argsort(rng.random((len(block), repeats, n)), axis=2)  # a random order per subset
+        for j, k in enumerate(ks):
+            chosen = np.sort(order[:, :, :k], axis=2)  # (B, R, k) sample indices, in index order
+            votes = np.take_along_axis(block[:, None, :].repeat(repeats, axis=1), chosen, axis=2)
+            hit = votes[..., None] == answers  # (B, R, k, m)
+            counts = hit.sum(axis=2)
+            first = np.where(hit, chosen[..., None], n).min(axis=2)
+            winner = (counts * (n + 1) - first).argmax(axis=2)  # most votes, then the earliest first vote
+            winner = np.where(counts.max(axis=2) == 0, m, winner)
+            per_question[start:start + len(block), j] = np.take_along_axis(
+                right[start:start + len(block)], winner, axis=1).mean(axis=1)
+    out = []
+    for j, k in enumerate(ks):
+        low, high = bootstrap_interval(per_question[:, j], resamples=1000)
+        out.append({"k": int(k), "accuracy": float(per_question[:, j].mean()), "low": low, "high": high})
+    return out
+
+
+def calibration(run: RunReport, bins: int = 10) -> dict[str, Any] | None:
+    """Expected calibration error of the result confidences, and the reliability table."""
+    pairs = [(r.result.confidence, r.score.value) for r in run.records
+             if r.result is not None and r.score is not None and r.result.tally]
+    if len(pairs) < 2:
+        return None
+    table = []
+    ece = 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [(c, v) for c, v in pairs if (low <= c < high) or (b == bins - 1 and c == 1.0)]
+        if not inside:
+            continue
+        confidence = sum(c for c, _ in inside) / len(inside)
+        accuracy = sum(v for _, v in inside) / len(inside)
+        ece += len(inside) / len(pairs) * abs(accuracy - confidence)
+        table.append({"low": low, "high": high, "count": len(inside), "confidence": confidence, "accuracy": accuracy})
+    return {"ece": ece, "bins": table, "questions": len(pairs)}
+
+
+class RunSummary(BaseModel):
+    run: int | None
+    label: str
+    strategy: str
+    dataset: str | None
+    split: str | None
+    model: str | None
+    questions: int
+    scored: int
+    failures: int
+    accuracy: float
+    interval: tuple[float, float]
+    samples_per_question: float
+    tokens_per_question: float
+    prompt_tokens_per_question: float = 0.0
+    cost_per_question: float | None = None
+    curve: list[dict[str, float | int]] | None = None
+    calibration: dict[str, Any] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def summarise(run: RunReport, prices: dict[str, float] | None = None) -> RunSummary:
+    """The run's figures; `prices` maps a model (or '*') to a price per token."""
+    scored = len(run.scored) or 1
+    usage = run.usage
+    model = run.meta.get("model")
+    price = None if not prices else prices.get(str(model), prices.get("*"))
+    return RunSummary(
+        run=run.run_id, label=run.label, strategy=run.strategy, dataset=run.meta.get("dataset"),
+        split=run.meta.get("split"), model=model, questions=run.questions, scored=len(run.scored),
+        failures=run.failures, accuracy=run.accuracy, interval=run.interval(),
+        samples_per_question=usage.samples / scored, tokens_per_question=usage.total_tokens / scored,
+        prompt_tokens_per_question=usage.prompt_tokens / scored,
+        cost_per_question=None if price is None else usage.total_tokens / scored * price,
+        curve=samples_curve(run), calibration=calibration(run), params=run.params)
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+def write_report(runs: Sequence[RunReport], out: str | Path, *, prices: dict[str, float] | None = None,
+                 title: str = "manyminds benchmark report") -> dict[str, Path]:
+    """report.md, report.json and the plots in `out`; returns what was written."""
+    folder = Path(out).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    summaries = [summarise(r, prices) for r in runs]
+    written = {"json": folder / "report.json", "markdown": folder / "report.md"}
+    written["json"].write_text(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2) + "\n")
+    plots = _plots(summaries, folder)
+    written.update(plots)
+    written["markdown"].write_text(_markdown(summaries, plots, title))
+    return written
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str) -> str:
+    lines = [f"# {title}", ""]
+    priced = any(s.cost_per_question is not None for s in summaries)
+    head = "| run | method | data | model | accuracy | 95% interval | samples/q | tokens/q |"
+    rule = "|---:|---|---|---|---:|---|---:|---:|"
+    if priced:
+        head, rule = head + " cost/q |", rule + "---:|"
+    lines += [head + " failed |", rule + "---:|"]
+    for s in summaries:
+        data = f"{s.dataset}" + (f" ({s.split})" if s.split else "")
+        row = (f"| {s.run} | {s.label} | {data} | {s.model or '-'} | {_pct(s.accuracy)} ({s.scored}) | "
+               f"{_pct(s.interval[0])}-{_pct(s.interval[1])} | {s.samples_per_question:.3g} | "
+               f"{s.tokens_per_question:.0f} |")
+        if priced:
+            row += f" {s.cost_per_question:.3g} |" if s.cost_per_question is not None else " - |"
+        lines.append(row + f" {s.failures} |")
+    curves = [s for s in summaries if s.curve]
+    if curves:
+        lines += ["", "## Accuracy against samples per question", "",
+                  "A majority vote over k of each question's stored samples, averaged over 32 random k-subsets "
+                  "per question; the interval is a bootstrap over questions.", ""]
+        for s in curves:
+            lines.append(f"- {s.label} (run {s.run}): " + ", ".join(
+                f"k={p['k']}: {_pct(p['accuracy'])}" for p in s.curve))  # type: ignore[union-attr]
+    calibrated = [s for s in summaries if s.calibration]
+    if calibrated:
+        lines += ["", "## Calibration of the vote share", "", "| run | method | ECE (10 bins) | questions |",
+                  "|---:|---|---:|---:|"]
+        for s in calibrated:
+            lines.append(f"| {s.run} | {s.label} | {s.calibration['ece']:.3f} | {s.calibration['questions']} |")
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in plots.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
+    # Figure objects, not pyplot: no GUI backend is chosen, no global state is kept, and the
+    # import costs half as much (this runs inside a command people wait on).
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    def subplots(size: tuple[float, float]) -> tuple[Any, Any]:
+        fig = Figure(figsize=size)
+        return fig, fig.add_subplot()
+
+    written: dict[str, Path] = {}
+    curves = [s for s in summaries if s.curve]
+    if curves:
+        fig, ax = subplots((6.4, 4.2))
+        for s in curves:
+            ks = [p["k"] for p in s.curve]  # type: ignore[union-attr]
+            line, = ax.plot(ks, [100 * p["accuracy"] for p in s.curve], marker="o",  # type: ignore[union-attr]
+                            label=f"{s.label} · {s.model or '?'}")
+            ax.fill_between(ks, [100 * p["low"] for p in s.curve], [100 * p["high"] for p in s.curve],  # type: ignore[union-attr]
+                            color=line.get_color(), alpha=0.15)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("samples per question (k, majority vote over random subsets)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"Accuracy against samples: {curves[0].dataset}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written["accuracy_vs_samples"] = folder / "accuracy_vs_samples.png"
+        fig.savefig(written["accuracy_vs_samples"], dpi=120)
+    if summaries:
+        priced = all(s.cost_per_question is not None for s in summaries)
+        fig, ax = subplots((6.4, 4.2))
+        models = sorted({str(s.model) for s in summaries})
+        markers = "osD^vP*X"
+        colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, s in enumerate(summaries):
+            colour = colours[i % len(colours)]
+            x = s.cost_per_question if priced else s.tokens_per_question
+            err = [[100 * (s.accuracy - s.interval[0])], [100 * (s.interval[1] - s.accuracy)]]
+            ax.errorbar([x], [100 * s.accuracy], yerr=err, fmt=markers[models.index(str(s.model)) % len(markers)],
+                        color=colour, capsize=3, label=f"{s.label} · {s.model or '?'}")
+            if s.curve and s.samples_per_question:  # the vote over k of its samples, at what k samples cost:
+                # the prompt as the run paid for it, plus k samples' completions
+                prompt = s.prompt_tokens_per_question
+                per_sample = (s.tokens_per_question - prompt) / s.samples_per_question
+                scale = x / s.tokens_per_question if s.tokens_per_question else 0.0  # type: ignore[operator]
+                ax.plot([(prompt + p["k"] * per_sample) * scale for p in s.curve],
+                        [100 * p["accuracy"] for p in s.curve],
+                        linestyle="--", color=colour, alpha=0.6, label=f"{s.label}: vote over k of its samples")
+        ax.set_xscale("log")
+        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("cost per question" if priced else "tokens per question (prompt + completion)")
+        ax.set_ylabel("accuracy (%), 95% interval")
+        ax.set_title("Accuracy against compute")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written["accuracy_vs_compute"] = folder / "accuracy_vs_compute.png"
+        fig.savefig(written["accuracy_vs_compute"], dpi=120)
+    calibrated = [s for s in summaries if s.calibration]
+    if calibrated:
+        fig, ax = subplots((5.2, 5.0))
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+        for s in calibrated:
+            bins = s.calibration["bins"]  # type: ignore[index]
+            line, = ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
+                            label=f"{s.label} (ECE {s.calibration['ece']:.3f})")  # type: ignore[index]
+            ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins], color=line.get_color(),
+                       s=[12 + 200 * b["count"] / s.calibration["questions"] for b in bins])  # type: ignore[index]
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (winner's vote share), binned; marker area: questions")
+        ax.set_ylabel("accuracy in the bin")
+        ax.set_title("Reliability of the ensemble's confidence")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written["calibration"] = folder / "calibration.png"
+        fig.savefig(written["calibration"], dpi=120)
+    return written

@@ -1,0 +1,159 @@
+"""Scorers: was a result right? By the gold answer, the unit tests, a plan simulation or a judge.
+
+Each data set names its scorer (`Dataset.scorer`); `scorer_for` builds it.
+A `Score` has a value in [0, 1] (1 right, 0 wrong; a pairwise judgement
+scores 1 for a win, 0.5 for a tie, 0 for a loss) and a line saying why, so a
+report can show what failed, not only that it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from manyminds.backends.base import Backend
+from manyminds.errors import ConfigError
+from manyminds.types import Candidate, Message, Result, SamplingParams
+
+
+class Score(BaseModel):
+    value: float
+    """1 right, 0 wrong; pairwise: 1 win, 0.5 tie, 0 loss."""
+    detail: str = ""
+
+    @property
+    def correct(self) -> bool:
+        return self.value > 0.5
+
+
+class Scorer(Protocol):
+    name: str
+
+    async def score(self, result: Result) -> Score: ...
+
+
+def chosen_candidate(result: Result) -> Candidate | None:
+    """The first candidate that gave the chosen answer: the text a user would be handed."""
+    return next((c for c in result.candidates if result.answer is not None and c.answer == result.answer), None)
+
+
+class AnswerScorer:
+    """The answer key against the gold key: numbers and math by value, choices by letter, yes/no by polarity."""
+
+    name = "answer"
+
+    async def score(self, result: Result) -> Score:
+        from manyminds.answers import normalise_gold
+
+        gold = normalise_gold(result.task)
+        if gold is None:
+            raise ConfigError(f"task {result.task.id!r} has no gold answer to score against")
+        right = bool(result.correct)
+        return Score(value=float(right), detail=f"answer {result.answer!r}, gold {gold!r}")
+
+
+class UnitTestScorer:
+    """The chosen answer's code run against the task's unit tests, in the sandbox."""
+
+    name = "unit-tests"
+
+    def __init__(self, verifier: Any) -> None:
+        self.verifier = verifier
+
+    async def score(self, result: Result) -> Score:
+        candidate = chosen_candidate(result)
+        if candidate is None:
+            return Score(value=0.0, detail="no answer")
+        verdict = await self.verifier.verify(result.task, candidate)
+        detail = "passed the tests" if verdict.passed else str(verdict.details.get("error") or
+                                                               verdict.details.get("stderr") or "failed the tests")
+        return Score(value=float(verdict.passed), detail=detail.strip().splitlines()[-1][:300] if detail else "")
+
+
+class PlanScorer:
+    """A Blocksworld plan simulated against its PDDL problem: any valid plan is right."""
+
+    name = "plan"
+
+    async def score(self, result: Result) -> Score:
+        from manyminds.datasets.blocksworld import check_plan, parse_plan, parse_problem
+
+        if "problem" not in result.task.metadata:
+            raise ConfigError(f"task {result.task.id!r} has no metadata['problem'] (its PDDL) to check plans against")
+        if result.answer is None:
+            return Score(value=0.0, detail="no plan could be read")
+        check = check_plan(parse_problem(result.task.metadata["problem"]), parse_plan(result.answer))
+        return Score(value=float(check.valid), detail=check.detail)
+
+
+PAIRWISE_PROMPT = (
+    "You compare two responses to the same instruction and say which is better: more helpful, "
+    "correct and complete, following the instruction. Length alone is not quality.\n\n"
+    "# Instruction\n{instruction}\n\n# Response A\n{a}\n\n# Response B\n{b}\n\n"
+    "Which response is better? Reply with one letter: A or B."
+)
+
+
+def read_preference(text: str) -> str | None:
+    """'A', 'Response B', '**B** is better' -> 'A' or 'B'; None when it says neither (or both)."""
+    found = set(re.findall(r"\b(?:response\s+)?([AB])\b", text.strip()[:200]))
+    return found.pop() if len(found) == 1 else None
+
+
+class PairwiseJudgeScorer:
+    """AlpacaEval-style: a judge model compares the chosen answer with the reference output,
+    asked in both orders so that its preference for a position cancels out.
+
+    A win in both orders scores 1, a win in one 0.5, none 0. Length-controlled win rates
+    need AlpacaEval's fitted length model, which is not reproduced here.
+    """
+
+    name = "pairwise-judge"
+
+    def __init__(self, judge: Backend, *, max_chars: int = 6000) -> None:
+        self.judge = judge
+        self.max_chars = max_chars
+
+    async def _prefers_first(self, instruction: str, first: str, second: str) -> bool | None:
+        prompt = PAIRWISE_PROMPT.format(instruction=instruction, a=first[: self.max_chars], b=second[: self.max_chars])
+        (reply,) = await self.judge.generate([Message(role="user", content=prompt)],
+                                             SamplingParams(temperature=0.0, max_tokens=8), 1)
+        verdict = read_preference(reply.text)
+        return None if verdict is None else verdict == "A"
+
+    async def score(self, result: Result) -> Score:
+        reference = result.task.metadata.get("reference")
+        if reference is None:
+            raise ConfigError(f"task {result.task.id!r} has no metadata['reference'] output to compare against")
+        candidate = chosen_candidate(result) or (result.candidates[0] if result.candidates else None)
+        if candidate is None:
+            return Score(value=0.0, detail="no response")
+        ours_first, ours_second = await asyncio.gather(
+            self._prefers_first(result.task.question, candidate.text, reference),
+            self._prefers_first(result.task.question, reference, candidate.text))
+        wins = [ours_first is True, ours_second is False]
+        unread = [ours_first is None, ours_second is None]
+        detail = f"won {sum(wins)} of 2 orders" + (f" ({sum(unread)} replies unreadable)" if any(unread) else "")
+        return Score(value=sum(wins) / 2, detail=detail)
+
+
+def scorer_for(name: str, *, verifier: Any = None, judge: Backend | None = None) -> Scorer:
+    """The scorer a data set names; unit tests need a `UnitTests` verifier (which needs the
+    opt-in to run code), pairwise judgement a judge backend."""
+    if name == "answer":
+        return AnswerScorer()
+    if name == "plan":
+        return PlanScorer()
+    if name == "unit-tests":
+        if verifier is None:
+            raise ConfigError("scoring code runs it: pass --allow-code-execution (and have bubblewrap, or "
+                              "--allow-unisolated-code-execution)")
+        return UnitTestScorer(verifier)
+    if name == "pairwise-judge":
+        if judge is None:
+            raise ConfigError("pairwise scoring needs a judge backend: pass --judge SPEC")
+        return PairwiseJudgeScorer(judge)
+    raise ConfigError(f"unknown scorer {name!r}; known: answer, plan, unit-tests, pairwise-judge")
