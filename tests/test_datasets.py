@@ -151,3 +151,19 @@ def test_plan_answers_are_read_from_worded_or_pddl_plans():
               "[PLAN END]")
     assert extract(task, worded) == task.gold
     assert extract(task, "no idea") is None
+
+
+def test_the_wheel_carries_every_data_file_and_licence(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("manyminds-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f"manyminds/datasets/data/{p.relative_to(DATA)}" for p in DATA.rglob("*") if p.is_file()}
+    assert shipped and shipped <= names, sorted(shipped - names)[:5]
+    assert wheel.stat().st_size < 8_000_000  # ~5.8 MB: the data compress to a quarter
