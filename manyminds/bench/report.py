@@ -257,6 +257,9 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
             ax.fill_between(ks, [100 * p["low"] for p in s.curve], [100 * p["high"] for p in s.curve],  # type: ignore[union-attr]
                             color=line.get_color(), alpha=0.15)
         ax.set_xscale("log", base=2)
+        ticks = sorted({p["k"] for s in curves for p in s.curve})  # type: ignore[union-attr]
+        ax.set_xticks(ticks, [str(k) for k in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("samples per question (k, majority vote over random subsets)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"Accuracy against samples: {curves[0].dataset}")
