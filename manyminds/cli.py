@@ -7,7 +7,6 @@ traceback; whatever was already cached stays cached.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import gc
 import json
@@ -438,10 +437,12 @@ def cache_runs(path: Annotated[str, typer.Argument(help="The cache file.")]) -> 
     with GenerationCache(target, read_only=True) as store:
         runs = store.runs()
     table = Table(title=f"runs in {target}")
-    for column in ("id", "label", "strategy", "results"):
+    for column in ("id", "label", "strategy", "data", "results", "failed", "status"):
         table.add_column(column)
     for r in runs:
-        table.add_row(str(r["id"]), r["label"], r["strategy"], str(r["results"]))
+        meta = r["meta"]
+        data = f"{meta['dataset']}" + (f" ({meta['split']})" if meta.get("split") else "") if meta.get("dataset") else "-"
+        table.add_row(str(r["id"]), r["label"], r["strategy"], data, str(r["results"]), str(r["failed"]), r["status"])
     out.print(table)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sqlite3
+import signal
 import subprocess
 import sys
 import time
@@ -43,6 +45,30 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("MANYMINDS_CACHE", raising=False)
+
+
+def count_rows(db, table: str) -> int:
+    """Rows in `table` of a cache file another process may be writing (0 while it cannot be read)."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def kill_when_stored(command: list[str], db, table: str, rows: int, timeout: float = 120) -> int:
+    """Start `command` in its own process group, SIGKILL it once `table` of the cache file `db`
+    holds `rows` rows (or it exits, or `timeout` passes); returns the rows stored by then."""
+    victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while count_rows(db, table) < rows and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    return count_rows(db, table)
 
 
 def free_port() -> int:

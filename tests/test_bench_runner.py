@@ -1,15 +1,11 @@
 """The benchmark runner: comparisons on the same questions, shared samples, resume, failures; the scorers."""
 
 import asyncio
-import os
-import signal
-import sqlite3
-import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from tests.conftest import count_rows, kill_when_stored
 
 import manyminds as mm
 from manyminds.backends import Scripted
@@ -111,26 +107,12 @@ KILLED_RUN = textwrap.dedent("""
 
 
 def _stored_results(db) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
+    return count_rows(db, "results")
 
 
 def test_a_run_killed_mid_way_resumes_with_the_same_command(tmp_path):
     db = tmp_path / "c.db"
-    victim = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(db), "0.2"], start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while _stored_results(db) < 4 and time.monotonic() < deadline and victim.poll() is None:
-        time.sleep(0.05)
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
-    done = _stored_results(db)
+    done = kill_when_stored([sys.executable, "-c", KILLED_RUN, str(db), "0.2"], db, "results", 4, timeout=60)
     assert 4 <= done < 12, "the run must be killed mid-way"
     backend = Scripted([GOLD_REPLY], model="slow")
     report = mm.bench.run("gsm8k", [SelfConsistency(n=2)], backend=backend, cache=db, limit=12, chunk=2,

@@ -2,13 +2,13 @@
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
+from tests.conftest import count_rows, kill_when_stored
 
 from tests.proxy import FaultProxy
 
@@ -121,14 +121,7 @@ def test_bench_on_a_users_file_then_a_report(tmp_path):
 
 
 def _rows(db) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
+    return count_rows(db, "generations")
 
 
 @pytest.mark.integration
@@ -139,15 +132,8 @@ def test_bench_killed_mid_way_resumes_without_regenerating(llama_server, tmp_pat
     # One proxy for both runs: its URL (port included) is part of the backend's cache identity.
     with FaultProxy(llama_server, delay=0.3) as proxy:
         spec = f"openai:smollm2@{proxy.url}"
-        victim = subprocess.Popen([*CLI, *args, "--backend", spec], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 120
         # 6 rows: the single-sample baseline; then self-consistency's first questions
-        while _rows(db) < 9 and time.monotonic() < deadline and victim.poll() is None:
-            time.sleep(0.05)
-        os.killpg(victim.pid, signal.SIGKILL)
-        victim.wait()
-        before = _rows(db)
+        before = kill_when_stored([*CLI, *args, "--backend", spec], db, "generations", 9)
         assert 9 <= before < 24, "the run must be killed mid-way"
         settle = time.monotonic() + 10  # requests the victim sent before it died still pass the proxy
         calls_before = -1

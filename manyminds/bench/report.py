@@ -241,15 +241,24 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
     # import costs half as much (this runs inside a command people wait on).
     import matplotlib
     from matplotlib.figure import Figure
-
-    def subplots(size: tuple[float, float]) -> tuple[Any, Any]:
-        fig = Figure(figsize=size)
-        return fig, fig.add_subplot()
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     written: dict[str, Path] = {}
+
+    def save(fig: Any, ax: Any, name: str, title: str, xlabel: str, ylabel: str, legend: int = 7) -> None:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend)
+        fig.tight_layout()
+        written[name] = folder / f"{name}.png"
+        fig.savefig(written[name], dpi=120)
+
     curves = [s for s in summaries if s.curve]
     if curves:
-        fig, ax = subplots((6.4, 4.2))
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.add_subplot()
         for s in curves:
             ks = [p["k"] for p in s.curve]  # type: ignore[union-attr]
             line, = ax.plot(ks, [100 * p["accuracy"] for p in s.curve], marker="o",  # type: ignore[union-attr]
@@ -260,17 +269,12 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
         ticks = sorted({p["k"] for s in curves for p in s.curve})  # type: ignore[union-attr]
         ax.set_xticks(ticks, [str(k) for k in ticks])
         ax.minorticks_off()
-        ax.set_xlabel("samples per question (k, majority vote over random subsets)")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"Accuracy against samples: {curves[0].dataset}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        written["accuracy_vs_samples"] = folder / "accuracy_vs_samples.png"
-        fig.savefig(written["accuracy_vs_samples"], dpi=120)
+        save(fig, ax, "accuracy_vs_samples", f"Accuracy against samples: {curves[0].dataset}",
+             "samples per question (k, majority vote over random subsets)", "accuracy (%)", legend=8)
     if summaries:
         priced = all(s.cost_per_question is not None for s in summaries)
-        fig, ax = subplots((6.4, 4.2))
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.add_subplot()
         models = sorted({str(s.model) for s in summaries})
         markers = "osD^vP*X"
         colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -289,22 +293,16 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
                         [100 * p["accuracy"] for p in s.curve],
                         linestyle="--", color=colour, alpha=0.6, label=f"{s.label}: vote over k of its samples")
         ax.set_xscale("log")
-        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("cost per question" if priced else "tokens per question (prompt + completion)")
-        ax.set_ylabel("accuracy (%), 95% interval")
-        ax.set_title("Accuracy against compute")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        written["accuracy_vs_compute"] = folder / "accuracy_vs_compute.png"
-        fig.savefig(written["accuracy_vs_compute"], dpi=120)
+        save(fig, ax, "accuracy_vs_compute", "Accuracy against compute",
+             "cost per question" if priced else "tokens per question (prompt + completion)",
+             "accuracy (%), 95% interval")
     calibrated = [s for s in summaries if s.calibration]
     if calibrated:
-        fig, ax = subplots((5.2, 5.0))
+        fig = Figure(figsize=(5.2, 5.0))
+        ax = fig.add_subplot()
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
         for s in calibrated:
             bins = s.calibration["bins"]  # type: ignore[index]
@@ -314,12 +312,6 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
                        s=[12 + 200 * b["count"] / s.calibration["questions"] for b in bins])  # type: ignore[index]
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence (winner's vote share), binned; marker area: questions")
-        ax.set_ylabel("accuracy in the bin")
-        ax.set_title("Reliability of the ensemble's confidence")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        written["calibration"] = folder / "calibration.png"
-        fig.savefig(written["calibration"], dpi=120)
+        save(fig, ax, "calibration", "Reliability of the ensemble's confidence",
+             "confidence (winner's vote share), binned; marker area: questions", "accuracy in the bin")
     return written

@@ -7,7 +7,6 @@ sync wrappers over it.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
