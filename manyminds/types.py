@@ -7,6 +7,8 @@ so a stored result can be re-read, re-aggregated and compared offline.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 
 import enum
@@ -228,6 +230,14 @@ class Generation(BaseModel):
     """Identifies the backend call that produced it: samples from one native-n call share it."""
     cached: bool = False
     """True when this sample was read from the cache rather than generated now."""
+
+    @property
+    def mean_token_probability(self) -> float | None:
+        """exp(mean token logprob): the path's per-token probability, comparable across lengths
+        (weighted votes, RPC, model consistency); None without logprobs."""
+        if not self.logprobs:
+            return None
+        return math.exp(sum(t.logprob for t in self.logprobs) / len(self.logprobs))
 
 
 class Verdict(BaseModel):

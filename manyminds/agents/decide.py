@@ -21,6 +21,7 @@ from manyminds.agents.state import EnsembleState
 from manyminds.aggregators import Aggregator
 from manyminds.answers import extract
 from manyminds.backends.base import Backend
+from manyminds.text import clip
 from manyminds.types import Candidate, Decision, Generation, Message, SamplingParams, Task
 
 _RESPONSE_NUMBER = re.compile(r"response\s*#?\s*(\d+)", re.IGNORECASE)
@@ -51,10 +52,7 @@ def numbered(candidates: Sequence[Candidate], max_chars: int) -> str:
     """Candidates as 'Response 1: ...' blocks, each cut to `max_chars`."""
     blocks = []
     for k, c in enumerate(candidates, 1):
-        text = c.text.strip() or "(empty)"
-        if len(text) > max_chars:
-            text = text[:max_chars] + " [...]"
-        blocks.append(f"Response {k}:\n{text}")
+        blocks.append(f"Response {k}:\n{clip(c.text.strip() or '(empty)', max_chars)}")
     return "\n\n".join(blocks)
 
 

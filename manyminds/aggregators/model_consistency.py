@@ -11,7 +11,6 @@ models by their `source` (MoA names proposers that way) or by a function.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,9 +51,9 @@ class ModelConsistency:
         weights: dict[str, float] = {}
         for m, cs in models.items():
             confidence = max(shares[m].values())
-            logprobs = [c.generation.logprobs for c in cs if c.generation and c.generation.logprobs]
-            if logprobs:
-                confidence *= sum(math.exp(sum(t.logprob for t in lp) / len(lp)) for lp in logprobs) / len(logprobs)
+            probabilities = [p for c in cs if c.generation and (p := c.generation.mean_token_probability) is not None]
+            if probabilities:
+                confidence *= sum(probabilities) / len(probabilities)
             others = [o for o in models if o != m]
             agreement = (
                 sum(sum(min(shares[m].get(k, 0.0), shares[o].get(k, 0.0)) for k in shares[m]) for o in others) / len(others)

@@ -14,7 +14,6 @@ score wins.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,13 +24,13 @@ from manyminds.types import Candidate, Decision, Task
 
 
 def path_probability(candidate: Candidate) -> float:
-    logprobs = candidate.generation.logprobs if candidate.generation else None
-    if not logprobs:
+    probability = candidate.generation.mean_token_probability if candidate.generation else None
+    if probability is None:
         raise CapabilityError(
             "RPC needs token logprobs for every path: sample with logprobs=True "
             "(Local, OpenAICompatible and vLLM backends return them)"
         )
-    return math.exp(sum(t.logprob for t in logprobs) / len(logprobs))
+    return probability
 
 
 def low_component(probabilities: Sequence[float]) -> list[bool]:

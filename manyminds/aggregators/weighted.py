@@ -7,7 +7,6 @@ logprob of its generation), or from a function the user supplies.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -25,12 +24,12 @@ def verifier_weight(candidate: Candidate) -> float:
 
 def logprob_weight(candidate: Candidate) -> float:
     """exp(mean token logprob): the path's per-token probability, comparable across lengths."""
-    logprobs = candidate.generation.logprobs if candidate.generation else None
-    if not logprobs:
+    probability = candidate.generation.mean_token_probability if candidate.generation else None
+    if probability is None:
         raise CapabilityError(
             "weighted vote by='logprob' needs token logprobs: sample with logprobs=True on a backend that returns them"
         )
-    return math.exp(sum(t.logprob for t in logprobs) / len(logprobs))
+    return probability
 
 
 @aggregator("weighted")

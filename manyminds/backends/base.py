@@ -59,7 +59,3 @@ def sample_seed(base: int | None, index: int) -> int:
 
     digest = hashlib.blake2b(f"{base or 0}:{index}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
-
-
-def as_messages(messages: list[Message] | list[dict[str, str]]) -> list[Message]:
-    return [m if isinstance(m, Message) else Message(**m) for m in messages]

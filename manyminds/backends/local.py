@@ -204,7 +204,6 @@ class Local:
         loads and samples while the rest of the program starts; `generate`
         then picks the samples up instead of generating them again.
         """
-        self._check(params)
         plain = [m.model_dump() for m in messages]
         fingerprint = _fingerprint(plain, params)
         wanted = [i for i in indices if (fingerprint, i) not in self._prefetched]
@@ -214,15 +213,11 @@ class Local:
         for position, index in enumerate(wanted):
             self._prefetched[(fingerprint, index)] = _pick(job, position)
 
-    def _check(self, params: SamplingParams) -> None:
-        """Every parameter is supported (logprobs through LogprobRecorder)."""
-
     async def generate(
         self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
     ) -> list[Generation]:
         if n < 1:
             raise ConfigError(f"n must be >= 1, got {n}")
-        self._check(params)
         plain = [m.model_dump() for m in messages]
         fingerprint = _fingerprint(plain, params) if self._prefetched else ""
         loop = asyncio.get_running_loop()

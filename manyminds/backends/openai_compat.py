@@ -19,6 +19,7 @@ from manyminds.backends.base import Capabilities, sample_seed
 from manyminds.backends.retry import parse_retry_after, with_retries
 from manyminds.errors import BackendError, CapabilityError, ConfigError
 from manyminds.redact import public_url, redact, url_secrets
+from manyminds.text import clip
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
 RETRYABLE_STATUS = {408, 409, 429}
@@ -271,7 +272,7 @@ def _client_url(url: str | None) -> tuple[str | None, dict[str, str]]:
 
 def _short(text: str, secrets: list[str | None] = (), limit: int = 200) -> str:  # type: ignore[assignment]
     text = redact(" ".join(str(text).split()), secrets)
-    return text if len(text) <= limit else text[:limit] + "..."
+    return clip(text, limit, "...")
 
 
 def from_spec(rest: str) -> OpenAICompatible:

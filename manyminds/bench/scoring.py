@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
+from manyminds.text import clip
 from manyminds.types import Candidate, Message, Result, SamplingParams
 
 
@@ -118,7 +119,8 @@ class PairwiseJudgeScorer:
         self.max_chars = max_chars
 
     async def _prefers_first(self, instruction: str, first: str, second: str) -> bool | None:
-        prompt = PAIRWISE_PROMPT.format(instruction=instruction, a=first[: self.max_chars], b=second[: self.max_chars])
+        prompt = PAIRWISE_PROMPT.format(instruction=instruction, a=clip(first, self.max_chars),
+                                        b=clip(second, self.max_chars))
         (reply,) = await self.judge.generate([Message(role="user", content=prompt)],
                                              SamplingParams(temperature=0.0, max_tokens=8), 1)
         verdict = read_preference(reply.text)

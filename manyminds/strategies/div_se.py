@@ -153,10 +153,6 @@ class DivSE(DiversityConfig):
         return cls(approaches=approaches, personas=personas,
                    samples_per_prompt=max(1, n // (approaches * personas)), **settings)
 
-    @property
-    def budget(self) -> int:
-        return self.slots() * self.samples_per_prompt
-
     def solve_messages(self, task: Task, approach: str, persona: str) -> list[Message]:
         return self.chat(
             SOLVE_PROMPT.format(persona=persona, approach=approach, question=render_question(task), form=answer_form(task))

@@ -63,10 +63,6 @@ class IDivSE(DiversityConfig):
         approaches = min(n, 6)
         return cls(approaches=approaches, samples=max(1, n // approaches), **settings)
 
-    @property
-    def budget(self) -> int:
-        return self.slots() * self.samples
-
     def combined_messages(self, task: Task, approaches: list[str], persona: str) -> list[Message]:
         listed = "\n".join(f"Approach {i + 1}: {a}" for i, a in enumerate(approaches))
         return self.chat(

@@ -21,6 +21,7 @@ from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import PromptedStrategy
 from manyminds.strategies.prompting import question_prompt
+from manyminds.text import clip
 from manyminds.types import Message, Task
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def synthesis_messages(task: Task, responses: Sequence[str], prompt: str, max_ch
     blocks = []
     for k, text in enumerate(responses, 1):
         text = text.strip() or "(empty)"
-        blocks.append(f"{k}. {text[:max_chars] + ' [...]' if len(text) > max_chars else text}")
+        blocks.append(f"{k}. {clip(text, max_chars)}")
     return [
         Message(role="system", content=SYNTHESIZE_SYSTEM.format(responses="\n\n".join(blocks))),
         Message(role="user", content=question_prompt(task, prompt)),
@@ -76,14 +77,6 @@ class MixtureOfAgents(SynthesisConfig):
     def for_budget(cls, n: int, **settings: Any) -> "MixtureOfAgents":
         layers = 2 if n >= 4 else 1
         return cls(layers=layers, proposers=max(1, n // layers), **settings)
-
-    @property
-    def width(self) -> int:
-        return len(self.proposer_backends) or self.proposers
-
-    @property
-    def budget(self) -> int:
-        return self.layers * self.width
 
     def params(self) -> dict[str, Any]:
         record = super().params()

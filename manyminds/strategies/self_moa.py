@@ -11,7 +11,6 @@ samples; every later round synthesises the running answer with the next
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
@@ -32,10 +31,6 @@ class SelfMoA(OnePromptStrategy, SynthesisConfig):
     name: ClassVar[str] = "self-moa"
 
     n: int = Field(default=6, ge=1, le=MAX_SAMPLES, description="samples synthesised (the cap with a stop rule)")
-
-    @property
-    def budget(self) -> int:
-        return self.n
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
         from manyminds.agents.decide import synthesize_node
@@ -62,10 +57,6 @@ class SelfMoASeq(SelfMoA):
 
     n: int = Field(default=8, ge=1, le=MAX_SAMPLES, description="samples synthesised")
     window: int = Field(default=3, ge=1, description="new samples per synthesis round")
-
-    @property
-    def rounds(self) -> int:
-        return math.ceil(self.n / self.window)
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
         from langgraph.graph import END, START

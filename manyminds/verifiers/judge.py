@@ -15,6 +15,7 @@ from typing import Any
 
 from manyminds.backends.base import Backend
 from manyminds.errors import CapabilityError
+from manyminds.text import clip
 from manyminds.types import Candidate, Generation, Message, SamplingParams, Task, Verdict
 
 # -- prompts (P(True) after Kadavath et al. 2022; the grade prompt is the common
@@ -31,10 +32,6 @@ GRADE_PROMPT = (
 
 _TRUE_FALSE = re.compile(r"\b(true|false)\b", re.IGNORECASE)
 _SCORE = re.compile(r"score\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + " [...]"
 
 
 def p_true_from_logprobs(generation: Generation) -> float | None:
@@ -77,7 +74,7 @@ class PTrueJudge:
         return {"judge": self.backend.cache_identity(), "samples": self.samples, "threshold": self.threshold}
 
     def messages(self, task: Task, candidate: Candidate) -> list[Message]:
-        answer = _cut(candidate.text.strip(), self.max_chars)
+        answer = clip(candidate.text.strip(), self.max_chars)
         return [Message(role="user", content=P_TRUE_PROMPT.format(question=task.render(), answer=answer))]
 
     async def verify(self, task: Task, candidate: Candidate) -> Verdict:
@@ -115,7 +112,7 @@ class GradeJudge:
         return {"judge": self.backend.cache_identity(), "threshold": self.threshold}
 
     async def verify(self, task: Task, candidate: Candidate) -> Verdict:
-        prompt = GRADE_PROMPT.format(question=task.render(), answer=_cut(candidate.text.strip(), self.max_chars))
+        prompt = GRADE_PROMPT.format(question=task.render(), answer=clip(candidate.text.strip(), self.max_chars))
         (reply,) = await self.backend.generate([Message(role="user", content=prompt)],
                                                SamplingParams(temperature=0, max_tokens=32), 1)
         match = _SCORE.search(reply.text)
