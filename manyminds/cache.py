@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,7 +42,7 @@ import threading
 import time
 import weakref
 from urllib.parse import quote
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -614,30 +615,34 @@ class GenerationCache:
 
     # -- runs ----------------------------------------------------------------
 
-    def record_run(self, label: str, results: "Sequence[Result]") -> int:
-        """Store a run's results (every candidate included); returns the run id."""
+    @contextlib.contextmanager
+    def _run_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the stored-run tables, committed or rolled back whole.
+        Samples are flushed first: a stored result never refers to unsaved samples."""
         if self.read_only:
             raise CacheError(f"cache {self.path} was opened read-only")
         self.flush()
-        first = results[0] if results else None
         with self._read_lock:
             conn = self._reader
             conn.execute("BEGIN IMMEDIATE")
             try:
-                cursor = conn.execute(
-                    "INSERT INTO runs (label, strategy, params, created) VALUES (?, ?, ?, ?)",
-                    (label, first.strategy if first else "", json.dumps(first.strategy_params if first else {}),
-                     time.time()),
-                )
-                run = int(cursor.lastrowid)
-                conn.executemany(
-                    "INSERT INTO results (run, position, task_id, answer, result) VALUES (?, ?, ?, ?, ?)",
-                    [(run, k, r.task.id, r.answer, r.model_dump_json()) for k, r in enumerate(results)],
-                )
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    def record_run(self, label: str, results: "Sequence[Result]") -> int:
+        """Store a run's results (every candidate included); returns the run id."""
+        first = results[0] if results else None
+        with self._run_transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (label, strategy, params, created) VALUES (?, ?, ?, ?)",
+                (label, first.strategy if first else "", json.dumps(first.strategy_params if first else {}),
+                 time.time()),
+            )
+            run = int(cursor.lastrowid)
+            _insert_results(conn, run, [(k, r.task, r, None, None) for k, r in enumerate(results)])
         return run
 
     def runs(self) -> list[dict[str, Any]]:
@@ -655,47 +660,23 @@ class GenerationCache:
     def open_run(self, fingerprint: str, label: str, strategy: str, params: dict[str, Any],
                  meta: dict[str, Any]) -> tuple[int, bool]:
         """The run with this fingerprint (resumed: True), or a new one; returns (id, resumed)."""
-        if self.read_only:
-            raise CacheError(f"cache {self.path} was opened read-only")
-        with self._read_lock:
-            conn = self._reader
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT id FROM runs WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
-                                   (fingerprint,)).fetchone()
-                if row is not None:
-                    conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (row[0],))
-                    run, resumed = int(row[0]), True
-                else:
-                    cursor = conn.execute(
-                        "INSERT INTO runs (label, strategy, params, created, fingerprint, meta, status) "
-                        "VALUES (?, ?, ?, ?, ?, ?, 'running')",
-                        (label, strategy, json.dumps(params), time.time(), fingerprint, json.dumps(meta)))
-                    run, resumed = int(cursor.lastrowid), False
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return run, resumed
+        with self._run_transaction() as conn:
+            row = conn.execute("SELECT id FROM runs WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
+                               (fingerprint,)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (row[0],))
+                return int(row[0]), True
+            cursor = conn.execute(
+                "INSERT INTO runs (label, strategy, params, created, fingerprint, meta, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running')",
+                (label, strategy, json.dumps(params), time.time(), fingerprint, json.dumps(meta)))
+            return int(cursor.lastrowid), False
 
     def record_results(self, run: int, rows: "Sequence[tuple[int, Task, Result | None, str | None, str | None]]") -> None:
         """Store questions of a run: (position, task, result or None, score JSON, error).
         A question recorded again (a failure retried) replaces its row."""
-        self.flush()  # the samples first: a stored result never refers to unsaved samples
-        with self._read_lock:
-            conn = self._reader
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO results (run, position, task_id, answer, result, task, score, error) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(run, position, task.id, result.answer if result else None,
-                      result.model_dump_json() if result else None, task.model_dump_json(), score, error)
-                     for position, task, result, score, error in rows])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._run_transaction() as conn:
+            _insert_results(conn, run, rows)
 
     def run_rows(self, run: int) -> list[dict[str, Any]]:
         """Every stored question of a run, in order: position, task, result (None if failed), score, error."""
@@ -752,6 +733,15 @@ class GenerationCache:
             wrapper = CachedBackend(backend, self)
             self._wrappers[id(backend)] = wrapper
         return wrapper
+
+
+def _insert_results(conn: sqlite3.Connection, run: int,
+                    rows: "Sequence[tuple[int, Task, Result | None, str | None, str | None]]") -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO results (run, position, task_id, answer, result, task, score, error) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(run, position, task.id, result.answer if result else None, result.model_dump_json() if result else None,
+          task.model_dump_json(), score, error) for position, task, result, score, error in rows])
 
 
 def _generation(row: tuple) -> Generation:

@@ -10,9 +10,8 @@ logprobs, optional). Two published formats are read too: the ESC pools
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any

@@ -7,11 +7,9 @@ so a stored result can be re-read, re-aggregated and compared offline.
 
 from __future__ import annotations
 
-import math
-
-from collections.abc import Sequence
-
 import enum
+import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator

@@ -6,10 +6,11 @@ Its Q4_1 weights are re-encoded once as Q8_0 (`backends.reencode`), which
 llama.cpp's CPU kernels batch. llama.cpp's context is not thread-safe, so
 every generation runs on one worker thread, off the event loop; one thread
 also matters for speed, as llama.cpp driven from a second thread gets a
-second OpenMP team, and the two teams on two cores halved decode speed. The n samples of one request are decoded
-as one batch (`backends.batched`): the prompt is evaluated once and every
-step decodes a token of each sample in one pass over the weights. A single
-sample, or a batch too large for the batch context, uses plain completions.
+second OpenMP team, and the two teams on two cores halved decode speed.
+The n samples of one request are decoded as one batch (`backends.batched`):
+the prompt is evaluated once and every step decodes a token of each sample
+in one pass over the weights. A greedy request, or one too large for the
+batch context, uses plain completions.
 """
 
 from __future__ import annotations

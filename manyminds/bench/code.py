@@ -8,20 +8,15 @@ metadata holds what the unit-test verifier needs: `tests`, `entry_point`,
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
-from manyminds.errors import ConfigError
 from manyminds.types import AnswerFormat, Task
 
 
 def _lines(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise ConfigError(f"data file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-        return [json.loads(line) for line in handle if line.strip()]
+    from manyminds.datasets.catalog import read_json_lines
+
+    return [row for _, row in read_json_lines(path)]
 
 
 def humaneval_tasks(path: str | Path, limit: int | None = None) -> list[Task]:

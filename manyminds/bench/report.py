@@ -44,9 +44,7 @@ def load_runs(path: str | Path, runs: Sequence[int] | None = None) -> list[RunRe
             if run not in known:
                 raise ConfigError(f"{target} has no run {run}; its runs: {', '.join(map(str, known)) or 'none'}")
             info = store.run_info(run)
-            records = [QuestionRecord(position=row["position"], task=row["task"], result=row["result"],
-                                      score=Score(**row["score"]) if row["score"] else None, error=row["error"])
-                       for row in store.run_rows(run) if row["task"] is not None]
+            records = [QuestionRecord.from_row(row) for row in store.run_rows(run) if row["task"] is not None]
             if records and all(r.score is None and r.error is None for r in records):
                 records = [_scored_by_answer(r) for r in records]  # a run stored before scores were
             out.append(RunReport(label=info["label"], run_id=run, strategy=info["strategy"], params=info["params"],

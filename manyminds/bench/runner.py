@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import random
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -51,6 +50,12 @@ class QuestionRecord(BaseModel):
     score: Score | None = None
     error: str | None = None
     """Why the question failed (generation or scoring), when it did."""
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "QuestionRecord":
+        """A question as `GenerationCache.run_rows` returns it."""
+        return cls(position=row["position"], task=row["task"], result=row["result"],
+                   score=Score(**row["score"]) if row["score"] else None, error=row["error"])
 
 
 def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000,
@@ -133,12 +138,12 @@ def _code_version() -> str:
     return __version__
 
 
-def _fingerprint(label: str, strategy: Strategy, identity: dict[str, Any], tasks: Sequence[Task],
-                 meta: dict[str, Any]) -> str:
+def _fingerprint(label: str, strategy: Strategy, tasks: Sequence[Task], meta: dict[str, Any]) -> str:
+    """What identifies a run (the backend's identity is in `meta`): the same command, the same run."""
     ids = hashlib.sha256("\n".join(f"{t.id}\t{t.question}" for t in tasks).encode()).hexdigest()
     return hashlib.sha256(json.dumps(
-        {"label": label, "strategy": strategy.name, "params": strategy.params(), "backend": identity,
-         "tasks": ids, "meta": meta}, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        {"label": label, "strategy": strategy.name, "params": strategy.params(), "tasks": ids, "meta": meta},
+        sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def _tasks(data: str | Sequence[Task | str], split: str | None, limit: int | None,
@@ -150,11 +155,9 @@ def _tasks(data: str | Sequence[Task | str], split: str | None, limit: int | Non
         first = tasks[0].metadata if tasks else {}
         return tasks, {"dataset": data, "split": first.get("split"), "dataset_version": first.get("dataset_version"),
                        "scorer": datasets.get(data).scorer}
-    tasks = [Task.of(t) for t in data]
-    if seed is not None:
-        tasks = list(tasks)
-        random.Random(seed).shuffle(tasks)
-    tasks = tasks[:limit] if limit is not None else tasks
+    from manyminds.datasets.catalog import pick
+
+    tasks = pick([Task.of(t) for t in data], limit=limit, seed=seed)
     first = tasks[0].metadata if tasks else {}
     return tasks, {"dataset": first.get("dataset", "tasks"), "split": first.get("split"),
                    "dataset_version": first.get("dataset_version"), "scorer": first.get("scorer", "answer")}
@@ -266,15 +269,13 @@ async def arun(
 async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict[str, Any], backend: Backend,
                    store: GenerationCache, scorer: Scorer, bar: "_Progress", concurrency: int, chunk: int,
                    max_failures: int | None) -> RunReport:
-    identity = meta["backend"]
     run_meta = {**meta, "aggregator": getattr(strategy, "aggregator", None)}
-    fingerprint = _fingerprint(label, strategy, identity, tasks, run_meta)
+    fingerprint = _fingerprint(label, strategy, tasks, run_meta)
     run_id, resumed = store.open_run(fingerprint, label, strategy.name, strategy.params(), run_meta)
     records: dict[int, QuestionRecord] = {}
     for row in store.run_rows(run_id):
         if row["error"] is None and row["result"] is not None and row["position"] < len(tasks):
-            records[row["position"]] = QuestionRecord(position=row["position"], task=row["task"], result=row["result"],
-                                                      score=Score(**row["score"]) if row["score"] else None)
+            records[row["position"]] = QuestionRecord.from_row(row)
     todo = [k for k in range(len(tasks)) if k not in records]
     task_bar = bar.add(label, len(tasks), records.values())
     failures = 0
@@ -348,16 +349,17 @@ class _Progress:
             self._progress.__exit__(*exc)
 
     def add(self, label: str, total: int, done: Any) -> int:
-        done = list(done)
-        key = len(self._totals)
+        """A bar for one run, advanced by what it already holds; -1 when bars are off."""
+        if self._progress is None:
+            return -1
+        key = self._progress.add_task(label, total=total, stats="")
         self._totals[key] = [0.0, 0.0, 0.0, 0.0, 0.0]  # correct, scored, failed, samples, tokens
-        if self._progress is not None:
-            key = self._progress.add_task(label, total=total, stats="")
-            self._totals[key] = [0.0, 0.0, 0.0, 0.0, 0.0]
-        self.advance(key, done)
+        self.advance(key, list(done))
         return key
 
     def advance(self, key: int, records: list[QuestionRecord]) -> None:
+        if self._progress is None:
+            return
         totals = self._totals[key]
         for r in records:
             if r.score is not None:
@@ -367,8 +369,7 @@ class _Progress:
             if r.result is not None:
                 totals[3] += r.result.usage.samples
                 totals[4] += r.result.usage.total_tokens
-        if self._progress is not None:
-            accuracy = f"{totals[0] / totals[1]:.1%}" if totals[1] else "-"
-            failed = f", {int(totals[2])} failed" if totals[2] else ""
-            self._progress.update(key, advance=len(records),
-                                  stats=f"acc {accuracy}, {int(totals[3])} samples, {int(totals[4])} tokens{failed}")
+        accuracy = f"{totals[0] / totals[1]:.1%}" if totals[1] else "-"
+        failed = f", {int(totals[2])} failed" if totals[2] else ""
+        self._progress.update(key, advance=len(records),
+                              stats=f"acc {accuracy}, {int(totals[3])} samples, {int(totals[4])} tokens{failed}")

@@ -15,7 +15,6 @@ import csv
 import functools
 import gzip
 import hashlib
-import hashlib as _hashlib
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -85,7 +84,9 @@ def _open(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each non-blank line of a JSON-lines file (.gz too); a line
+    that is not JSON is an error naming `file:line`."""
     with _open(path) as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
@@ -95,7 +96,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise DataError(f"{path.name}:{number}: not JSON ({error.msg})") from None
 
 
-def _json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     with _open(path) as handle:
         try:
             return json.load(handle)
@@ -129,7 +130,7 @@ def _letter(position: int, count: int, where: str) -> str:
 
 def _gsm8k(files: list[Path], split: str) -> Iterator[Task]:
     (path,) = files
-    for number, row in _json_lines(path):
+    for number, row in read_json_lines(path):
         where = f"{path.name}:{number}"
         answer = str(_field(row, "answer", where))
         if "####" not in answer:
@@ -141,7 +142,7 @@ def _gsm8k(files: list[Path], split: str) -> Iterator[Task]:
 
 def _math500(files: list[Path], split: str) -> Iterator[Task]:
     (path,) = files
-    for number, row in _json_lines(path):
+    for number, row in read_json_lines(path):
         where = f"{path.name}:{number}"
         yield Task(question=_field(row, "problem", where), format=AnswerFormat.MATH,
                    gold=str(_field(row, "answer", where)), id=f"math500/{split}/{row.get('unique_id', number - 1)}",
@@ -152,7 +153,7 @@ def _math(files: list[Path], split: str) -> Iterator[Task]:
     from manyminds.answers import boxed_contents
 
     (path,) = files
-    for number, row in _json_lines(path):
+    for number, row in read_json_lines(path):
         where = f"{path.name}:{number}"
         boxed = boxed_contents(str(_field(row, "solution", where)))
         if not boxed:
@@ -163,7 +164,7 @@ def _math(files: list[Path], split: str) -> Iterator[Task]:
 
 def _svamp(files: list[Path], split: str) -> Iterator[Task]:
     (path,) = files
-    for k, row in enumerate(_json(path)):
+    for k, row in enumerate(read_json(path)):
         where = f"{path.name} record {k}"
         body, question = str(_field(row, "Body", where)).strip(), str(_field(row, "Question", where)).strip()
         body = body if body.endswith((".", "?", "!")) else body + "."
@@ -174,7 +175,7 @@ def _svamp(files: list[Path], split: str) -> Iterator[Task]:
 
 def _aqua(files: list[Path], split: str) -> Iterator[Task]:
     (path,) = files
-    for number, row in _json_lines(path):
+    for number, row in read_json_lines(path):
         where = f"{path.name}:{number}"
         options = [str(o) for o in _field(row, "options", where)]
         texts = tuple(o.split(")", 1)[1].strip() if ")" in o[:3] else o for o in options)
@@ -187,7 +188,7 @@ def _aqua(files: list[Path], split: str) -> Iterator[Task]:
 
 def _strategyqa(files: list[Path], split: str) -> Iterator[Task]:
     (path,) = files
-    data = _json(path)
+    data = read_json(path)
     if split == "test":  # BIG-bench's copy: every question of StrategyQA with a yes/no target
         for k, row in enumerate(_field(data, "examples", path.name)):
             where = f"{path.name} example {k}"
@@ -213,7 +214,7 @@ def _lettered(name: str) -> Callable[[list[Path], str], Iterator[Task]]:
 
     def read(files: list[Path], split: str) -> Iterator[Task]:
         for path in files:
-            for number, row in _json_lines(path):
+            for number, row in read_json_lines(path):
                 where = f"{path.name}:{number}"
                 question = _field(row, "question", where)
                 choices = _field(question, "choices", where)
@@ -260,7 +261,7 @@ def _mbpp(files: list[Path], split: str) -> Iterator[Task]:
     from manyminds.bench.code import mbpp_tasks
 
     if split == "sanitized":
-        for k, row in enumerate(_json(files[0])):
+        for k, row in enumerate(read_json(files[0])):
             tests = "\n".join(row["test_list"])
             yield Task(question=f"{row['prompt']}\nYour code should pass these tests:\n{tests}",
                        format=AnswerFormat.CODE, id=f"mbpp/sanitized/{row['task_id']}",
@@ -273,7 +274,7 @@ def _blocksworld(files: list[Path], split: str) -> Iterator[Task]:
     from manyminds.answers import plan_key
 
     path, problems = files
-    for k, row in enumerate(_field(_json(path), "instances", path.name)):
+    for k, row in enumerate(_field(read_json(path), "instances", path.name)):
         where = f"{path.name} instance {k}"
         instance = _field(row, "instance_id", where)
         problem = problems / f"instance-{instance}.pddl"
@@ -288,13 +289,13 @@ def _blocksworld(files: list[Path], split: str) -> Iterator[Task]:
 def _shuffled_options(question: str, options: list[str]) -> list[int]:
     """TruthfulQA lists the right option first; each question gets a fixed shuffle of its own."""
     order = list(range(len(options)))
-    random.Random(_hashlib.sha256(question.encode()).digest()).shuffle(order)
+    random.Random(hashlib.sha256(question.encode()).digest()).shuffle(order)
     return order
 
 
 def _truthfulqa(files: list[Path], split: str) -> Iterator[Task]:
     (path,) = files
-    for k, row in enumerate(_json(path)):
+    for k, row in enumerate(read_json(path)):
         where = f"{path.name} record {k}"
         targets = _field(row, "mc1_targets", where)
         options = list(targets)
@@ -309,7 +310,7 @@ def _truthfulqa(files: list[Path], split: str) -> Iterator[Task]:
 
 def _alpaca_eval(files: list[Path], split: str) -> Iterator[Task]:
     (path,) = files
-    for k, row in enumerate(_json(path)):
+    for k, row in enumerate(read_json(path)):
         where = f"{path.name} record {k}"
         yield Task(question=_field(row, "instruction", where), format=AnswerFormat.TEXT,
                    id=f"alpaca_eval/{split}/{k}",
@@ -380,6 +381,17 @@ def get(name: str) -> Dataset:
         raise ConfigError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
 
 
+def pick(tasks: list[Task], *, limit: int | None = None, seed: int | None = None) -> list[Task]:
+    """At most `limit` of `tasks`: the first ones, or with `seed` a seeded sample, so a small
+    run is not only a file's first, often easiest, records."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1, not {limit}")
+    if seed is not None:
+        tasks = list(tasks)
+        random.Random(seed).shuffle(tasks)
+    return tasks[:limit] if limit is not None else tasks
+
+
 def load(
     name: str, split: str | None = None, *, limit: int | None = None, seed: int | None = None,
     path: str | Path | None = None,
@@ -389,9 +401,7 @@ def load(
     Args:
         name: one of `names()`.
         split: default: the set's first split (`test` for most).
-        limit: at most this many tasks: the first ones, or with `seed` a seeded sample.
-        seed: shuffle (deterministically) before taking `limit`, so a small run is not
-            only the file's first, often easiest, records.
+        limit, seed: which tasks (`pick`): the first `limit`, or a seeded sample of them.
         path: read this file instead of the shipped one (needed for sets not shipped).
     """
     dataset = get(name)
@@ -402,12 +412,7 @@ def load(
     elif not dataset.shipped:
         raise ConfigError(f"{name} is not shipped (no licence came with the copy): pass path= to your copy "
                           f"of {Path(dataset.splits[split][0]).name}")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be at least 1, not {limit}")
-    tasks = list(dataset.read(files, split))
-    if seed is not None:
-        random.Random(seed).shuffle(tasks)
-    tasks = tasks[:limit] if limit is not None else tasks
+    tasks = pick(list(dataset.read(files, split)), limit=limit, seed=seed)
     version = dataset.version(split, files[0] if path is not None else None)
     return [t.model_copy(update={"metadata": {**t.metadata, "dataset": name, "split": split,
                                               "dataset_version": version}}) for t in tasks]

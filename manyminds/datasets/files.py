@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from manyminds.datasets.catalog import DataError, _version
+from manyminds.datasets.catalog import DataError, _version, read_json, read_json_lines
 from manyminds.errors import ConfigError
 from manyminds.types import OPTION_LETTERS, AnswerFormat, Task
 
@@ -25,26 +25,15 @@ def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(where, record) pairs; `where` is 'file:line' for the error messages."""
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
-    text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
         return [(f"{path.name}:{k + 2}", row) for k, row in enumerate(rows)]  # line 1 is the header
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path.name}: not JSON ({error.msg} at line {error.lineno})") from None
+        data = read_json(path)
         if not isinstance(data, list):
             raise DataError(f"{path.name}: expected a JSON list of records")
         return [(f"{path.name} record {k}", row) for k, row in enumerate(data)]
-    out = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                out.append((f"{path.name}:{number}", json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path.name}:{number}: not JSON ({error.msg})") from None
-    return out
+    return [(f"{path.name}:{number}", row) for number, row in read_json_lines(path)]
 
 
 def _choices(value: Any, where: str, field: str) -> tuple[str, ...]:
