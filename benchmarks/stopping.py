@@ -29,6 +29,7 @@ from pathlib import Path
 
 from _common import RESULTS, record
 
+from manyminds.answers import is_correct
 from manyminds.backends import Scripted
 from manyminds.stopping import ESC, AdaptiveConsistency
 from manyminds.strategies import SelfConsistency
@@ -99,7 +100,7 @@ def run(model: str, questions: int) -> list[dict]:
             "model": model, "method": label, "questions": len(tasks), "wall_s": round(wall, 3),
             "calls": engine.calls, "samples_used_per_q": round(used / len(tasks), 2),
             "samples_drawn_per_q": round(engine.samples_generated / len(tasks), 2),
-            "accuracy": round(sum(bool(r.correct) for r in results) / len(tasks), 3),
+            "accuracy": round(sum(bool(is_correct(r)) for r in results) / len(tasks), 3),
         })
         print(rows[-1])
     plain = rows[0]["wall_s"]

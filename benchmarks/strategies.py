@@ -30,11 +30,12 @@ def main() -> None:
     parser.add_argument("--cache", default=".manyminds/bench.db")
     args = parser.parse_args()
 
-    settings = dict(temperature=0.7, max_tokens=args.max_tokens, prompt="direct")
+    settings = dict(max_tokens=args.max_tokens, prompt="direct")
     methods = {"single sample": make("self-consistency", 1, **settings)}
-    for name in STRATEGIES:
+    for name, cls in STRATEGIES.items():
         extra = {"max_tokens": args.max_tokens * 4} if name == "idiv-se" else {}  # k answers in one completion
-        methods[name] = make(name, args.budget, **{**settings, **extra})
+        given = {k: v for k, v in {**settings, **extra}.items() if k in cls.settings()}  # div-se asks no "prompt"
+        methods[name] = make(name, args.budget, **given)
 
     Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -28,11 +28,12 @@ from manyminds.types import (
 if TYPE_CHECKING:
     from manyminds import aggregators, backends, bench, strategies
     from manyminds.cache import GenerationCache
+    from manyminds.session import Session
 
 __version__ = "0.1.0"
 
 _LAZY_MODULES = {"aggregators", "backends", "bench", "datasets", "strategies", "agents", "verifiers", "answers", "cache"}
-_LAZY_NAMES = {"GenerationCache": "manyminds.cache"}
+_LAZY_NAMES = {"GenerationCache": "manyminds.cache", "Session": "manyminds.session"}
 
 
 def __getattr__(name: str) -> Any:
@@ -57,6 +58,7 @@ __all__ = [
     "Message",
     "Result",
     "SamplingParams",
+    "Session",
     "Task",
     "Usage",
     "aggregators",

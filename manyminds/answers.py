@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from manyminds.types import OPTION_LETTERS, AnswerFormat, Task
+from manyminds.types import OPTION_LETTERS, AnswerFormat, Result, Task
 
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+(?!\w|\.\d))?(?:\s*/\s*\d+)?|-?\.\d+"
 NUMBER_RE = re.compile(rf"(?<![\w.])(?:{_NUMBER})")
@@ -334,3 +334,22 @@ def same_answer(task: Task, answer: str | None, gold_key: str | None) -> bool:
 
         return keys_equal(answer, gold_key)
     return False
+
+
+def is_correct(result: Result) -> bool | None:
+    """Whether a result's answer matches its task's gold answer (None when there is no gold)."""
+    if result.task.gold is None:
+        return None
+    return same_answer(result.task, result.answer, normalise_gold(result.task))
+
+
+def false_positives(result: Result) -> int | None:
+    """Ballots that passed the verifier with a wrong answer (None without gold or verdicts).
+
+    Imperfect verifiers let wrong answers through; this is how many did.
+    """
+    if result.task.gold is None or not any(c.verdict for c in result.candidates):
+        return None
+    gold = normalise_gold(result.task)
+    return sum(1 for c in result.candidates
+               if c.verdict and c.verdict.passed and not same_answer(result.task, c.answer, gold))

@@ -41,57 +41,72 @@ class PromptStyle(str, enum.Enum):
     direct = "direct"
 
 
-class StrategyName(str, enum.Enum):
-    self_consistency = "self-consistency"
-    div_se = "div-se"
-    idiv_se = "idiv-se"
-    self_agreement = "self-agreement"
-    moa = "moa"
-    self_moa = "self-moa"
-    self_moa_seq = "self-moa-seq"
-    cascade = "cascade"
-    usc = "usc"
-    ranked_vote = "ranked-vote"
-    best_of_n = "best-of-n"
-    verifier_resampling = "verifier-resampling"
-    verified_vote = "verified-vote"
+def _choices(name: str, values: list[str]) -> type[enum.Enum]:
+    """A str enum of registered names, for typer's choices (generated, never kept by hand)."""
+    return enum.Enum(name, {v.replace("-", "_"): v for v in values}, type=str)  # type: ignore[return-value]
 
 
-class VerifierName(str, enum.Enum):
-    math = "math"
-    p_true = "p-true"
-    grade = "grade"
-    unit_tests = "unit-tests"
+def _strategy_names() -> list[str]:
+    from manyminds.strategies import names
+
+    return names()
 
 
-def _verifier(name: "VerifierName | None", backend, allow_code: bool, allow_unisolated: bool = False):
+def _verifier_names() -> list[str]:
+    from manyminds.verifiers.base import REGISTRY
+
+    return REGISTRY.names()
+
+
+def _aggregator_names() -> list[str]:
+    from manyminds.aggregators import available
+
+    return sorted(available())
+
+
+StrategyName = _choices("StrategyName", _strategy_names())
+VerifierName = _choices("VerifierName", _verifier_names())
+
+
+def _verifier(name: "enum.Enum | str | None", backend, allow_code: bool, allow_unisolated: bool = False):
     """The verifier a verifying strategy needs: judges use the run's own backend."""
     if name is None:
         return None
-    from manyminds import verifiers
+    from manyminds.verifiers.base import VerifierOptions, make_verifier
 
-    if name is VerifierName.math:
-        return verifiers.MathAnswer()
-    if name is VerifierName.p_true:
-        return verifiers.PTrueJudge(backend)
-    if name is VerifierName.grade:
-        return verifiers.GradeJudge(backend)
-    return verifiers.UnitTests(allow_code_execution=allow_code, allow_unisolated_execution=allow_unisolated)
+    return make_verifier(getattr(name, "value", name), VerifierOptions(
+        backend=backend, allow_code_execution=allow_code, allow_unisolated_execution=allow_unisolated))
 
 
 def _make(name: str, n: int, verifier, **settings):
-    from manyminds.strategies import VERIFYING, make
+    """Strategy `name` at budget n; settings left at None were not given and are not passed."""
+    from manyminds.strategies import by_name, make
 
-    if name in VERIFYING:
+    given = {k: v for k, v in settings.items() if v is not None}
+    if by_name(name).needs_verifier:
         if verifier is None:
-            raise ManymindsError(f"strategy {name} needs a verifier: add --verifier math|p-true|grade|unit-tests")
-        settings["verifier"] = verifier
-    return make(name, n, **settings)
+            raise ManymindsError(f"strategy {name} needs a verifier: add --verifier {'|'.join(_verifier_names())}")
+        given["verifier"] = verifier
+    elif verifier is not None:
+        raise ManymindsError(f"strategy {name} takes no verifier (--verifier is for "
+                             f"{', '.join(n for n in _strategy_names() if by_name(n).needs_verifier)})")
+    return make(name, n, **given)
+
+
+def _stop_rule(spec: str | None):
+    from manyminds.stopping import parse_rule
+
+    return parse_rule(spec) if spec else None
 
 
 VerifierOpt = Annotated[
-    Optional[VerifierName], typer.Option("--verifier", help="For best-of-n, verifier-resampling, verified-vote.")
+    Optional[VerifierName], typer.Option("--verifier", help="For the strategies that need one (best-of-n, "  # type: ignore[valid-type]
+                                         "verifier-resampling, verified-vote).")
 ]
+AggregatorOpt = Annotated[Optional[str], typer.Option(
+    "--aggregator", "-a", help="How samples vote, for voting strategies: " + ", ".join(_aggregator_names()) + ".")]
+StopOpt = Annotated[Optional[str], typer.Option(
+    "--stop", help="Sample in waves and stop early: esc, esc:WINDOW, adaptive, adaptive:THRESHOLD.")]
 AllowCodeOpt = Annotated[
     bool, typer.Option("--allow-code-execution", help="Let the unit-test verifier run model-written code (sandboxed).")
 ]
@@ -164,14 +179,17 @@ def run(
     backend: BackendOpt = "local",
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (default the strategy's, 0.7).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 512,
-    prompt: Annotated[PromptStyle, typer.Option(help="Chain of thought or answer only.")] = PromptStyle.cot,
+    prompt: Annotated[Optional[PromptStyle], typer.Option(
+        help="Chain of thought or answer only (default cot; strategies that ask the question).")] = None,
     answer_format: Annotated[
         AnswerFormat, typer.Option("--format", help="How to read answers.")
     ] = AnswerFormat.NUMBER,
     seed: Annotated[Optional[int], typer.Option(help="Base seed for reproducible samples.")] = None,
-    strategy_name: Annotated[StrategyName, typer.Option("--strategy", "-s", help="How to combine samples.")] = StrategyName.self_consistency,
+    strategy_name: Annotated[StrategyName, typer.Option("--strategy", "-s", help="How to combine samples.")] = StrategyName.self_consistency,  # type: ignore[valid-type,attr-defined]
+    aggregator: AggregatorOpt = None,
+    stop: StopOpt = None,
     verifier: VerifierOpt = None,
     allow_code_execution: AllowCodeOpt = False,
     allow_unisolated_code_execution: AllowUnisolatedOpt = False,
@@ -186,7 +204,8 @@ def run(
     chosen = from_spec(backend)
     strategy = _make(
         strategy_name.value, n, _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution),
-        temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed,
+        temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
+        aggregator=aggregator, stop=_stop_rule(stop),
     )
     path = _cache_path(cache, no_cache)
     store = GenerationCache(path) if path is not None else None  # fails before loading a model
@@ -252,7 +271,7 @@ def bench(
     dataset: Annotated[Optional[str], typer.Argument(
         help="A data set: " + ", ".join(_dataset_names()) + " (or --data FILE).", show_default=False)] = None,
     strategies: Annotated[
-        Optional[list[StrategyName]], typer.Option("--strategy", "-s", help="Strategies to compare (repeatable; "
+        Optional[list[StrategyName]], typer.Option("--strategy", "-s", help="Strategies to compare (repeatable; "  # type: ignore[valid-type]
                                                    "default self-consistency).")] = None,
     budgets: Annotated[Optional[list[int]], typer.Option(
         "-n", "--samples", min=1, max=MAX_SAMPLES, help="Sample budgets per question (repeatable; default 8).")] = None,
@@ -266,9 +285,12 @@ def bench(
     no_cache: NoCacheOpt = False,
     max_failures: Annotated[Optional[int], typer.Option(min=0, help="End the run once more questions than this fail.")] = None,
     baseline: Annotated[bool, typer.Option(help="Add one sample per question (self-consistency n = 1).")] = True,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (default the strategy's, 0.7).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 256,
-    prompt: Annotated[PromptStyle, typer.Option(help="Chain of thought or answer only.")] = PromptStyle.cot,
+    prompt: Annotated[Optional[PromptStyle], typer.Option(
+        help="Chain of thought or answer only (default cot; strategies that ask the question).")] = None,
+    aggregator: AggregatorOpt = None,
+    stop: StopOpt = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Questions in flight at once.")] = 16,
     verifier: VerifierOpt = None,
     allow_code_execution: AllowCodeOpt = False,
@@ -286,6 +308,7 @@ def bench(
     from manyminds.backends import from_spec
     from manyminds.bench import run as run_bench
     from manyminds.bench.runner import most_split
+    from manyminds.strategies import by_name
     from manyminds import datasets
 
     if (dataset is None) == (data is None):
@@ -306,13 +329,15 @@ def bench(
             raise ManymindsError(f"{dataset} is scored by running the code: add --allow-code-execution")
         code_verifier = wanted if wanted is not None and wanted.name == "unit-tests" else _verifier(
             VerifierName.unit_tests, chosen, True, allow_unisolated_code_execution)
-    settings = dict(temperature=temperature, max_tokens=max_tokens, prompt=prompt.value, seed=seed)
+    settings = dict(temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed)
     methods: dict[str, object] = {}
     if baseline:
         methods["single sample"] = _make("self-consistency", 1, None, **settings)
-    for name in strategies or [StrategyName.self_consistency]:
+    settings.update(aggregator=aggregator, stop=_stop_rule(stop))
+    for name in strategies or [StrategyName.self_consistency]:  # type: ignore[attr-defined]
         for n in sorted(set(budgets or [8])):  # smaller budgets first: the larger reuse their samples
-            methods[f"{name.value} (n={n})"] = _make(name.value, n, wanted, **settings)
+            verifying = by_name(name.value).needs_verifier  # the others do not take one; scoring may
+            methods[f"{name.value} (n={n})"] = _make(name.value, n, wanted if verifying else None, **settings)
     path = _cache_path(cache, no_cache)
     report = run_bench(source, methods, backend=chosen, cache=path, split=split, limit=limit, seed=seed,
                        verifier=code_verifier, judge=judge_backend, concurrency=concurrency,
@@ -339,11 +364,13 @@ def bench(
                       f"{u.total_tokens / scored:.0f}", str(u.cached_samples), str(u.calls), str(r.failures),
                       "-" if path is None else f"{r.run_id}{' resumed' if r.resumed else ''}")
     out.print(table)
+    from manyminds.answers import is_correct
+
     voting = [r for r in report.runs if r.label != "single sample" and r.results and any(x.tally for x in r.results)]
     if voting and scorer_name == "answer":
         voted = voting[-1].results
         alone = {x.task.id: x for x in report.run("single sample").results} if baseline else {}
-        fixed = [v for v in voted if v.correct and alone.get(v.task.id) is not None and not alone[v.task.id].correct]
+        fixed = [v for v in voted if is_correct(v) and alone.get(v.task.id) is not None and not is_correct(alone[v.task.id])]
         example = fixed[0] if fixed else most_split(voted)
         note = "one sample was wrong, the vote is right" if fixed else "the closest vote"
         out.print(_tally_table(example, f"votes for {example.task.question[:80]!r} (gold {example.task.gold}; {note})"))

@@ -19,7 +19,7 @@ from manyminds.answers import normalise_gold, same_answer
 from manyminds.errors import ConfigError
 from manyminds.pools import PoolQuestion, load_pool
 from manyminds.stopping import StopRule, parse_rule, replay
-from manyminds.types import Result
+from manyminds.types import Result, ballots
 
 
 class Reaggregation(BaseModel):
@@ -84,10 +84,13 @@ def reaggregate(
     correct = samples = changed = 0
     answers: list[str | None] = []
     for k, q in enumerate(questions):
-        pool = sorted((c for c in q.candidates if c.source != "synthesis"), key=lambda c: c.index)
+        pool = sorted(ballots(q.candidates), key=lambda c: c.index)
         limit = min(cap or len(pool), len(pool))
         used = replay(rule, [c.answer for c in pool], limit)[0] if rule is not None else limit
-        decision = chooser(q.task, pool[:used])
+        # A strategy's evidence (a selection, a synthesis, rankings) speaks of all its samples:
+        # it goes to the aggregator only when all of them are used; deciders fall back without it.
+        shown = pool[:used] + ([c for c in q.candidates if not c.source.votes] if used == len(pool) else [])
+        decision = chooser(q.task, shown)
         answers.append(decision.answer)
         samples += used
         gold = normalise_gold(q.task)

@@ -35,9 +35,10 @@ from collections.abc import Sequence
 from math import comb
 from typing import ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from manyminds.errors import ConfigError
+from manyminds.plugins import Registry
 
 
 @runtime_checkable
@@ -103,11 +104,31 @@ def beta_leader_probability(leader: int, runner_up: int) -> float:
     return sum(comb(n, j) for j in range(leader + 1)) / 2**n
 
 
+REGISTRY: "Registry[type]" = Registry("stopping rule", "manyminds.stopping")
+"""Stopping rules by name (the CLI's --stop NAME[:ARG]): built-ins below, plugins by entry point.
+
+A rule class names its one command-line argument in `argument` ("window"),
+so `NAME:VALUE` sets it."""
+
+
+def stopping_rule(name: str, *aliases: str):  # type: ignore[no-untyped-def]
+    """Register a stopping rule class under `name` (and `aliases`)."""
+
+    def register(cls: type) -> type:
+        for key in (name, *aliases):
+            REGISTRY.register(key, cls)
+        return cls
+
+    return register
+
+
+@stopping_rule("esc")
 class ESC(BaseModel):
     """Stop when the latest window of samples is unanimous (Li et al., 2024)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: ClassVar[str] = "esc"
+    argument: ClassVar[str] = "window"
 
     window: int = Field(default=5, ge=1)
     speculate: bool = Field(default=True, description="size waves for the backend (see next_wave)")
@@ -133,11 +154,13 @@ class ESC(BaseModel):
         return None
 
 
+@stopping_rule("adaptive", "adaptive-consistency")
 class AdaptiveConsistency(BaseModel):
     """Stop when P(leader beats runner-up) >= threshold under a Beta posterior (Aggarwal et al., 2023)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: ClassVar[str] = "adaptive-consistency"
+    argument: ClassVar[str] = "threshold"
 
     threshold: float = Field(default=0.95, gt=0.5, lt=1)
     wave_size: int = Field(default=1, ge=1, description="samples per wave (one backend request)")
@@ -172,16 +195,17 @@ class AdaptiveConsistency(BaseModel):
 
 
 def parse_rule(spec: str) -> StopRule:
-    """`esc`, `esc:5`, `adaptive`, `adaptive:0.95` (the CLI's --stop)."""
+    """`esc`, `esc:5`, `adaptive`, `adaptive:0.95`, or any registered rule (the CLI's --stop)."""
     name, _, arg = spec.partition(":")
     try:
-        if name == "esc":
-            return ESC(window=int(arg)) if arg else ESC()
-        if name in ("adaptive", "adaptive-consistency"):
-            return AdaptiveConsistency(threshold=float(arg)) if arg else AdaptiveConsistency()
-    except ValueError as error:
-        raise ConfigError(f"bad stopping rule {spec!r}: {error}") from error
-    raise ConfigError(f"unknown stopping rule {spec!r}: use esc, esc:WINDOW, adaptive or adaptive:THRESHOLD")
+        cls = REGISTRY.get(name)
+    except ConfigError:
+        raise ConfigError(f"unknown stopping rule {spec!r}: use one of {', '.join(REGISTRY.names())}, "
+                          "optionally NAME:VALUE (esc:5, adaptive:0.95)") from None
+    try:
+        return cls(**({cls.argument: arg} if arg else {}))  # type: ignore[attr-defined,no-any-return]
+    except ValidationError as error:
+        raise ConfigError(f"bad stopping rule {spec!r}: {error.errors()[0]['msg']}") from error
 
 
 def replay(rule: StopRule, answers: Sequence[str | None], cap: int) -> tuple[int, str]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -251,6 +252,92 @@ class Verdict(BaseModel):
     """What the verifier saw: test output, judge replies, each panel member's verdict."""
 
 
+SourceKind = Literal["sample", "proposal", "selection", "synthesis", "ranking"]
+EVIDENCE_KINDS: tuple[str, ...] = ("proposal", "selection", "synthesis", "ranking")
+_STAGES = ("first", "then")
+
+
+class Source(BaseModel):
+    """Where a candidate came from: a value, so no module parses another's strings.
+
+    `kind` says whether it votes: only "sample" candidates are ballots; the
+    others are a strategy's evidence (the model's proposal, selection,
+    synthesis or ranking), kept with the result so any aggregator can
+    decide from them offline. `prompt` names the prompt or agent that
+    produced it ("approach-2/persona-1", "proposer-3", "judge-1"); `layer`
+    is the MoA layer or Self-MoA-Seq round; `stage` the cascade stage.
+    Stored and shown in its short form (`str(source)`, e.g.
+    "then/layer-2/proposer-3"), and read back from it, so results stored
+    before sources were values still load.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: SourceKind = "sample"
+    prompt: str = ""
+    layer: int | None = None
+    stage: str | None = None
+
+    @property
+    def votes(self) -> bool:
+        return self.kind == "sample"
+
+    @property
+    def agent(self) -> str:
+        """The producing agent regardless of layer and stage: MoA's proposer, DIV-SE's prompt."""
+        return self.prompt or self.kind
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):  # compares with its short form: source == "layer-2/proposer-3"
+            return str(self) == other
+        if isinstance(other, Source):
+            return (self.kind, self.prompt, self.layer, self.stage) == (other.kind, other.prompt, other.layer, other.stage)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def within(self, stage: str) -> "Source":
+        return self.model_copy(update={"stage": stage})
+
+    def __str__(self) -> str:
+        parts = [self.stage] if self.stage else []
+        if self.layer is not None:
+            parts.append(f"layer-{self.layer}")
+        if self.kind != "sample":
+            parts.append(self.kind)
+        if self.prompt:
+            parts.append(self.prompt)
+        return "/".join(parts) or "sample"
+
+    @classmethod
+    def parse(cls, text: str) -> "Source":
+        """The inverse of `str`: "synthesis", "layer-2/proposer-3", "first/approach-1/persona-2"."""
+        parts = [p for p in text.split("/") if p]
+        stage = parts.pop(0) if parts and parts[0] in _STAGES else None
+        layer = None
+        if parts and re.fullmatch(r"layer-\d+", parts[0]):
+            layer = int(parts.pop(0)[6:])
+        kind = "sample"
+        if parts and parts[0] in EVIDENCE_KINDS:
+            kind = parts.pop(0)
+        elif parts == ["sample"]:
+            parts = []
+        return cls(kind=kind, prompt="/".join(parts), layer=layer, stage=stage)  # type: ignore[arg-type]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _from_text(cls, value: Any, handler: Any) -> "Source":
+        return cls.parse(value) if isinstance(value, str) else handler(value)
+
+    @model_serializer(mode="plain")
+    def _as_text(self) -> str:
+        return str(self)
+
+
+SAMPLE = Source()
+
+
 class Candidate(BaseModel):
     """A generation read as an answer to a task.
 
@@ -265,14 +352,25 @@ class Candidate(BaseModel):
     answer: str | None
     """The normalised answer key: equivalent answers share one key and vote together."""
     generation: Generation | None = None
-    source: str = "sample"
-    """Which prompt or step produced it (the strategy names these)."""
+    source: Source = SAMPLE
+    """Which prompt or step produced it, and whether it votes (`Source.kind`)."""
     verdict: Verdict | None = None
     """The verifier's judgement, when a verifying strategy ran one."""
 
     @property
     def votes(self) -> bool:
-        return self.answer is not None
+        """A ballot with a readable answer: evidence (syntheses, selections) never votes."""
+        return self.answer is not None and self.source.kind == "sample"
+
+
+def ballots(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates that are samples (voting or abstaining), without a strategy's evidence."""
+    return [c for c in candidates if c.source.kind == "sample"]
+
+
+def evidence(candidates: Sequence[Candidate], kind: str) -> list[Candidate]:
+    """A strategy's evidence of `kind` ("synthesis", "selection", "ranking"), in index order."""
+    return sorted((c for c in candidates if c.source.kind == kind), key=lambda c: c.index)
 
 
 class Usage(BaseModel):
@@ -377,26 +475,6 @@ class Result(BaseModel):
     """The steps taken, in order (graph nodes, escalations), for inspection."""
     stop_reason: str | None = None
     """Why sampling stopped, when a stopping rule was used (early-stopping votes)."""
-
-    @property
-    def correct(self) -> bool | None:
-        """Whether the answer matches the task's gold answer (None if no gold)."""
-        if self.task.gold is None:
-            return None
-        from manyminds.answers import normalise_gold, same_answer
-
-        return same_answer(self.task, self.answer, normalise_gold(self.task))
-
-    @property
-    def false_positives(self) -> int | None:
-        """Candidates that passed the verifier with a wrong answer (None without gold or verdicts)."""
-        if self.task.gold is None or not any(c.verdict for c in self.candidates):
-            return None
-        from manyminds.answers import normalise_gold, same_answer
-
-        gold = normalise_gold(self.task)
-        return sum(1 for c in self.candidates
-                   if c.verdict and c.verdict.passed and not same_answer(self.task, c.answer, gold))
 
     @model_validator(mode="after")
     def _sorted_candidates(self) -> "Result":

@@ -102,9 +102,8 @@ def test_rpc_with_scripted_logprobs_through_self_consistency():
 def test_rpc_and_weighted_with_logprobs_from_the_embedded_model(local_backend, tmp_path):
     task = Task(question="What is 3 + 4?", gold="7")
     for name in ("rpc", "weighted"):
-        strategy = SelfConsistency(n=6, prompt="direct", max_tokens=16, seed=4, logprobs=True, aggregator=name)
-        if name == "weighted":
-            strategy = strategy.model_copy(update={"aggregator": "majority"})
+        strategy = SelfConsistency(n=6, prompt="direct", max_tokens=16, seed=4, logprobs=True,
+                                   aggregator="majority" if name == "weighted" else name)
         result = strategy.solve(task, backend=local_backend, cache=tmp_path / "c.db")
         assert all(c.generation.logprobs for c in result.candidates)
         d = RPC()(task, result.candidates) if name == "rpc" else WeightedMajority(by="logprob")(task, result.candidates)

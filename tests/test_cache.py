@@ -114,7 +114,7 @@ def test_a_schema_2_cache_with_a_stored_run_is_migrated_and_its_run_still_loads(
 
     import sqlite_utils
 
-    from manyminds.cache import _META, _migrate_v1, _migrate_v2
+    from manyminds.cache.schema import _META, _migrate_v1, _migrate_v2
     from manyminds.types import Decision, Result, Task, Usage
 
     path = tmp_path / "old.db"

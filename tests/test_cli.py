@@ -49,7 +49,7 @@ def test_run_table(tmp_path):
         (["run", "What?", "--backend", "nope:x"], "unknown backend spec 'nope:x'"),
         (["run", "What?", "--backend", "openai:gpt-4o-mini"], "OPENAI_API_KEY"),
         (["run", "What?", "--cache", "/nonexistent-dir/c.db"], "does not exist"),
-        (["run", "What?", "--strategy", "nope"], "'nope' is not one of 'self-consistency'"),
+        (["run", "What?", "--strategy", "nope"], "'nope' is not one of 'best-of-n'"),
         (["run", "What?", "--format", "nope"], "'nope' is not one of 'number'"),
         (["run", "What?", "-n", "100000", "--backend", "scripted:1", "--no-cache"], "1024"),
         (["run", "What?", "--backend", "openai:m@localhost:8000/v1"], "needs an http:// or https:// scheme"),

@@ -5,7 +5,7 @@ Each row: (format, completion A, completion B, whether they must vote together).
 
 import pytest
 
-from manyminds.answers import extract
+from manyminds.answers import extract, is_correct
 from manyminds.types import AnswerFormat, Task
 from manyminds.verifiers.math_answer import unify_keys
 
@@ -103,4 +103,4 @@ def test_gold_answers_score_by_the_same_rules_as_samples(fmt, gold, answer):
     from manyminds.strategies import SelfConsistency
 
     result = SelfConsistency(n=3).solve(Task(question="q", format=fmt, gold=gold), backend=Scripted([answer]))
-    assert result.correct, (gold, answer, result.answer)
+    assert is_correct(result), (gold, answer, result.answer)

@@ -132,11 +132,11 @@ def test_prefetched_samples_are_picked_up_not_regenerated(local_backend):
 @pytest.mark.parametrize("name", sorted(__import__("manyminds.strategies", fromlist=["STRATEGIES"]).STRATEGIES))
 def test_every_strategy_end_to_end_on_the_embedded_model(local_backend, tmp_path, name):
     from manyminds.bench import arithmetic_tasks
-    from manyminds.strategies import make
+    from manyminds.strategies import by_name, make
 
-    strategy = make(name, 3, max_tokens=24, prompt="direct", seed=5)
-    if "propose_max_tokens" in type(strategy).model_fields:
-        strategy = strategy.model_copy(update={"propose_max_tokens": 48})
+    accepted = by_name(name).settings()
+    extra = {k: v for k, v in {"prompt": "direct", "propose_max_tokens": 48}.items() if k in accepted}
+    strategy = make(name, 3, max_tokens=24, seed=5, **extra)
     tasks = arithmetic_tasks("single-digit", 2, seed=3)
     results = strategy.solve_many(tasks, backend=local_backend, cache=tmp_path / "c.db")
     for task, r in zip(tasks, results):
@@ -144,7 +144,7 @@ def test_every_strategy_end_to_end_on_the_embedded_model(local_backend, tmp_path
         assert r.candidates and r.usage.calls >= 1 and r.usage.completion_tokens > 0
         assert r.answer is None or r.answer in {c.answer for c in r.candidates}
         assert 0 <= r.confidence <= 1
-        assert r.trace[-1] == "aggregate" or r.trace[-1].startswith("kept")
+        assert "aggregate" in r.trace or r.trace[-1].startswith("kept")
 
 
 def test_a_request_s_samples_are_decoded_as_one_batch_and_are_the_same_however_asked_for(local_backend):

@@ -45,7 +45,9 @@ def test_div_se_proposes_once_then_one_prompt_per_approach_persona_pair():
     assert result.answer == "12" and result.tally == {"12": 3, "13": 1}
     assert result.usage.calls == 5, "the proposal call counts in usage"
     assert [c.source for c in result.candidates] == [
-        "approach-1/persona-1", "approach-1/persona-2", "approach-2/persona-1", "approach-2/persona-2"]
+        "proposal", "approach-1/persona-1", "approach-1/persona-2", "approach-2/persona-1", "approach-2/persona-2"]
+    assert [c.index for c in result.candidates] == [0, 1, 2, 3, 4], "indices are issued once, in order"
+    assert not result.candidates[0].votes and result.candidates[0].source.kind == "proposal"
 
 
 def test_div_se_with_given_approaches_makes_no_proposal():
@@ -88,14 +90,16 @@ def test_idiv_se_one_call_several_votes():
     result = IDivSE(approaches=3).solve("What is 7 + 5?", backend=backend)
     (combined,) = [r for r in backend.requests if "Do not solve" not in last(r)]
     assert all(f"Approach {k}: {a}" in last(combined) for k, a in [(1, "add"), (2, "count"), (3, "doubles")])
-    assert [c.answer for c in result.candidates] == ["12", "12", None]
+    assert [c.answer for c in result.candidates if c.source.votes] == ["12", "12", None]
+    assert [str(c.source) for c in result.candidates][1:] == [
+        "persona-1/approach-1", "persona-1/approach-2", "persona-1/approach-3"]
     assert result.answer == "12" and result.usage.calls == 2
 
 
 def test_idiv_se_garbage_completion_is_no_crash():
     backend = Scripted(lambda m, p, i: "Approach 1: a\nPersona 1: b" if "Do not solve" in m[-1].content else "")
     result = IDivSE(approaches=2).solve("What is 7 + 5?", backend=backend)
-    assert result.answer is None and len(result.candidates) == 2
+    assert result.answer is None and len([c for c in result.candidates if c.source.votes]) == 2
 
 
 # -- Self-Agreement -----------------------------------------------------------------
@@ -123,8 +127,9 @@ def test_self_agreement_shows_every_path_and_follows_the_selection():
 def test_self_agreement_falls_back_to_majority_and_records_it():
     backend = Scripted(lambda m, p, i: "I cannot tell." if "most consistent" in m[-1].content else PATHS[i % 4])
     result = SelfAgreement(n=4).solve("What is 7 + 5?", backend=backend)
-    assert result.answer == "12" and result.decision.aggregator == "majority"
-    assert any("fell back to majority" in t for t in result.trace)
+    assert result.answer == "12" and result.decision.aggregator == "selection"
+    assert result.decision.params["fallback"] == "majority"
+    assert any("selection not mapped to a response; majority decided" in t for t in result.trace)
 
 
 def test_self_agreement_on_free_text_maps_back_to_a_candidate():
@@ -220,7 +225,9 @@ def test_self_moa_seq_rounds_cover_every_sample_once(n, window, rounds):
     for k, r in enumerate(syntheses):
         assert ("Combined:" in system(r)) == (k > 0), "later rounds carry the running answer"
         assert len(re.findall(r"sample \d+:", system(r))) <= window
-    assert result.answer == "12" and result.usage.calls == 1 + rounds
+    assert result.answer == "12" and result.usage.calls == 2 * rounds, "each round draws its window, then synthesises"
+    drawn = [(r.n, r.first_index) for r in backend.requests if r.messages[0].role != "system"]
+    assert drawn == [(min(window, n - k), k) for k in range(0, n, window)], "samples drawn on the fly, round by round"
 
 
 # -- Cascade ------------------------------------------------------------------------
@@ -237,7 +244,8 @@ def test_cascade_escalates_only_unsure_questions_and_reuses_cached_samples(tmp_p
     assert any(t.startswith("escalated") for t in unsure.trace)
     assert unsure.usage.samples == 14 and unsure.usage.cached_samples == 4
     assert [(r.n, r.first_index) for r in backend.requests if "1 + 2" in last(r)] == [(4, 0), (6, 4)]
-    assert len(unsure.candidates) == 14 and unsure.candidates[0].source.startswith("first/")
+    assert len(unsure.candidates) == 14 and unsure.candidates[0].source.stage == "first"
+    assert str(unsure.candidates[-1].source) == "then" and unsure.candidates[-1].source.votes
     assert unsure.strategy == "cascade" and unsure.strategy_params["then"]["n"] == 10
 
 

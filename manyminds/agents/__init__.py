@@ -1,4 +1,8 @@
-"""LangGraph state and shared nodes from which strategies assemble their graphs."""
+"""LangGraph state and the pipeline builder from which every strategy assembles its graph.
+
+`agents.builder` imports LangGraph; this package's top level does not, so
+configuring a strategy never waits for it.
+"""
 
 from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState, Sample, SlotSamples
 

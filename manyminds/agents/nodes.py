@@ -1,30 +1,25 @@
-"""Shared graph nodes from which every strategy is assembled.
+"""What every graph node shares: the run's context, node wrappers, per-task work, requests.
 
-prepare -> (propose) -> sample | fan-out over slots -> join -> extract ->
-(select | synthesize) -> aggregate. Each node takes the batch state and
-returns an update; what a node needs (a backend, a prompt builder) is bound
-when the node is built, so a graph holds no global state and a strategy is
-never mutated by running it.
+The steps themselves (sample, verify, ask, aggregate, loops) are assembled by
+`agents/builder.py`; this module holds the pieces they are made of. What a
+node needs (a backend, a prompt builder) is bound when the node is built, so
+a graph holds no global state and a strategy is never mutated by running it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from langgraph.types import Send
 
-from manyminds._perf import gc_paused
-from manyminds.aggregators import Aggregator
-from manyminds.answers import FORMATS, extract
-from manyminds.backends.base import Backend
+from manyminds._perf import run_sync as _run_on_new_loop
+from manyminds.agents.state import EnsembleState
 from manyminds.errors import ConfigError
-from manyminds.agents.state import EnsembleState, Sample, SlotSamples
-from manyminds.types import Candidate, Decision, Generation, Message, Result, SamplingParams, Task, Usage, Verdict, trusted
+from manyminds.types import Message, SamplingParams, Source, Task
 
 DEFAULT_CONCURRENCY = 16
 T = TypeVar("T")
@@ -33,28 +28,52 @@ Node = Callable[[EnsembleState, RunnableConfig], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """Run-time options of one graph invocation (LangGraph's run context, `context=`).
+
+    `concurrency` bounds the questions in flight; `progress`, when given, is
+    called once per finished question. A graph embedded in a user's app,
+    whose own context is another type, runs with the defaults.
+    """
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    progress: Callable[[int], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+
+
+_DEFAULT_CONTEXT = RunContext()
+
+
+def run_context() -> RunContext:
+    """The invocation's RunContext (the defaults when none, or another type, was given)."""
+    from langgraph.runtime import get_runtime
+
+    try:
+        context = get_runtime().context
+    except RuntimeError:  # called outside a graph run
+        return _DEFAULT_CONTEXT
+    return context if isinstance(context, RunContext) else _DEFAULT_CONTEXT
+
+
+@dataclass(frozen=True)
 class Request:
     """One backend request a strategy plans for a task: `n` samples of `messages`."""
 
-    source: str
+    source: Source | str
     messages: list[Message]
     n: int = 1
     params: SamplingParams | None = None
-    """Overrides the node's parameters (e.g. greedy for a selection call)."""
+    """Overrides the step's parameters (e.g. greedy for a selection call)."""
     first_index: int = 0
-    """Sample index of the first sample: proposers sharing one backend and prompt take
+    """Sample index of the first sample: requests sharing one backend and prompt take
     distinct indices, so they are distinct samples (and distinct cache rows)."""
 
-
-# A plan: (task index, task, state) -> the requests to make for that task.
-Plan = Callable[[int, Task, EnsembleState], list[Request]]
-# A slot plan: (slot, task index, task, state) -> requests of that slot for that task.
-SlotPlan = Callable[[int, int, Task, EnsembleState], list[Request]]
-
-
-def configured(config: RunnableConfig | None, name: str, default: Any) -> Any:
-    """A run-time option passed as `config={"configurable": {"manyminds_NAME": ...}}`."""
-    return ((config or {}).get("configurable") or {}).get(f"manyminds_{name}", default)
+    @property
+    def origin(self) -> Source:
+        return self.source if isinstance(self.source, Source) else Source.parse(self.source)
 
 
 # -- node wrappers --------------------------------------------------------------
@@ -74,7 +93,7 @@ def inline_node(func: Callable[[EnsembleState], dict[str, Any]], name: str) -> R
     return RunnableLambda(func, afunc=afunc, name=name)
 
 
-def async_node(afunc: Node, name: str) -> RunnableLambda:
+def async_node(afunc: Callable[[EnsembleState], Coroutine[Any, Any, dict[str, Any]]], name: str) -> RunnableLambda:
     """A node whose work is async, usable from `invoke` as well as `ainvoke`.
 
     Under `invoke` the coroutine runs on a private event loop (a fresh thread
@@ -82,19 +101,51 @@ def async_node(afunc: Node, name: str) -> RunnableLambda:
     graph can embed an ensemble graph.
     """
 
-    def func(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
-        return run_sync(afunc(state, config))
+    def func(state: EnsembleState) -> dict[str, Any]:
+        return run_sync(afunc(state))
 
     return RunnableLambda(func, afunc=afunc, name=name)
 
 
-def run_sync(coroutine: Awaitable[T]) -> T:
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coroutine)  # type: ignore[arg-type]
+        return _run_on_new_loop(coroutine)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()  # type: ignore[arg-type]
+        return pool.submit(_run_on_new_loop, coroutine).result()
+
+
+async def per_task(
+    state: EnsembleState,
+    work: Callable[[int, Task], Awaitable[T]],
+    *,
+    count: Callable[[int], bool] | None = None,
+) -> list[T]:
+    """Run `work` for every task of the batch, at most `concurrency` tasks at once.
+
+    `count(i)` says whether task i is finished once its work is (the run's
+    progress advances then).
+    """
+    context = run_context()
+    limit = asyncio.Semaphore(context.concurrency)
+    progress = context.progress if count is not None else None
+
+    async def one(i: int, task: Task) -> T:
+        async with limit:
+            out = await work(i, task)
+        if progress is not None and count(i):  # type: ignore[misc]
+            progress(1)
+        return out
+
+    return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(state["batch"]))))
+
+
+def advance(finished: int) -> None:
+    """Tell the run's progress that `finished` more questions are done."""
+    progress = run_context().progress
+    if progress is not None and finished:
+        progress(finished)
 
 
 # -- prepare ----------------------------------------------------------------------
@@ -116,281 +167,11 @@ def prepare(state: EnsembleState) -> dict[str, Any]:
         "batch": batch,
         "single": single,
         "samples": [[] for _ in batch],
+        "candidates": [[] for _ in batch],
+        "issued": [0 for _ in batch],
         "aux": [[] for _ in batch],
         "spare": [[] for _ in batch],
-        "decisions": [None for _ in batch],
         "traces": [["prepare"] for _ in batch],
-        "verdicts": [{} for _ in batch],
-        "scratch": {},
-        "round": 0,
+        "stop_reasons": [None for _ in batch],
+        "rounds": {},
     }
-
-
-# -- sampling -------------------------------------------------------------------
-
-
-async def _run_plan(
-    backend: Backend, params: SamplingParams, requests: list[Request]
-) -> list[Sample]:
-    if len(requests) == 1:  # the common case: no extra asyncio task per question
-        r = requests[0]
-        batches = [await backend.generate(r.messages, r.params or params, r.n, r.first_index)]
-    else:
-        batches = await asyncio.gather(
-            *(backend.generate(r.messages, r.params or params, r.n, r.first_index) for r in requests)
-        )
-    return [trusted(Sample, source=r.source, generation=g) for r, gens in zip(requests, batches) for g in gens]
-
-
-async def _per_task(
-    state: EnsembleState, config: RunnableConfig, work: Callable[[int, Task], Awaitable[T]], *, count: bool
-) -> list[T]:
-    """Run `work` for every task of the batch, at most `concurrency` tasks at once."""
-    limit = asyncio.Semaphore(max(1, int(configured(config, "concurrency", DEFAULT_CONCURRENCY))))
-    progress = configured(config, "progress", None) if count else None
-
-    async def one(i: int, task: Task) -> T:
-        async with limit:
-            out = await work(i, task)
-        if progress is not None:
-            progress(1)
-        return out
-
-    return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(state["batch"]))))
-
-
-def sample_node(backend: Backend, plan: Plan, params: SamplingParams, *, name: str = "sample") -> RunnableLambda:
-    """Make each task's planned requests and append the samples to the task's list.
-
-    A request's n samples are one backend call (the backend's native n), so
-    sampling a question costs no graph steps. At most `concurrency` tasks
-    (run-time option, default 16) are in flight; `progress` is called once
-    per finished task.
-    """
-
-    async def sample(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
-        async def work(i: int, task: Task) -> list[Sample]:
-            return await _run_plan(backend, params, plan(i, task, state))
-
-        new = await _per_task(state, config, work, count=True)
-        return {
-            "samples": [old + add for old, add in zip(state["samples"], new)],
-            "traces": [t + [name] for t in state["traces"]],
-        }
-
-    return async_node(sample, name)
-
-
-def fan_out(node: str, slots: Callable[[EnsembleState], int]) -> Callable[[EnsembleState], list[Send]]:
-    """A conditional edge sending the batch to `node` once per slot (prompt, proposer)."""
-
-    def route(state: EnsembleState) -> list[Send]:
-        return [Send(node, {**state, "slot": j}) for j in range(slots(state))]
-
-    return route
-
-
-def slot_node(backend_for: Callable[[int], Backend], plan: SlotPlan, params: SamplingParams, name: str) -> RunnableLambda:
-    """One fanned-out slot: make that slot's requests for every task, with the slot's backend."""
-
-    async def run_slot(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        slot = state["slot"]
-        backend = backend_for(slot)
-
-        async def work(i: int, task: Task) -> list[Sample]:
-            return await _run_plan(backend, params, plan(slot, i, task, state))  # type: ignore[arg-type]
-
-        samples = await _per_task(state, config, work, count=False)  # type: ignore[arg-type]
-        return {"slot_samples": [SlotSamples(round=state["round"], slot=slot, samples=samples)]}
-
-    return async_node(run_slot, name)
-
-
-def slot_outputs(state: EnsembleState) -> list[list[Sample]]:
-    """This round's slot outputs merged per task, in slot order (arrival order is arbitrary)."""
-    mine = sorted((s for s in state.get("slot_samples", []) if s.round == state["round"]), key=lambda s: s.slot)
-    merged: list[list[Sample]] = [[] for _ in state["batch"]]
-    for slot in mine:
-        for i, samples in enumerate(slot.samples):
-            merged[i].extend(samples)
-    return merged
-
-
-def join_node(name: str = "join") -> RunnableLambda:
-    """Append this round's fanned-out samples to each task's voting samples."""
-
-    def join(state: EnsembleState) -> dict[str, Any]:
-        merged = slot_outputs(state)
-        return {
-            "samples": [old + add for old, add in zip(state["samples"], merged)],
-            "traces": [t + [name] for t in state["traces"]],
-        }
-
-    return inline_node(join, name)
-
-
-# -- auxiliary model calls (proposals, selections, syntheses) -----------------------
-
-
-def ask_node(
-    backend: Backend,
-    params: SamplingParams,
-    build: Callable[[int, Task, EnsembleState], list[Message] | None],
-    apply: Callable[[EnsembleState, list[Generation | None]], dict[str, Any]],
-    name: str,
-) -> RunnableLambda:
-    """One extra call per task (None from `build` skips the task); `apply` turns replies into an update.
-
-    The calls are recorded in each task's `aux` generations, so they count in usage.
-    """
-
-    async def ask(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
-        async def work(i: int, task: Task) -> Generation | None:
-            messages = build(i, task, state)
-            if messages is None:
-                return None
-            (reply,) = await backend.generate(messages, params, 1)
-            return reply
-
-        replies = await _per_task(state, config, work, count=False)
-        state = {**state, "traces": [t + [name] for t in state["traces"]]}  # type: ignore[typeddict-item]
-        update = {"traces": state["traces"], **apply(state, replies)}
-        update.setdefault(
-            "aux", [old + ([r] if r is not None else []) for old, r in zip(state["aux"], replies)]
-        )
-        return update
-
-    return async_node(ask, name)
-
-
-# -- candidates and decisions ---------------------------------------------------------
-
-Split = Callable[[Task, Sample], list[tuple[str, str]]]
-
-
-def extract_node(split: Split | None = None) -> RunnableLambda:
-    """Read an answer key out of every sample; unreadable ones stay, without a vote.
-
-    Candidates are numbered by their position in the task's sample list, so
-    the majority tie rule (lowest index first) follows prompt order, then
-    sample order. `split` turns one sample into several answers (IDIV-SE).
-    """
-
-    def extract_all(state: EnsembleState) -> dict[str, Any]:
-        with gc_paused():
-            return _extract_all(state)
-
-    def _extract_all(state: EnsembleState) -> dict[str, Any]:
-        candidates = []
-        for task, samples in zip(state["batch"], state["samples"]):
-            mine: list[Candidate] = []
-            for sample in samples:
-                g = sample.generation
-                parts = split(task, sample) if split else [(sample.source, g.text)]
-                for source, text in parts:
-                    # every field is already valid: skip validation (the hot path of warm reruns)
-                    mine.append(
-                        trusted(Candidate, index=len(mine), text=text, answer=extract(task, text), generation=g,
-                                source=source)
-                    )
-            if FORMATS[task.format].merge_by_value:
-                mine = _merge_equivalent(mine)
-            candidates.append(mine)
-        return {"candidates": candidates, "traces": [t + ["extract"] for t in state["traces"]]}
-
-    return inline_node(extract_all, "extract")
-
-
-def _merge_equivalent(candidates: list[Candidate]) -> list[Candidate]:
-    """Math answers equal in value get one key (math-verify), so they never split the vote."""
-    from manyminds.verifiers.math_answer import unify_keys
-
-    mapping = unify_keys([c.answer for c in candidates if c.answer is not None])
-    return [
-        c if c.answer is None or mapping[c.answer] == c.answer else c.model_copy(update={"answer": mapping[c.answer]})
-        for c in candidates
-    ]
-
-
-def aggregate_node(aggregator: Aggregator, strategy: str, strategy_params: dict[str, Any]) -> RunnableLambda:
-    """Decide each task (unless a node already did) and assemble its Result."""
-
-    def aggregate(state: EnsembleState) -> dict[str, Any]:
-        with gc_paused():
-            return _aggregate(state)
-
-    def _aggregate(state: EnsembleState) -> dict[str, Any]:
-        results = []
-        for i, task in enumerate(state["batch"]):
-            cands = with_verdicts(state["candidates"][i], state.get("verdicts", [{}] * len(state["batch"]))[i])
-            decided = state["decisions"][i]
-            decision = decided if decided is not None else aggregator(task, cands)
-            generations = [s.generation for s in state["samples"][i]] + state["aux"][i]
-            results.append(
-                trusted(
-                    Result,
-                    task=task,
-                    answer=decision.answer,
-                    confidence=decision.confidence,
-                    tally=decision.tally,
-                    candidates=list(cands),
-                    usage=Usage.of(generations, spare=state["spare"][i] if state.get("spare") else ()),
-                    decision=decision,
-                    strategy=strategy,
-                    strategy_params=strategy_params,
-                    trace=state["traces"][i] + ["aggregate"],
-                    stop_reason=state["scratch"].get("stop_reasons", {}).get(i),
-                )
-            )
-        update: dict[str, Any] = {"results": results}
-        if state.get("single"):
-            update.update(result=results[0], answer=results[0].answer, confidence=results[0].confidence)
-        return update
-
-    return inline_node(aggregate, "aggregate")
-
-
-def with_verdicts(candidates: Sequence[Candidate], verdicts: dict[int, Verdict]) -> list[Candidate]:
-    """Candidates carrying their verdicts (extraction rebuilds candidates; verdicts live apart)."""
-    if not verdicts:
-        return list(candidates)
-    return [c.model_copy(update={"verdict": verdicts[c.index]}) if c.index in verdicts else c for c in candidates]
-
-
-def verify_node(verifier: Any, *, name: str = "verify", max_parallel: int = 16) -> RunnableLambda:
-    """Verify every candidate not verified yet, concurrently, keeping verdicts by candidate index."""
-
-    async def verify(state: EnsembleState, config: RunnableConfig) -> dict[str, Any]:
-        limit = asyncio.Semaphore(max_parallel)
-
-        async def check(task: Task, candidate: Candidate) -> tuple[int, Verdict]:
-            async with limit:
-                return candidate.index, await verifier.verify(task, candidate)
-
-        async def work(i: int, task: Task) -> dict[int, Verdict]:
-            done = state["verdicts"][i]
-            todo = [c for c in state["candidates"][i] if c.index not in done]
-            return {**done, **dict(await asyncio.gather(*(check(task, c) for c in todo)))}
-
-        verdicts = await _per_task(state, config, work, count=False)
-        traces = [
-            t + [f"{name}: {sum(v.passed for v in vs.values())}/{len(vs)} passed"]
-            for t, vs in zip(state["traces"], verdicts)
-        ]
-        return {"verdicts": verdicts, "traces": traces}
-
-    return async_node(verify, name)
-
-
-def decided(
-    aggregator: Aggregator, task: Task, candidates: Sequence[Candidate], answer: str | None, name: str, params: dict[str, Any]
-) -> Decision:
-    """A decision made by a model (selection, synthesis), with the candidates' vote as evidence.
-
-    The tally is the candidates' vote; confidence is the share of votes that
-    agree with the model's answer.
-    """
-    vote = aggregator(task, candidates)
-    total = sum(vote.tally.values())
-    share = vote.tally.get(answer, 0.0) / total if answer is not None and total else 0.0
-    return Decision(answer=answer, confidence=share, tally=vote.tally, aggregator=name, params=params)

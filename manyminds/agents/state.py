@@ -6,40 +6,52 @@ costs a few graph steps per batch instead of per question. A single question
 is a batch of one; the `question`/`task` inputs and `result`/`answer`
 outputs make the compiled graph drop into a user's StateGraph as a node.
 
-Fan-out with `Send` goes over *slots* (a DIV-SE prompt, an MoA proposer),
-each slot handling the whole batch; slot outputs meet in the `slot_samples`
-reducer and are ordered by slot before use, since parallel updates arrive in
-arbitrary order.
+Every per-task list is aligned with `batch`. The invariants, kept by the
+builder (`agents/builder.py`) and nobody else:
+
+- `samples[i]` are task i's voting samples, in sample order; a sampling
+  step may add to them or replace them (the replaced ones move to `aux`, so
+  they still count in usage).
+- `candidates[i]` holds one candidate per answer read from a sample (IDIV-SE
+  reads several from one) and the strategy's evidence (proposals,
+  selections, syntheses, rankings: `Source.kind`). A candidate's `index` is
+  assigned once, from `issued[i]`, and never reused, so verdicts and tie
+  rules can rely on it; list order is the order of issue.
+- `stop_reasons[i]` is None while task i may still be sampled; a loop's
+  stopping condition sets it, and settled tasks are never sampled again.
+
+A strategy that needs more per-task values declares them in a TypedDict
+extending `EnsembleState` (DIV-SE's `DiversityState`), never in a loose dict.
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
-from manyminds.types import Candidate, Decision, Generation, Result, Task, Verdict
+from manyminds.types import Candidate, Generation, Result, Source, Task
 
 
 class Sample(BaseModel):
-    """A generation and the prompt it answered (e.g. "approach-2", "layer-1/proposer-0")."""
+    """A generation and where it came from (its prompt, proposer, layer)."""
 
     model_config = ConfigDict(frozen=True)
 
-    source: str
+    source: Source
     generation: Generation
 
 
 class SlotSamples(BaseModel):
-    """What one fanned-out slot produced for every task of the batch, in a given round."""
+    """What one fanned-out slot produced for every task of the batch, at one step and round."""
 
     model_config = ConfigDict(frozen=True)
 
-    round: int
+    step: str
+    """The sampling step and the loop rounds it ran in, e.g. "propose@layer=1"."""
     slot: int
     samples: list[list[Sample]]
-    aux: list[list[Generation]] = []
 
 
 class EnsembleInput(TypedDict, total=False):
@@ -60,25 +72,26 @@ class EnsembleOutput(TypedDict, total=False):
 
 
 class EnsembleState(EnsembleInput, EnsembleOutput, total=False):
-    """Per-task lists are aligned with `batch`: entry i belongs to task i."""
+    """The batch and, per task (aligned with `batch`), what the graph has produced."""
 
     batch: list[Task]
     single: bool
     samples: list[list[Sample]]
     """The samples that vote (or are synthesised), per task."""
+    candidates: list[list[Candidate]]
+    """Ballots read from `samples` and the strategy's evidence; indices assigned once."""
+    issued: list[int]
+    """The next candidate index of each task."""
     aux: list[list[Generation]]
-    """Auxiliary calls per task (proposals, selections, syntheses): counted in usage, never voting."""
+    """Calls that never vote (proposals, selections, syntheses, replaced samples): counted in usage."""
     spare: list[list[Generation]]
     """Samples a stopping rule drew ahead (batched waves) but did not use: cached, never voting,
     reported apart in usage (`speculative_samples`)."""
-    candidates: list[list[Candidate]]
-    decisions: list[Decision | None]
-    """Set by a node that decides itself (selection, synthesis); None leaves it to the aggregator."""
     traces: list[list[str]]
     """Per task, the steps taken and anything notable (fallbacks, escalations)."""
-    scratch: dict[str, Any]
-    """Strategy-specific per-batch values (proposed approaches, MoA round), keyed by name."""
-    verdicts: list[dict[int, Verdict]]
-    """Per task, the verifier's verdict on each candidate, by candidate index."""
+    stop_reasons: list[str | None]
+    """Why a loop stopped sampling a task; None while it may still be sampled."""
+    rounds: dict[str, int]
+    """Completed rounds of each loop, by the loop's name ("waves", "layers", "rounds")."""
     slot_samples: Annotated[list[SlotSamples], operator.add]
-    round: int
+    """Fanned-out slots' outputs, merged by the join step in slot order (arrival order is arbitrary)."""

@@ -1,9 +1,14 @@
-"""Aggregators: from candidates to a decision. Plugins register under `manyminds.aggregators`."""
+"""Aggregators: from candidates to a decision. A new one is a module here with `@aggregator`."""
 
-from manyminds.aggregators.base import Aggregator, aggregator, available, get_aggregator
+from manyminds.aggregators.base import (
+    REGISTRY, Aggregator, AggregatorSpec, aggregator, available, get_aggregator, resolve,
+)
 from manyminds.aggregators.majority import Majority, decide, tally
 from manyminds.aggregators.model_consistency import ModelConsistency
 from manyminds.aggregators.rpc import RPC
 from manyminds.aggregators.weighted import WeightedMajority
 
-__all__ = ["RPC", "Aggregator", "Majority", "ModelConsistency", "WeightedMajority", "aggregator", "available", "decide", "get_aggregator", "tally"]
+__all__ = [
+    "REGISTRY", "RPC", "Aggregator", "AggregatorSpec", "Majority", "ModelConsistency", "WeightedMajority",
+    "aggregator", "available", "decide", "get_aggregator", "resolve", "tally",
+]

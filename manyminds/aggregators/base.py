@@ -1,20 +1,32 @@
-"""The Aggregator protocol and its registry.
+"""The Aggregator protocol, its registry, and the spec a strategy records.
 
-An aggregator turns candidates into a Decision. Aggregators are plugins: the
-`@aggregator("name")` decorator registers one in this process, and the
-`manyminds.aggregators` entry-point group registers them for every process
-(built-ins are declared there too). Every Decision names its aggregator and
-parameters, so a stored run says exactly how its answer was chosen.
+An aggregator turns a task's candidates into a Decision. Every decision in
+manyminds is one: majority and weighted votes, RPC, and the deciders that
+read a strategy's evidence (a model's selection, a synthesis, judges'
+rankings, verifier scores). So `reaggregate` can replay any of them offline.
+
+A new aggregator is one file in this package with one decorator::
+
+    @aggregator("min-entropy")
+    class MinEntropy: ...
+
+Every module here is imported on first lookup, so it appears in
+`run --aggregator` and `reaggregate -a` with nothing else to edit. Other
+distributions register theirs under the `manyminds.aggregators` entry-point
+group. Candidates given to an aggregator are ballots (`source.kind ==
+"sample"`) and evidence (other kinds); a vote counts ballots only
+(`Candidate.votes`, `majority.tally`).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+
 from manyminds.errors import ConfigError
-from manyminds.plugins import discover
+from manyminds.plugins import Registry
 from manyminds.types import Candidate, Decision, Task
 
 
@@ -29,40 +41,73 @@ class Aggregator(Protocol):
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision: ...
 
 
-_registry: dict[str, Callable[..., Aggregator]] = {}
+REGISTRY: Registry[Callable[..., Aggregator]] = Registry("aggregator", "manyminds.aggregators", "manyminds.aggregators")
 
 
 def aggregator(name: str) -> Callable[[type], type]:
-    """Register an aggregator class (or factory) under `name` for this process."""
-
-    def register(cls: type) -> type:
-        cls.name = name
-        _registry[name] = cls
-        return cls
-
-    return register
-
-
-@functools.lru_cache(maxsize=1)
-def _installed() -> dict[str, Callable[..., Aggregator]]:
-    # Entry points do not change while a process runs; scanning them costs milliseconds.
-    return discover("manyminds.aggregators")
+    """Register an aggregator class (or factory) under `name`."""
+    return REGISTRY.decorator(name)  # type: ignore[return-value]
 
 
 def available() -> dict[str, Callable[..., Aggregator]]:
-    """Every aggregator: installed plugins (built-ins included) and those registered here."""
-    found = dict(_installed())
-    found.update(_registry)
-    return found
+    """Every aggregator: this package's, installed plugins' and those registered in this process."""
+    return REGISTRY.all()
 
 
-def get_aggregator(spec: "str | Aggregator", **params: Any) -> Aggregator:
-    """An aggregator by name (with parameters) or the instance given."""
+def get_aggregator(spec: "str | AggregatorSpec | Aggregator", **params: Any) -> Aggregator:
+    """An aggregator by name (with parameters), from a spec, or the instance given."""
+    if isinstance(spec, AggregatorSpec):
+        return spec.build()
     if not isinstance(spec, str):
         return spec
-    factories = available()
-    if spec not in factories:
-        raise ConfigError(
-            f"unknown aggregator {spec!r}: available are {', '.join(sorted(factories))}"
-        )
-    return factories[spec](**params)
+    factory = REGISTRY.get(spec)
+    try:
+        return factory(**params)
+    except TypeError as error:
+        raise ConfigError(f"aggregator {spec!r} does not take {sorted(params)}: {error}") from error
+
+
+class AggregatorSpec(BaseModel):
+    """A registered aggregator by name, with its parameters: what a strategy holds and records.
+
+    Given as a name (``"majority"``), a mapping (``{"name": "weighted",
+    "by": "logprob"}``) or a spec. Recorded as the bare name when it has no
+    parameters. The name is checked when the spec is made, so a typo fails
+    at configuration, not mid-run.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_short_forms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "params" not in value and set(value) - {"name"}:
+            return {"name": value.get("name"), "params": {k: v for k, v in value.items() if k != "name"}}
+        return value
+
+    @model_validator(mode="after")
+    def _known(self) -> "AggregatorSpec":
+        REGISTRY.get(self.name)
+        return self
+
+    @model_serializer(mode="plain")
+    def _recorded(self) -> Any:
+        return self.name if not self.params else {"name": self.name, **self.params}
+
+    def build(self) -> Aggregator:
+        return get_aggregator(self.name, **self.params)
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted((k, repr(v)) for k, v in self.params.items()))))
+
+
+def resolve(spec: "str | dict[str, Any] | AggregatorSpec | Aggregator") -> Aggregator:
+    """An Aggregator from any of the forms a strategy or a user gives."""
+    if isinstance(spec, (str, dict)):
+        return AggregatorSpec.model_validate(spec).build()
+    return get_aggregator(spec)

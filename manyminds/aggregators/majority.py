@@ -14,9 +14,9 @@ def tally(candidates: Sequence[Candidate], weights: Sequence[float] | None = Non
     ordered = sorted(range(len(candidates)), key=lambda i: (candidates[i].index, i))
     counts: dict[str, float] = {}
     for i in ordered:
-        answer = candidates[i].answer
-        if answer is not None:
-            counts[answer] = counts.get(answer, 0.0) + (1.0 if weights is None else weights[i])
+        if candidates[i].votes:  # evidence (syntheses, selections) and unreadable samples do not vote
+            answer = candidates[i].answer
+            counts[answer] = counts.get(answer, 0.0) + (1.0 if weights is None else weights[i])  # type: ignore[index]
     return counts
 
 

@@ -21,8 +21,8 @@ from manyminds.types import Candidate, Decision, Task
 
 
 def _by_source(candidate: Candidate) -> str:
-    # "layer-2/proposer-3" -> "proposer-3": a proposer is the same model in every layer.
-    return candidate.source.rsplit("/", 1)[-1]
+    # a proposer is the same model in every layer: group by agent, not by layer
+    return candidate.source.agent
 
 
 @aggregator("model-consistency")
@@ -45,7 +45,7 @@ class ModelConsistency:
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         models: dict[str, list[Candidate]] = {}
         for c in sorted(candidates, key=lambda c: c.index):
-            if c.answer is not None:
+            if c.votes:
                 models.setdefault(self.group(c), []).append(c)
         shares = {m: {k: v / len(cs) for k, v in Counter(c.answer for c in cs).items()} for m, cs in models.items()}
         weights: dict[str, float] = {}
@@ -62,7 +62,7 @@ class ModelConsistency:
             weights[m] = confidence * (agreement + self.floor)
         scores: dict[str, float] = {}
         for c in sorted(candidates, key=lambda c: c.index):  # keys in order of first appearance
-            if c.answer is not None:
+            if c.votes:
                 scores.setdefault(c.answer, 0.0)
         for m, dist in shares.items():
             for k, share in dist.items():

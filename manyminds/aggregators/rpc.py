@@ -89,7 +89,7 @@ class RPC:
         return {"prune": self.prune, "min_paths": self.min_paths}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
-        paths = sorted((c for c in candidates if c.answer is not None), key=lambda c: c.index)
+        paths = sorted((c for c in candidates if c.votes), key=lambda c: c.index)
         probabilities = [path_probability(c) for c in paths]
         keep = [True] * len(paths)
         if self.prune and len(paths) >= self.min_paths:

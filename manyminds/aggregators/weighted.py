@@ -55,5 +55,5 @@ class WeightedMajority:
         return {"by": self.by}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
-        weights = [self.weight(c) if c.answer is not None else 0.0 for c in candidates]
+        weights = [self.weight(c) if c.votes else 0.0 for c in candidates]
         return decide(tally(candidates, weights), self.name, self.params())

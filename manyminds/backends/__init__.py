@@ -8,7 +8,7 @@ from manyminds.backends.openai_compat import OpenAICompatible
 from manyminds.backends.scripted import Scripted, ScriptedRequest
 from manyminds.backends.vllm import VLLM
 from manyminds.errors import ConfigError
-from manyminds.plugins import discover
+from manyminds.plugins import BUILTIN_BACKENDS, discover
 
 __all__ = [
     "Backend",
@@ -32,7 +32,7 @@ def from_spec(spec: str) -> Backend:
     entry-point group, so plugins add their own kinds.
     """
     kind, _, rest = spec.strip().partition(":")
-    factories = discover("manyminds.backends")
+    factories = discover("manyminds.backends", BUILTIN_BACKENDS)
     if kind not in factories:
         raise ConfigError(
             f"unknown backend spec {spec!r}: use {SPEC_HELP}"

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from manyminds.answers import is_correct
 from manyminds.bench.runner import QuestionRecord, RunReport, bootstrap_interval
 from manyminds.bench.scoring import Score
 from manyminds.cache import GenerationCache
@@ -55,9 +56,9 @@ def load_runs(path: str | Path, runs: Sequence[int] | None = None) -> list[RunRe
 
 
 def _scored_by_answer(record: QuestionRecord) -> QuestionRecord:
-    if record.result is None or record.result.correct is None:
+    if record.result is None or is_correct(record.result) is None:
         return record
-    return record.model_copy(update={"score": Score(value=float(record.result.correct))})
+    return record.model_copy(update={"score": Score(value=float(is_correct(record.result)))})
 
 
 # -- the numbers -------------------------------------------------------------------
@@ -76,13 +77,14 @@ def samples_curve(run: RunReport, *, repeats: int = 32, seed: int = 0) -> list[d
     import numpy as np
 
     from manyminds.answers import normalise_gold, same_answer
+    from manyminds.types import ballots
 
     rows = [r.result for r in run.records if r.result is not None and r.result.task.gold is not None]
     if not rows or run.meta.get("scorer", "answer") != "answer" or not any(r.tally for r in rows):
         return None
     pools = []
     for result in rows:
-        sampled = sorted((c for c in result.candidates if c.source != "synthesis"), key=lambda c: c.index)
+        sampled = sorted(ballots(result.candidates), key=lambda c: c.index)
         gold = normalise_gold(result.task)
         keys = list(dict.fromkeys(c.answer for c in sampled if c.answer is not None))
         position = {k: i for i, k in enumerate(keys)}

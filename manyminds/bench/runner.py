@@ -269,7 +269,8 @@ async def arun(
 async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict[str, Any], backend: Backend,
                    store: GenerationCache, scorer: Scorer, bar: "_Progress", concurrency: int, chunk: int,
                    max_failures: int | None) -> RunReport:
-    run_meta = {**meta, "aggregator": getattr(strategy, "aggregator", None)}
+    spec = strategy.aggregation()
+    run_meta = {**meta, "aggregator": spec.model_dump() if spec is not None else None}
     fingerprint = _fingerprint(label, strategy, tasks, run_meta)
     run_id, resumed = store.open_run(fingerprint, label, strategy.name, strategy.params(), run_meta)
     records: dict[int, QuestionRecord] = {}

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from manyminds.answers import is_correct
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.text import clip
@@ -52,7 +53,7 @@ class AnswerScorer:
         gold = normalise_gold(result.task)
         if gold is None:
             raise ConfigError(f"task {result.task.id!r} has no gold answer to score against")
-        right = bool(result.correct)
+        right = bool(is_correct(result))
         return Score(value=float(right), detail=f"answer {result.answer!r}, gold {gold!r}")
 
 

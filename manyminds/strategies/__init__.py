@@ -17,9 +17,13 @@
 | verified-vote | VerifiedVote | votes weighted by verifier scores |
 """
 
+from typing import Any
+
+from pydantic import ValidationError
+
 from manyminds.errors import ConfigError
 from manyminds.types import MAX_SAMPLES
-from manyminds.strategies.base import SampledStrategy, Strategy
+from manyminds.strategies.base import REGISTRY, SampledStrategy, Strategy
 from manyminds.strategies.cascade import Cascade
 from manyminds.strategies.div_se import DivSE
 from manyminds.strategies.idiv_se import IDivSE
@@ -32,7 +36,9 @@ from manyminds.strategies.usc import UniversalSelfConsistency
 from manyminds.strategies.verified import BestOfN, VerifiedVote, VerifierResampling
 
 __all__ = [
+    "REGISTRY",
     "STRATEGIES",
+    "VERIFYING",
     "BestOfN",
     "Cascade",
     "VerifiedVote",
@@ -50,32 +56,51 @@ __all__ = [
     "Strategy",
     "by_name",
     "make",
+    "names",
 ]
 
-# Strategies that need no verifier; the CLI's --strategy chooses among these.
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls
-    for cls in (SelfConsistency, DivSE, IDivSE, SelfAgreement, MixtureOfAgents, SelfMoA, SelfMoASeq, Cascade,
-                UniversalSelfConsistency, RankedVote)
-}
-VERIFYING: dict[str, type[Strategy]] = {cls.name: cls for cls in (BestOfN, VerifierResampling, VerifiedVote)}
+
+def names() -> list[str]:
+    """Every registered strategy: this package's modules, plugins, and classes defined in this process."""
+    return REGISTRY.names()
 
 
-def make(name: str, n: int, **settings: object) -> Strategy:
-    """Strategy `name` at a budget of about `n` samples, with the settings it has fields for."""
+def by_name(name: str) -> type[Strategy]:
+    """The strategy class registered under `name` (the CLI's --strategy)."""
+    return REGISTRY.get(name)
+
+
+def make(name: str, n: int, **settings: Any) -> Strategy:
+    """Strategy `name` at a budget of about `n` samples, with `settings`.
+
+    A setting the strategy does not have is an error naming it, never dropped:
+    a user who asks for `prompt="direct"` on a strategy without that setting
+    must hear so.
+    """
     cls = by_name(name)
     if not 1 <= n <= MAX_SAMPLES:
         raise ConfigError(
             f"a budget of n = {n} samples is out of range: give 1 to {MAX_SAMPLES} per question "
             "(manyminds.types.MAX_SAMPLES)"
         )
-    known = {k: v for k, v in settings.items() if k in cls.model_fields or cls is Cascade}
-    return cls.for_budget(n, **known)  # type: ignore[attr-defined]
+    accepted = cls.settings()
+    unknown = sorted(k for k in settings if k not in accepted)
+    if unknown:
+        raise ConfigError(
+            f"strategy {name} has no setting {', '.join(map(repr, unknown))}: "
+            f"its settings are {', '.join(sorted(accepted))}"
+        )
+    try:
+        return cls.for_budget(n, **settings)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in error.errors())
+        raise ConfigError(f"strategy {name}: {problems}") from error
 
 
-def by_name(name: str) -> type[Strategy]:
-    """The strategy class registered under `name` (the CLI's --strategy)."""
-    known = {**STRATEGIES, **VERIFYING}
-    if name not in known:
-        raise ConfigError(f"unknown strategy {name!r}: available are {', '.join(known)}")
-    return known[name]
+def __getattr__(attr: str) -> Any:
+    # STRATEGIES (no verifier needed) and VERIFYING, computed on use so plugins appear in them
+    if attr == "STRATEGIES":
+        return {k: v for k, v in REGISTRY.all().items() if not v.needs_verifier}
+    if attr == "VERIFYING":
+        return {k: v for k, v in REGISTRY.all().items() if v.needs_verifier}
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

@@ -7,22 +7,27 @@ sync wrappers over it.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from manyminds._perf import run_sync
+from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
 from manyminds.cache import GenerationCache, open_cache
-from manyminds.errors import ConfigError
+from manyminds.plugins import Registry
 from manyminds.stopping import ESC, AdaptiveConsistency
 from manyminds.types import MAX_SAMPLES, Message, Result, SamplingParams, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
+
+    from manyminds.agents.builder import Pipeline
+
+REGISTRY: "Registry[type[Strategy]]" = Registry("strategy", "manyminds.strategies", "manyminds.strategies")
+"""Every strategy class with a `name` of its own registers itself here when defined."""
 
 CacheArg = GenerationCache | str | Path | None
 
@@ -52,10 +57,27 @@ class Strategy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: ClassVar[str] = "strategy"
+    needs_verifier: ClassVar[bool] = False
+    """Whether the strategy must be given a `verifier` (the CLI's --verifier)."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            REGISTRY.register(cls.name, cls)
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        """The compiled graph over `backend` (already wrapped by a cache, if any)."""
+        """The compiled graph over `backend` (already wrapped by a cache, if any).
+
+        Assemble it with `agents.builder.Pipeline` (`self.pipeline(backend)`).
+        """
         raise NotImplementedError
+
+    def pipeline(self, backend: Backend, **options: Any) -> "Pipeline":
+        """An empty pipeline for this strategy over `backend` (LangGraph is imported here)."""
+        from manyminds.agents.builder import Pipeline
+
+        return Pipeline(self, backend, **options)
 
     def compiled(self, backend: Backend) -> "CompiledStateGraph":
         """`build(backend)`, memoised per backend: compiling costs milliseconds per call,
@@ -87,6 +109,15 @@ class Strategy(BaseModel):
         """This strategy spending about `n` samples per question (the CLI's -n)."""
         return cls(n=n, **settings)
 
+    def aggregation(self) -> AggregatorSpec | None:
+        """The registered aggregator that decides this strategy's answers (None: its stages do)."""
+        return None
+
+    @classmethod
+    def settings(cls) -> set[str]:
+        """The settings `strategies.make` accepts besides the budget."""
+        return set(cls.model_fields)
+
     def params(self) -> dict[str, Any]:
         """The configuration recorded in every result."""
         return self.model_dump(mode="json")
@@ -109,23 +140,14 @@ class Strategy(BaseModel):
     ) -> list[Result]:
         """Results for `tasks`, in their order; at most `concurrency` tasks in flight.
 
-        `progress` shows a progress bar (default: when stderr is a terminal).
+        A one-call `Session`: a cache given as a path is opened and closed
+        here, one given as an object is flushed. `progress` shows a progress
+        bar (default: when stderr is a terminal).
         """
-        if concurrency < 1:
-            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
-        batch = [Task.of(t) for t in tasks]
-        if not batch:
-            return []
-        opened, close = open_cache(cache)
-        try:
-            graph = self.compiled(opened.wrap(backend) if opened is not None else backend)
-            with _progress_bar(len(batch), self.name, progress) as advance:
-                configurable = {"manyminds_concurrency": concurrency, "manyminds_progress": advance}
-                state = await graph.ainvoke({"tasks": batch}, config={"configurable": configurable})
-            return state["results"]
-        finally:
-            if opened is not None:
-                opened.close() if close else opened.flush()
+        from manyminds.session import Session
+
+        with Session(backend, cache=cache, concurrency=concurrency, progress=progress, keep_pools=True) as session:
+            return await session.asolve_many(self, tasks)
 
     def solve_many(
         self,
@@ -141,22 +163,53 @@ class Strategy(BaseModel):
         )
 
 
+SAMPLING_SETTINGS = ("temperature", "top_p", "max_tokens", "seed", "logprobs", "top_logprobs", "top_k", "min_p")
+"""Fields of SamplingParams a sampled strategy also takes flat (`stop` stays the stopping rule)."""
+
+
 class SampledStrategy(Strategy):
     """A strategy that samples one backend: the sampling settings every such strategy shares."""
 
-    temperature: float = Field(default=0.7, ge=0, description="sampling temperature")
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    max_tokens: int = Field(default=512, ge=1, description="completion tokens per sample")
-    seed: int | None = Field(default=None, description="base seed; each sample derives its own")
+    sampling: SamplingParams = Field(default_factory=SamplingParams,
+                                     description="every sample's parameters (temperature, max_tokens, seed, ...)")
     system: str | None = Field(default=None, description="an optional system message")
-    aggregator: str = Field(default="majority", description="a registered aggregator name")
-    logprobs: bool = Field(default=False, description="ask for token logprobs (RPC, logprob-weighted votes)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_sampling(cls, values: Any) -> Any:
+        """`temperature=0.5` and the like are accepted as shorthands for `sampling=`'s fields."""
+        if isinstance(values, dict) and any(k in values for k in SAMPLING_SETTINGS):
+            values = dict(values)
+            base = values.pop("sampling", None) or {}
+            base = base.model_dump() if isinstance(base, SamplingParams) else dict(base)
+            values["sampling"] = {**base, **{k: values.pop(k) for k in SAMPLING_SETTINGS if k in values}}
+        return values
+
+    @classmethod
+    def settings(cls) -> set[str]:
+        return set(cls.model_fields) | set(SAMPLING_SETTINGS)
+
+    @property
+    def temperature(self) -> float:
+        return self.sampling.temperature
+
+    @property
+    def max_tokens(self) -> int:
+        return self.sampling.max_tokens
+
+    @property
+    def seed(self) -> int | None:
+        return self.sampling.seed
+
+    @property
+    def logprobs(self) -> bool:
+        return self.sampling.logprobs
 
     def sampling_params(self, **overrides: Any) -> SamplingParams:
-        values = dict(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed,
-                      logprobs=self.logprobs)
-        values.update(overrides)
-        return SamplingParams(**values)
+        """The strategy's sampling parameters, with `overrides` (a greedy selection call, a synthesis)."""
+        if not overrides:
+            return self.sampling
+        return SamplingParams.model_validate({**self.sampling.model_dump(), **overrides})
 
     def chat(self, text: str, system: str | None = None) -> list[Message]:
         """A user turn, after the system message (the given one, else the strategy's)."""
@@ -191,41 +244,58 @@ class OnePromptStrategy(PromptedStrategy):
             record["stop"] = {"rule": self.stop.name, **self.stop.model_dump()}
         return record
 
-    def sampled(self, backend: Backend, *after: tuple[str, Any]) -> "CompiledStateGraph":
-        """prepare -> sample (in waves with a stop rule) -> extract -> `after` steps, compiled."""
-        from manyminds.agents.graphs import sampled_graph
+    def draw(self, p: "Pipeline") -> "Pipeline":
+        """Add the n samples of the strategy's prompt to `p`: one request, or waves with a stop rule.
 
-        graph = sampled_graph(backend, self.messages, self.sampling_params(), self.n, self.stop, *after)
-        return graph.compile(name=self.name)
+        With a rule the samples come in waves, each one backend request with
+        native n, until the rule stops the question or n is reached. Waves are
+        sized for the backend (`stopping.next_wave`); the stopping condition
+        replays the rule's own schedule (`stopping.settle`), so the answer and
+        the samples used are the sequential rule's, and samples drawn ahead
+        become `spare`.
+        """
+        from manyminds.agents.builder import Request, Settled, View
+        from manyminds.stopping import next_wave, settle
+
+        params = self.sampling_params()
+        if self.stop is None:
+            return p.sample(lambda v: [Request("", self.messages(v.task), self.n)], params)
+        rule, n, width = self.stop, self.n, p.backend.capabilities.batch_width
+
+        def wave(v: View) -> list[Request]:
+            size = next_wave(rule, [c.answer for c in v.ballots], n, width)
+            return [Request("", self.messages(v.task), size, first_index=v.drawn)] if size else []
+
+        def stopped(v: View) -> Settled | None:
+            used, why = settle(rule, [c.answer for c in v.ballots], n)
+            return Settled(why, keep=used) if why is not None else None
+
+        return p.repeat(lambda p: p.sample(wave, params), until=stopped, name="waves")
 
 
-class _progress_bar:
-    """A rich progress bar, or nothing when not wanted; yields an `advance(k)` callback."""
+class Voting(SampledStrategy):
+    """A strategy whose samples vote: the aggregator is a registered one, with its parameters."""
 
-    def __init__(self, total: int, label: str, enabled: bool | None) -> None:
-        self.total = total
-        self.label = label
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._progress: Any = None
+    aggregator: AggregatorSpec = Field(
+        default=AggregatorSpec(name="majority"),
+        description="a registered aggregator: a name, or {'name': ..., <params>}",
+    )
 
-    def __enter__(self) -> Callable[[int], None] | None:
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    def aggregation(self) -> AggregatorSpec:
+        return self.aggregator
 
-        self._progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self._progress.start()
-        task_id = self._progress.add_task(self.label, total=self.total)
-        return lambda k: self._progress.advance(task_id, k)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+class ModelDecides(SampledStrategy):
+    """A strategy in which a model call decides (selection, synthesis, ranking), not a vote.
+
+    `fallback` decides when the model's reply cannot be read; it is the only
+    aggregator such a strategy takes.
+    """
+
+    decider: ClassVar[str] = ""
+    """The registered aggregator reading the model's evidence ("selection", "synthesis", "borda")."""
+    fallback: AggregatorSpec = Field(default=AggregatorSpec(name="majority"),
+                                     description="decides when the model's reply cannot be read")
+
+    def aggregation(self) -> AggregatorSpec:
+        return AggregatorSpec(name=self.decider, params={"fallback": self.fallback.model_dump()})

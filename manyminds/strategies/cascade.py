@@ -23,10 +23,17 @@ if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
 
+class CascadeState(EnsembleState, total=False):
+    first: list[Result]
+    """The first strategy's result per task."""
+    then: dict[int, Result]
+    """The second strategy's result for each escalated task, by task index."""
+
+
 def _escalated(first: Result, then: Result, threshold: float, record: dict[str, Any]) -> Result:
     """The second stage's decision, with both stages' candidates, cost and path."""
     candidates = [
-        c.model_copy(update={"index": k, "source": f"{stage}/{c.source}"})
+        c.model_copy(update={"index": k, "source": c.source.within(stage)})
         for k, (stage, c) in enumerate(
             [("first", c) for c in first.candidates] + [("then", c) for c in then.candidates]
         )
@@ -69,6 +76,11 @@ class Cascade(Strategy):
         """Self-consistency with about n/4 samples, escalating to n."""
         return cls(first=SelfConsistency(n=max(1, n // 4), **settings), then=SelfConsistency(n=n, **settings))
 
+    @classmethod
+    def settings(cls) -> set[str]:
+        """A budget's cascade is self-consistency at both stages: its settings go to both."""
+        return SelfConsistency.settings() - {"n"}
+
     def params(self) -> dict[str, Any]:
         return {
             "first": {"strategy": self.first.name, **self.first.params()},
@@ -77,53 +89,35 @@ class Cascade(Strategy):
         }
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from langgraph.graph import END, START
+        from dataclasses import replace
 
-        from manyminds.agents.graphs import new_graph
-        from manyminds.agents.nodes import async_node, configured, inline_node, prepare
+        from manyminds.agents.builder import outputs
+        from manyminds.agents.nodes import run_context
 
         first_graph = self.first.compiled(backend)
         then_graph = self.then.compiled(backend)
         record = self.params()
 
-        def stage_config(config: Any, progress: bool) -> dict[str, Any]:
-            options = {"manyminds_concurrency": configured(config, "concurrency", 16)}
-            if progress:
-                options["manyminds_progress"] = configured(config, "progress", None)
-            return {"configurable": options}
+        async def first(state: CascadeState) -> dict[str, Any]:
+            out = await first_graph.ainvoke({"tasks": state["batch"]}, context=run_context())
+            return {"first": out["results"]}
 
-        async def first(state: EnsembleState, config: Any) -> dict[str, Any]:
-            out = await first_graph.ainvoke({"tasks": state["batch"]}, config=stage_config(config, True))
-            return {"scratch": {**state["scratch"], "first": out["results"]}}
+        async def escalate(state: CascadeState) -> dict[str, Any]:
+            chosen = [i for i, r in enumerate(state["first"]) if r.confidence < self.threshold]
+            if not chosen:
+                return {"then": {}}
+            quiet = replace(run_context(), progress=None)  # a question is counted once, by the first stage
+            out = await then_graph.ainvoke({"tasks": [state["batch"][i] for i in chosen]}, context=quiet)
+            return {"then": dict(zip(chosen, out["results"]))}
 
-        def unsure(state: EnsembleState) -> list[int]:
-            return [i for i, r in enumerate(state["scratch"]["first"]) if r.confidence < self.threshold]
-
-        async def escalate(state: EnsembleState, config: Any) -> dict[str, Any]:
-            chosen = unsure(state)
-            out = await then_graph.ainvoke({"tasks": [state["batch"][i] for i in chosen]},
-                                           config=stage_config(config, False))
-            return {"scratch": {**state["scratch"], "then": dict(zip(chosen, out["results"]))}}
-
-        def finish(state: EnsembleState) -> dict[str, Any]:
-            then = state["scratch"].get("then", {})
+        def finish(state: CascadeState) -> dict[str, Any]:
+            then = state.get("then", {})
             results = [
                 _escalated(r, then[i], self.threshold, record) if i in then else _kept(r, self.threshold, record)
-                for i, r in enumerate(state["scratch"]["first"])
+                for i, r in enumerate(state["first"])
             ]
-            update: dict[str, Any] = {"results": results}
-            if state.get("single"):
-                update.update(result=results[0], answer=results[0].answer, confidence=results[0].confidence)
-            return update
+            return outputs(state, results)  # type: ignore[arg-type]
 
-        graph = new_graph()
-        graph.add_node("prepare", inline_node(prepare, "prepare"))
-        graph.add_node("first", async_node(first, "first"))
-        graph.add_node("escalate", async_node(escalate, "escalate"))
-        graph.add_node("finish", inline_node(finish, "finish"))
-        graph.add_edge(START, "prepare")
-        graph.add_edge("prepare", "first")
-        graph.add_conditional_edges("first", lambda s: "escalate" if unsure(s) else "finish", ["escalate", "finish"])
-        graph.add_edge("escalate", "finish")
-        graph.add_edge("finish", END)
-        return graph.compile(name=self.name)
+        p = self.pipeline(backend, state=CascadeState)
+        p.step(first, "first").step(escalate, "escalate").update(finish, "finish")  # type: ignore[arg-type]
+        return p.compile()

@@ -11,18 +11,32 @@ their own approaches and personas and skip the proposal.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from pydantic import Field
 
 from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
-from manyminds.strategies.base import SampledStrategy
+from manyminds.strategies.base import SampledStrategy, Voting
 from manyminds.strategies.prompting import answer_form, render_question
-from manyminds.types import Generation, Message, Task
+from manyminds.types import Message, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
+
+    from manyminds.agents.builder import Pipeline, Request, View
+
+
+class Diversity(NamedTuple):
+    """The approaches and personas one question is solved with."""
+
+    approaches: list[str]
+    personas: list[str]
+
+
+class DiversityState(EnsembleState, total=False):
+    diversity: list[Diversity]
+    """Per task, the approaches and personas chosen (proposed, filled from the defaults, or given)."""
 
 # -- prompts (after Naik et al. 2023: approaches proposed by the model, then one
 #    prompt per approach, each written in a persona's voice) --------------------
@@ -100,38 +114,34 @@ class DiversityConfig(SampledStrategy):
     def needs_proposal(self) -> bool:
         return self.given_approaches is None or self.given_personas is None
 
-    def proposal_node(self, backend: Backend) -> Any:
-        """An `ask` node storing each task's approaches and personas in scratch["diversity"]."""
-        from manyminds.agents.nodes import ask_node
+    def propose(self, p: "Pipeline") -> "Pipeline":
+        """Ask for approaches and personas (greedy, one cached row, counted in usage) unless given,
+        then settle each task's `diversity`, filling a short proposal from the defaults."""
+        params = self.sampling_params(temperature=0.0, max_tokens=self.propose_max_tokens)
+        p.ask("proposal", lambda v: self.proposal_messages(v.task) if self.needs_proposal() else None, params,
+              name="propose")
 
-        def build(i: int, task: Task, state: EnsembleState) -> list[Message] | None:
-            return self.proposal_messages(task) if self.needs_proposal() else None
-
-        def apply(state: EnsembleState, replies: list[Generation | None]) -> dict[str, Any]:
+        def choose(state: DiversityState) -> dict[str, Any]:
             chosen, traces = [], []
-            for reply, trace in zip(replies, state["traces"]):
-                proposed_a, proposed_p = parse_proposal(reply.text) if reply is not None else ([], [])
-                approaches, got_a = (
-                    (list(self.given_approaches), -1)
-                    if self.given_approaches is not None
-                    else _fill(proposed_a, DEFAULT_APPROACHES, self.approaches)
-                )
-                personas, got_p = (
-                    (list(self.given_personas), -1)
-                    if self.given_personas is not None
-                    else _fill(proposed_p, DEFAULT_PERSONAS, self.personas)
-                )
-                chosen.append((approaches, personas))
+            for cands, trace in zip(state["candidates"], state["traces"]):
+                replies = [c for c in cands if c.source.kind == "proposal"]
+                proposed_a, proposed_p = parse_proposal(replies[-1].text) if replies else ([], [])
                 note = []
-                if got_a >= 0:
-                    note.append(f"{got_a}/{self.approaches} approaches proposed")
-                if got_p >= 0:
-                    note.append(f"{got_p}/{self.personas} personas proposed")
+                if self.given_approaches is not None:
+                    approaches = list(self.given_approaches)
+                else:
+                    approaches, got = _fill(proposed_a, DEFAULT_APPROACHES, self.approaches)
+                    note.append(f"{got}/{self.approaches} approaches proposed")
+                if self.given_personas is not None:
+                    personas = list(self.given_personas)
+                else:
+                    personas, got = _fill(proposed_p, DEFAULT_PERSONAS, self.personas)
+                    note.append(f"{got}/{self.personas} personas proposed")
+                chosen.append(Diversity(approaches, personas))
                 traces.append(trace + ([f"proposal: {', '.join(note)}"] if note else []))
-            return {"scratch": {**state["scratch"], "diversity": chosen}, "traces": traces}
+            return {"diversity": chosen, "traces": traces}
 
-        return ask_node(backend, self.sampling_params(temperature=0.0, max_tokens=self.propose_max_tokens),
-                        build, apply, "propose")
+        return p.update(choose, "choose")  # type: ignore[arg-type]
 
     def slots(self) -> int:
         a = len(self.given_approaches) if self.given_approaches is not None else self.approaches
@@ -139,7 +149,7 @@ class DiversityConfig(SampledStrategy):
         return a * p
 
 
-class DivSE(DiversityConfig):
+class DivSE(DiversityConfig, Voting):
     """One prompt per approach-persona pair, each sampled, all answers voting (Naik et al., 2023)."""
 
     name: ClassVar[str] = "div-se"
@@ -159,29 +169,15 @@ class DivSE(DiversityConfig):
         )
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.graphs import new_graph
-        from manyminds.agents.nodes import Request, aggregate_node, extract_node, fan_out, inline_node, join_node, prepare, slot_node
-        from manyminds.aggregators import get_aggregator
-        from langgraph.graph import END, START
+        from manyminds.agents.builder import Request
+        from manyminds.types import Source
 
-        def plan(slot: int, i: int, task: Task, state: EnsembleState) -> list[Request]:
-            approaches, personas = state["scratch"]["diversity"][i]
-            approach, persona = approaches[slot // len(personas)], personas[slot % len(personas)]
-            return [Request(f"approach-{slot // len(personas) + 1}/persona-{slot % len(personas) + 1}",
-                            self.solve_messages(task, approach, persona), self.samples_per_prompt)]
+        def solve(v: "View") -> "list[Request]":
+            approaches, personas = v.get("diversity")
+            a, q = divmod(v.slot, len(personas))
+            source = Source(prompt=f"approach-{a + 1}/persona-{q + 1}")
+            return [Request(source, self.solve_messages(v.task, approaches[a], personas[q]), self.samples_per_prompt)]
 
-        graph = new_graph()
-        graph.add_node("prepare", inline_node(prepare, "prepare"))
-        graph.add_node("propose", self.proposal_node(backend))
-        graph.add_node("solve", slot_node(lambda slot: backend, plan, self.sampling_params(), "solve"))
-        graph.add_node("join", join_node())
-        graph.add_node("extract", extract_node())
-        graph.add_node("aggregate", aggregate_node(get_aggregator(self.aggregator), self.name, self.params()))
-        graph.add_edge(START, "prepare")
-        graph.add_edge("prepare", "propose")
-        graph.add_conditional_edges("propose", fan_out("solve", lambda state: self.slots()), ["solve"])
-        graph.add_edge("solve", "join")
-        graph.add_edge("join", "extract")
-        graph.add_edge("extract", "aggregate")
-        graph.add_edge("aggregate", END)
-        return graph.compile(name=self.name)
+        p = self.propose(self.pipeline(backend, state=DiversityState))
+        p.sample(solve, self.sampling_params(), name="solve", slots=self.slots())
+        return p.aggregate(self.aggregation())

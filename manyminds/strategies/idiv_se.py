@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from manyminds.agents.state import EnsembleState, Sample
+from manyminds.agents.state import Sample
 from manyminds.backends.base import Backend
-from manyminds.strategies.div_se import DiversityConfig
+from manyminds.strategies.base import Voting
+from manyminds.strategies.div_se import DiversityConfig, DiversityState
 from manyminds.strategies.prompting import answer_form, render_question
-from manyminds.types import Message, Task
+from manyminds.types import Message, Source, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -51,7 +52,7 @@ def split_sections(text: str, k: int) -> list[str | None]:
     return [parts.get(j) for j in range(1, k + 1)]
 
 
-class IDivSE(DiversityConfig):
+class IDivSE(DiversityConfig, Voting):
     """All approaches in one call per sample; each approach's answer votes (Naik et al., 2023)."""
 
     name: ClassVar[str] = "idiv-se"
@@ -71,28 +72,19 @@ class IDivSE(DiversityConfig):
         )
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.graphs import chain, new_graph
-        from manyminds.agents.nodes import Request, aggregate_node, extract_node, inline_node, prepare, sample_node
-        from manyminds.aggregators import get_aggregator
+        from manyminds.agents.builder import Request, View
 
-        def plan(i: int, task: Task, state: EnsembleState) -> list[Request]:
-            approaches, personas = state["scratch"]["diversity"][i]
-            return [
-                Request(f"persona-{p + 1}", self.combined_messages(task, approaches, persona), self.samples)
-                for p, persona in enumerate(personas)
-            ]
+        def combined(v: View) -> list[Request]:
+            approaches, personas = v.get("diversity")
+            return [Request(f"persona-{p + 1}", self.combined_messages(v.task, approaches, persona), self.samples)
+                    for p, persona in enumerate(personas)]
 
-        def split(task: Task, sample: Sample) -> list[tuple[str, str]]:
+        def split(task: Task, sample: Sample) -> list[tuple[Source, str]]:
             k = self.slots() // (len(self.given_personas) if self.given_personas is not None else self.personas)
             sections = split_sections(sample.generation.text, k)
-            return [(f"{sample.source}/approach-{j + 1}", part or "") for j, part in enumerate(sections)]
+            base = sample.source.prompt
+            return [(Source(prompt=f"{base}/approach-{j + 1}"), part or "") for j, part in enumerate(sections)]
 
-        graph = chain(
-            new_graph(),
-            ("prepare", inline_node(prepare, "prepare")),
-            ("propose", self.proposal_node(backend)),
-            ("sample", sample_node(backend, plan, self.sampling_params())),
-            ("extract", extract_node(split)),
-            ("aggregate", aggregate_node(get_aggregator(self.aggregator), self.name, self.params())),
-        )
-        return graph.compile(name=self.name)
+        p = self.propose(self.pipeline(backend, state=DiversityState))
+        p.sample(combined, self.sampling_params(), split=split)
+        return p.aggregate(self.aggregation())

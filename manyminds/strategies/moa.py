@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
-from manyminds.strategies.base import PromptedStrategy
+from manyminds.strategies.base import ModelDecides, PromptedStrategy
 from manyminds.strategies.prompting import question_prompt
 from manyminds.text import clip
-from manyminds.types import Message, Task
+from manyminds.types import Message, SamplingParams, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -49,13 +48,18 @@ def synthesis_messages(task: Task, responses: Sequence[str], prompt: str, max_ch
     ]
 
 
-class SynthesisConfig(PromptedStrategy):
-    """Settings every synthesising strategy shares (MoA, Self-MoA, Self-MoA-Seq)."""
+class SynthesisConfig(PromptedStrategy, ModelDecides):
+    """Settings every synthesising strategy shares (MoA, Self-MoA, Self-MoA-Seq).
+
+    The `synthesis` aggregator decides: the last synthesis's answer.
+    """
+
+    decider: ClassVar[str] = "synthesis"
 
     synthesis_temperature: float = Field(default=0.0, ge=0, description="temperature of synthesis calls")
     max_chars_per_response: int = Field(default=1500, ge=50, description="each response is cut to this")
 
-    def synthesis_params(self):
+    def synthesis_params(self) -> "SamplingParams":
         return self.sampling_params(temperature=self.synthesis_temperature)
 
     def synthesis(self, task: Task, responses: Sequence[str]) -> list[Message]:
@@ -84,60 +88,21 @@ class MixtureOfAgents(SynthesisConfig):
         return record
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from langgraph.graph import END, START
-
-        from manyminds.agents.decide import synthesize_node
-        from manyminds.agents.graphs import new_graph
-        from manyminds.agents.nodes import (
-            Request, aggregate_node, extract_node, fan_out, inline_node, prepare, slot_node, slot_outputs,
-        )
-        from manyminds.aggregators import get_aggregator
+        from manyminds.agents.builder import Request, View
+        from manyminds.types import Source
 
         proposers = list(self.proposer_backends) or [backend] * self.proposers
 
-        def plan(slot: int, i: int, task: Task, state: EnsembleState) -> list[Request]:
-            layer = state["round"]
-            messages = (
-                self.chat(question_prompt(task, self.prompt))
-                if layer == 0
-                else self.synthesis(task, state["scratch"]["previous"][i])
-            )
-            return [Request(f"layer-{layer + 1}/proposer-{slot + 1}", messages, 1, first_index=slot)]
+        def propose(v: View) -> list[Request]:
+            messages = (self.chat(question_prompt(v.task, self.prompt)) if v.round == 0
+                        else self.synthesis(v.task, [s.generation.text for s in v.samples]))
+            source = Source(prompt=f"proposer-{v.slot + 1}", layer=v.round + 1)
+            return [Request(source, messages, 1, first_index=v.slot)]
 
-        def layer_done(state: EnsembleState) -> dict[str, Any]:
-            outputs = slot_outputs(state)
-            layer = state["round"]
-            traces = [t + [f"layer {layer + 1}: {len(o)} proposals"] for t, o in zip(state["traces"], outputs)]
-            if layer + 1 < self.layers:  # an inner layer: its responses feed the next, and count as cost
-                previous = [[s.generation.text for s in o] for o in outputs]
-                return {
-                    "scratch": {**state["scratch"], "previous": previous},
-                    "aux": [a + [s.generation for s in o] for a, o in zip(state["aux"], outputs)],
-                    "round": layer + 1,
-                    "traces": traces,
-                }
-            return {"samples": [s + o for s, o in zip(state["samples"], outputs)], "round": layer + 1, "traces": traces}
-
-        def next_layer(state: EnsembleState) -> Any:
-            return fan_out("propose", lambda s: len(proposers))(state) if state["round"] < self.layers else "extract"
-
-        def synthesis(i: int, task: Task, state: EnsembleState) -> list[Message]:
-            return self.synthesis(task, [c.text for c in state["candidates"][i]])
-
-        aggregator = get_aggregator(self.aggregator)
-        graph = new_graph()
-        graph.add_node("prepare", inline_node(prepare, "prepare"))
-        graph.add_node("propose", slot_node(lambda slot: proposers[slot], plan, self.sampling_params(), "propose"))
-        graph.add_node("layer", inline_node(layer_done, "layer"))
-        graph.add_node("extract", extract_node())
-        graph.add_node("synthesize", synthesize_node(backend, self.synthesis_params(), synthesis, aggregator,
-                                                     "synthesis", {"layers": self.layers, "proposers": len(proposers)}))
-        graph.add_node("aggregate", aggregate_node(aggregator, self.name, self.params()))
-        graph.add_edge(START, "prepare")
-        graph.add_conditional_edges("prepare", fan_out("propose", lambda s: len(proposers)), ["propose"])
-        graph.add_edge("propose", "layer")
-        graph.add_conditional_edges("layer", next_layer, ["propose", "extract"])
-        graph.add_edge("extract", "synthesize")
-        graph.add_edge("synthesize", "aggregate")
-        graph.add_edge("aggregate", END)
-        return graph.compile(name=self.name)
+        p = self.pipeline(backend).repeat(
+            lambda p: p.sample(propose, self.sampling_params(), name="propose", replace=True,
+                               slots=len(proposers), backends=proposers),
+            times=self.layers, name="layers",
+        )
+        p.ask("synthesis", lambda v: self.synthesis(v.task, [c.text for c in v.ballots]), self.synthesis_params())
+        return p.aggregate(self.aggregation())

@@ -6,8 +6,10 @@ extractors of `manyminds.answers` read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from manyminds.answers import FORMATS
-from manyminds.types import AnswerFormat, Task
+from manyminds.types import AnswerFormat, Candidate, Task
 
 # Each format's wording lives with its extraction rules: manyminds.answers.FORMATS.
 
@@ -41,3 +43,12 @@ def answer_form(task: Task) -> str:
 
 def direct_instruction(task: Task) -> str:
     return FORMATS[task.format].direct
+
+
+def numbered(candidates: "Sequence[Candidate]", max_chars: int) -> str:
+    """Candidates as 'Response 1: ...' blocks, each cut to `max_chars` (selection and ranking prompts)."""
+    from manyminds.text import clip
+
+    return "\n\n".join(
+        f"Response {k}:\n{clip(c.text.strip() or '(empty)', max_chars)}" for k, c in enumerate(candidates, 1)
+    )

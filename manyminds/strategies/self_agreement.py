@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from manyminds.backends.base import Backend
-from manyminds.strategies.base import OnePromptStrategy
+from manyminds.strategies.base import ModelDecides, OnePromptStrategy
 from manyminds.strategies.prompting import render_question
 from manyminds.types import Candidate, Message, Task
 
@@ -31,16 +31,20 @@ SELECT_PROMPT = (
 )
 
 
-class SelfAgreement(OnePromptStrategy):
-    """n sampled paths, then one more call selecting the answer most paths agree on."""
+class SelfAgreement(OnePromptStrategy, ModelDecides):
+    """n sampled paths, then one more call selecting the answer most paths agree on.
+
+    Decided by the `selection` aggregator, which reads the model's reply.
+    """
 
     name: ClassVar[str] = "self-agreement"
+    decider: ClassVar[str] = "selection"
 
     max_chars_per_response: int = Field(default=1200, ge=50, description="each path is cut to this in the selection prompt")
     select_max_tokens: int = Field(default=256, ge=8)
 
     def selection_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
-        from manyminds.agents.decide import numbered
+        from manyminds.strategies.prompting import numbered
 
         return self.chat(
             SELECT_PROMPT.format(
@@ -50,14 +54,7 @@ class SelfAgreement(OnePromptStrategy):
         )
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.decide import select_node
-        from manyminds.agents.nodes import aggregate_node
-        from manyminds.aggregators import get_aggregator
-
-        aggregator = get_aggregator(self.aggregator)
         greedy = self.sampling_params(temperature=0.0, max_tokens=self.select_max_tokens)
-        return self.sampled(
-            backend,
-            ("select", select_node(backend, greedy, self.selection_messages, aggregator, "selection", {"n": self.n})),
-            ("aggregate", aggregate_node(aggregator, self.name, self.params())),
-        )
+        p = self.draw(self.pipeline(backend))
+        p.ask("selection", lambda v: self.selection_messages(v.task, v.ballots) if v.ballots else None, greedy)
+        return p.aggregate(self.aggregation())

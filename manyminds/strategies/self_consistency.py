@@ -11,21 +11,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from manyminds.backends.base import Backend
-from manyminds.strategies.base import OnePromptStrategy
+from manyminds.strategies.base import OnePromptStrategy, Voting
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
 
-class SelfConsistency(OnePromptStrategy):
+class SelfConsistency(OnePromptStrategy, Voting):
     """Majority vote (or any aggregator) over n sampled answers (Wang et al., 2023)."""
 
     name: ClassVar[str] = "self-consistency"
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        # LangGraph is imported inside build, not at module level: it takes most of a second
+        # LangGraph is imported inside pipeline(), not at module level: it takes most of a second
         # to import, and configuring a strategy (or starting the model) should not wait for it.
-        from manyminds.agents.nodes import aggregate_node
-        from manyminds.aggregators import get_aggregator
-
-        return self.sampled(backend, ("aggregate", aggregate_node(get_aggregator(self.aggregator), self.name, self.params())))
+        return self.draw(self.pipeline(backend)).aggregate(self.aggregation())

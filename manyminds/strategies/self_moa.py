@@ -11,18 +11,20 @@ samples; every later round synthesises the running answer with the next
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from math import ceil
+from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import OnePromptStrategy
 from manyminds.strategies.moa import SynthesisConfig
-from manyminds.types import MAX_SAMPLES, Generation, Message, Task
+from manyminds.types import MAX_SAMPLES
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
+
+    from manyminds.agents.builder import Request, View
 
 
 class SelfMoA(OnePromptStrategy, SynthesisConfig):
@@ -33,91 +35,44 @@ class SelfMoA(OnePromptStrategy, SynthesisConfig):
     n: int = Field(default=6, ge=1, le=MAX_SAMPLES, description="samples synthesised (the cap with a stop rule)")
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.decide import synthesize_node
-        from manyminds.agents.nodes import aggregate_node
-        from manyminds.aggregators import get_aggregator
-
-        aggregator = get_aggregator(self.aggregator)
-
-        def synthesis(i: int, task: Task, state: EnsembleState) -> list[Message]:
-            return self.synthesis(task, [c.text for c in state["candidates"][i]])
-
-        return self.sampled(
-            backend,
-            ("synthesize", synthesize_node(backend, self.synthesis_params(), synthesis, aggregator, "synthesis",
-                                           {"n": self.n})),
-            ("aggregate", aggregate_node(aggregator, self.name, self.params())),
-        )
+        p = self.draw(self.pipeline(backend))
+        p.ask("synthesis", lambda v: self.synthesis(v.task, [c.text for c in v.ballots]), self.synthesis_params())
+        return p.aggregate(self.aggregation())
 
 
 class SelfMoASeq(SelfMoA):
-    """Self-MoA with a sliding window: each round synthesises the running answer and the next samples."""
+    """Self-MoA with a sliding window: each round synthesises the running answer and the next samples.
+
+    The samples are drawn round by round (`window` per round, indices
+    continuing), so a round's synthesis sees the running synthesis and the
+    samples drawn for it; N samples take ceil(N / window) rounds.
+    """
 
     name: ClassVar[str] = "self-moa-seq"
 
     n: int = Field(default=8, ge=1, le=MAX_SAMPLES, description="samples synthesised")
     window: int = Field(default=3, ge=1, description="new samples per synthesis round")
 
+    @model_validator(mode="after")
+    def _no_stop_rule(self) -> "SelfMoASeq":
+        if self.stop is not None:
+            raise ValueError("self-moa-seq synthesises every window; it takes no stopping rule (stop=)")
+        return self
+
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from langgraph.graph import END, START
+        from manyminds.agents.builder import Request
 
-        from manyminds.agents.decide import from_synthesis
-        from manyminds.agents.graphs import new_graph
-        from manyminds.agents.nodes import (
-            Request, aggregate_node, ask_node, extract_node, inline_node, prepare, sample_node,
-        )
-        from manyminds.aggregators import get_aggregator
+        def window(v: "View") -> "list[Request]":
+            size = min(self.window, self.n - v.drawn)
+            return [Request("", self.messages(v.task), size, first_index=v.drawn)] if size > 0 else []
 
-        aggregator = get_aggregator(self.aggregator)
+        def synthesis(v: "View") -> list:
+            running = v.evidence("synthesis")[-1:]
+            shown = [c.text for c in running] + [c.text for c in v.ballots[v.round * self.window:]]
+            return self.synthesis(v.task, shown)
 
-        def window_of(state: EnsembleState, i: int) -> list[str]:
-            start = state["round"] * self.window
-            texts = [c.text for c in state["candidates"][i][start:start + self.window]]
-            running = state["scratch"].get("running", {}).get(i)
-            return ([running.text] if running is not None else []) + texts
+        def body(p):  # type: ignore[no-untyped-def]
+            p.sample(window, self.sampling_params()).ask("synthesis", synthesis, self.synthesis_params())
 
-        def build_round(i: int, task: Task, state: EnsembleState) -> list[Message]:
-            return self.synthesis(task, window_of(state, i))
-
-        def apply_round(state: EnsembleState, replies: list[Generation | None]) -> dict[str, Any]:
-            start = state["round"] * self.window
-            stop = min(start + self.window, self.n)
-            running = dict(state["scratch"].get("running", {}))
-            for i, reply in enumerate(replies):
-                if reply is not None:
-                    running[i] = reply
-            traces = [t[:-1] + [f"round {state['round'] + 1}: samples {start}-{stop - 1}"] for t in state["traces"]]
-            return {"scratch": {**state["scratch"], "running": running}, "round": state["round"] + 1, "traces": traces}
-
-        def finish(state: EnsembleState) -> dict[str, Any]:
-            decisions, candidates, traces = [], [], []
-            for i, task in enumerate(state["batch"]):
-                reply = state["scratch"].get("running", {}).get(i)
-                decision, cands, note = from_synthesis(
-                    aggregator, task, state["candidates"][i], reply, "sequential synthesis",
-                    {"n": self.n, "window": self.window},
-                )
-                decisions.append(decision)
-                candidates.append(cands)
-                traces.append(state["traces"][i] + ([note] if note else []))
-            return {"decisions": decisions, "candidates": candidates, "traces": traces}
-
-        def more(state: EnsembleState) -> str:
-            return "synthesize" if state["round"] * self.window < self.n else "finish"
-
-        graph = new_graph()
-        graph.add_node("prepare", inline_node(prepare, "prepare"))
-        graph.add_node("sample", sample_node(backend, lambda i, task, state: [Request("sample", self.messages(task), self.n)],
-                                             self.sampling_params()))
-        graph.add_node("extract", extract_node())
-        graph.add_node("synthesize", ask_node(backend, self.synthesis_params(), build_round, apply_round, "synthesize"))
-        graph.add_node("finish", inline_node(finish, "finish"))
-        graph.add_node("aggregate", aggregate_node(aggregator, self.name, self.params()))
-        graph.add_edge(START, "prepare")
-        graph.add_edge("prepare", "sample")
-        graph.add_edge("sample", "extract")
-        graph.add_edge("extract", "synthesize")
-        graph.add_conditional_edges("synthesize", more, ["synthesize", "finish"])
-        graph.add_edge("finish", "aggregate")
-        graph.add_edge("aggregate", END)
-        return graph.compile(name=self.name)
+        p = self.pipeline(backend).repeat(body, times=ceil(self.n / self.window), name="rounds")
+        return p.aggregate(self.aggregation())

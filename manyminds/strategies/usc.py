@@ -31,7 +31,7 @@ class UniversalSelfConsistency(SelfAgreement):
     name: ClassVar[str] = "usc"
 
     def selection_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
-        from manyminds.agents.decide import numbered
+        from manyminds.strategies.prompting import numbered
 
         return self.chat(USC_PROMPT.format(question=task.render(),
                                            responses=numbered(candidates, self.max_chars_per_response)))

@@ -5,50 +5,30 @@ Imperfect verifiers have false positives, and resampling cannot remove them
 Imperfect Verifiers", 2024): the more samples a resampler draws, the more
 chances a wrong answer has to slip through. So resampling has a budget, may
 abstain when nothing passes, and every candidate keeps its verdict; with a
-gold answer, `Result.false_positives` counts the candidates that passed but
+gold answer, `answers.false_positives(result)` counts the candidates that passed but
 are wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from manyminds.agents.state import EnsembleState
-from manyminds.aggregators import get_aggregator
-from manyminds.aggregators.majority import tally
+from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import OnePromptStrategy, PromptedStrategy
-from manyminds.types import Candidate, Decision, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
-
-def best_verified(task: Task, candidates: Sequence[Candidate], *, abstain: bool, name: str,
-                  params: dict[str, Any]) -> Decision:
-    """The best-scored answer; ties among the best broken by vote, then by lowest index.
-
-    With `abstain`, no passing candidate means no answer. The tally holds the
-    best score of each answer; confidence is the winner's score.
-    """
-    scored = [c for c in candidates if c.answer is not None and c.verdict is not None]
-    best: dict[str, float] = {}
-    for c in sorted(scored, key=lambda c: c.index):
-        best[c.answer] = max(best.get(c.answer, 0.0), c.verdict.score)  # type: ignore[union-attr,index]
-    if not best or (abstain and not any(c.verdict.passed for c in scored)):  # type: ignore[union-attr]
-        return Decision(answer=None, confidence=0.0, tally=best, aggregator=name, params={**params, "abstained": True})
-    top = max(best.values())
-    leaders = [c for c in scored if c.verdict.score >= top - 1e-9]  # type: ignore[union-attr]
-    votes = tally(leaders)
-    winner = max(votes, key=lambda k: votes[k])
-    return Decision(answer=winner, confidence=top, tally=best, aggregator=name, params=params)
+    from manyminds.agents.builder import Settled, View
 
 
 class VerifierConfig(PromptedStrategy):
     """A verifier (excluded from the config's JSON, recorded by name and parameters)."""
+
+    needs_verifier: ClassVar[bool] = True
 
     verifier: Any = Field(exclude=True, description="a Verifier: unit tests, math, judge, panel, reward")
 
@@ -59,36 +39,28 @@ class VerifierConfig(PromptedStrategy):
 
 
 class BestOfN(OnePromptStrategy, VerifierConfig):
-    """n samples, each verified (concurrently); the best score wins, ties broken by vote."""
+    """n samples, each verified (concurrently); the best score wins, ties broken by vote.
+
+    Decided by the `best-verified` aggregator.
+    """
 
     name: ClassVar[str] = "best-of-n"
 
     abstain: bool = Field(default=False, description="answer nothing when no candidate passes")
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.nodes import aggregate_node, inline_node, verify_node, with_verdicts
+        return self.draw(self.pipeline(backend)).verify(self.verifier).aggregate(self.aggregation())
 
-        def choose(state: EnsembleState) -> dict[str, Any]:
-            decisions = [
-                best_verified(task, with_verdicts(c, v), abstain=self.abstain, name=self.name, params={"n": self.n})
-                for task, c, v in zip(state["batch"], state["candidates"], state["verdicts"])
-            ]
-            return {"decisions": decisions}
-
-        return self.sampled(
-            backend,
-            ("verify", verify_node(self.verifier)),
-            ("choose", inline_node(choose, "choose")),
-            ("aggregate", aggregate_node(get_aggregator(self.aggregator), self.name, self.params())),
-        )
+    def aggregation(self) -> AggregatorSpec:
+        return AggregatorSpec(name="best-verified", params={"abstain": self.abstain})
 
 
 class VerifierResampling(VerifierConfig):
     """Sample in batches until a candidate passes or the budget is spent; abstain if none passes.
 
-    The graph loops sample -> extract -> verify while any question of the
-    batch is undecided and has budget left; only undecided questions are
-    sampled again.
+    Waves of `batch` samples, each verified; the loop's stopping condition
+    sees the verdicts, so a question stops as soon as one passes. Only
+    unsettled questions are sampled again. Decided by `best-verified`.
     """
 
     name: ClassVar[str] = "verifier-resampling"
@@ -108,62 +80,33 @@ class VerifierResampling(VerifierConfig):
         return cls(batch=max(1, n // 4), budget=n, **settings)
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from langgraph.graph import END, START
+        from manyminds.agents.builder import Request, Settled
 
-        from manyminds.agents.graphs import new_graph
-        from manyminds.agents.nodes import Request, aggregate_node, extract_node, inline_node, prepare, sample_node, verify_node, with_verdicts
+        def batch(v: "View") -> list[Request]:
+            size = min(self.batch, self.budget - v.drawn)
+            return [Request("", self.messages(v.task), size, first_index=v.drawn)] if size > 0 else []
 
-        def settled(state: EnsembleState, i: int) -> bool:
-            passed = any(v.passed for v in state["verdicts"][i].values())
-            return passed or len(state["samples"][i]) >= self.budget
+        def passed_or_spent(v: "View") -> "Settled | None":
+            if v.passed:
+                return Settled(f"a candidate passed after {v.drawn} samples")
+            return Settled(f"budget spent after {v.drawn} samples") if v.drawn >= self.budget else None
 
-        def plan(i: int, task: Task, state: EnsembleState) -> list:
-            if settled(state, i):
-                return []
-            drawn = len(state["samples"][i])
-            return [Request("sample", self.messages(task), min(self.batch, self.budget - drawn), first_index=drawn)]
+        p = self.pipeline(backend).repeat(
+            lambda p: p.sample(batch, self.sampling_params()).verify(self.verifier), until=passed_or_spent, name="rounds"
+        )
+        return p.aggregate(self.aggregation())
 
-        def again(state: EnsembleState) -> str:
-            return "choose" if all(settled(state, i) for i in range(len(state["batch"]))) else "sample"
-
-        def choose(state: EnsembleState) -> dict[str, Any]:
-            decisions, traces = [], []
-            for task, c, v, t in zip(state["batch"], state["candidates"], state["verdicts"], state["traces"]):
-                d = best_verified(task, with_verdicts(c, v), abstain=self.abstain, name=self.name,
-                                  params={"batch": self.batch, "budget": self.budget})
-                decisions.append(d)
-                passed = any(x.passed for x in v.values())
-                traces.append(t + [f"stopped: {'a candidate passed' if passed else 'budget spent'} after {len(c)} samples"
-                                   + ("; abstained" if d.answer is None and not passed else "")])
-            return {"decisions": decisions, "traces": traces}
-
-        graph = new_graph()
-        graph.add_node("prepare", inline_node(prepare, "prepare"))
-        graph.add_node("sample", sample_node(backend, plan, self.sampling_params()))
-        graph.add_node("extract", extract_node())
-        graph.add_node("verify", verify_node(self.verifier))
-        graph.add_node("choose", inline_node(choose, "choose"))
-        graph.add_node("aggregate", aggregate_node(get_aggregator(self.aggregator), self.name, self.params()))
-        graph.add_edge(START, "prepare")
-        graph.add_edge("prepare", "sample")
-        graph.add_edge("sample", "extract")
-        graph.add_edge("extract", "verify")
-        graph.add_conditional_edges("verify", again, ["sample", "choose"])
-        graph.add_edge("choose", "aggregate")
-        graph.add_edge("aggregate", END)
-        return graph.compile(name=self.name)
+    def aggregation(self) -> AggregatorSpec:
+        return AggregatorSpec(name="best-verified", params={"abstain": self.abstain})
 
 
 class VerifiedVote(OnePromptStrategy, VerifierConfig):
-    """n samples, each verified; votes weighted by verifier score."""
+    """n samples, each verified; votes weighted by verifier score (the `weighted` aggregator)."""
 
     name: ClassVar[str] = "verified-vote"
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.nodes import aggregate_node, verify_node
+        return self.draw(self.pipeline(backend)).verify(self.verifier).aggregate(self.aggregation())
 
-        return self.sampled(
-            backend,
-            ("verify", verify_node(self.verifier)),
-            ("aggregate", aggregate_node(get_aggregator("weighted", by="verifier"), self.name, self.params())),
-        )
+    def aggregation(self) -> AggregatorSpec:
+        return AggregatorSpec(name="weighted", params={"by": "verifier"})

@@ -7,11 +7,17 @@ strategies that use verifiers keep every verdict for inspection.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from manyminds.plugins import Registry
 from manyminds.types import Candidate, Task, Verdict
 
-__all__ = ["Verdict", "Verifier"]
+if TYPE_CHECKING:
+    from manyminds.backends.base import Backend
+
+__all__ = ["REGISTRY", "Verdict", "Verifier", "VerifierOptions", "make_verifier", "verifier"]
 
 
 @runtime_checkable
@@ -25,3 +31,30 @@ class Verifier(Protocol):
     def params(self) -> dict[str, Any]:
         """The settings recorded with every verdict."""
         ...
+
+
+@dataclass(frozen=True)
+class VerifierOptions:
+    """What a verifier factory may use: the run's backend (judges) and the code-execution opt-ins."""
+
+    backend: "Backend | None" = None
+    allow_code_execution: bool = False
+    allow_unisolated_execution: bool = False
+
+
+REGISTRY: "Registry[Callable[[VerifierOptions], Verifier]]" = Registry(
+    "verifier", "manyminds.verifiers", "manyminds.verifiers")
+"""Verifier factories by name (the CLI's --verifier): this package's modules and plugins."""
+
+
+def verifier(name: str) -> Callable[[Callable[[VerifierOptions], Verifier]], Callable[[VerifierOptions], Verifier]]:
+    """Register a factory `options -> Verifier` under `name`."""
+
+    def register(factory: Callable[[VerifierOptions], Verifier]) -> Callable[[VerifierOptions], Verifier]:
+        return REGISTRY.register(name, factory)
+
+    return register
+
+
+def make_verifier(name: str, options: VerifierOptions | None = None) -> Verifier:
+    return REGISTRY.get(name)(options or VerifierOptions())

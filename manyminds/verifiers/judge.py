@@ -14,9 +14,10 @@ import re
 from typing import Any
 
 from manyminds.backends.base import Backend
-from manyminds.errors import CapabilityError
+from manyminds.errors import CapabilityError, ConfigError
 from manyminds.text import clip
 from manyminds.types import Candidate, Generation, Message, SamplingParams, Task, Verdict
+from manyminds.verifiers.base import VerifierOptions, verifier
 
 # -- prompts (P(True) after Kadavath et al. 2022; the grade prompt is the common
 #    "rate 1 to 10" judge used as a reward stand-in) ------------------------------
@@ -122,3 +123,21 @@ class GradeJudge:
         grade = min(10.0, max(1.0, float(match.group(1))))
         score = (grade - 1) / 9
         return Verdict(score=score, passed=score >= self.threshold, verifier=self.name, details={"grade": grade})
+
+
+
+
+def _judge_backend(options: VerifierOptions, name: str) -> Backend:
+    if options.backend is None:
+        raise ConfigError(f"the {name} verifier is a judge: it needs a backend")
+    return options.backend
+
+
+@verifier("p-true")
+def _p_true(options: VerifierOptions) -> PTrueJudge:
+    return PTrueJudge(_judge_backend(options, "p-true"))
+
+
+@verifier("grade")
+def _grade(options: VerifierOptions) -> GradeJudge:
+    return GradeJudge(_judge_backend(options, "grade"))

@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from manyminds.types import Candidate, Task, Verdict
+from manyminds.verifiers.base import VerifierOptions, verifier
 
 _pool: ProcessPoolExecutor | None = None
 
@@ -24,6 +25,19 @@ def _executor() -> ProcessPoolExecutor:
         # spawn: a fork of a process running threads (the cache writer, asyncio) is unsafe.
         _pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
     return _pool
+
+
+def pool_running() -> bool:
+    """Whether math-verify's worker processes are up."""
+    return _pool is not None
+
+
+def shutdown_pool() -> None:
+    """Stop math-verify's worker processes (started again on next use)."""
+    global _pool
+    pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _as_math(text: str) -> str:
@@ -95,6 +109,14 @@ def _equivalence_classes(keys: list[str], timeout: int) -> dict[str, str]:
     return representative
 
 
+async def aunify_keys(keys: list[str], timeout: int = 5) -> dict[str, str]:
+    """`unify_keys`, awaited: the event loop keeps serving other questions meanwhile."""
+    distinct = list(dict.fromkeys(keys))
+    if len(distinct) < 2:
+        return {k: k for k in distinct}
+    return await asyncio.wrap_future(_executor().submit(_equivalence_classes, distinct, timeout))
+
+
 def unify_keys(keys: list[str], timeout: int = 5) -> dict[str, str]:
     """Merge answer keys that are mathematically equal, so they vote together (blocking).
 
@@ -104,3 +126,10 @@ def unify_keys(keys: list[str], timeout: int = 5) -> dict[str, str]:
     if len(distinct) < 2:
         return {k: k for k in distinct}
     return _executor().submit(_equivalence_classes, distinct, timeout).result()
+
+
+
+
+@verifier("math")
+def _math(options: VerifierOptions) -> MathAnswer:
+    return MathAnswer()

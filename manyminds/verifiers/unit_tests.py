@@ -17,6 +17,7 @@ from manyminds.answers import extract_code
 from manyminds.errors import ConfigError
 from manyminds.types import Candidate, Task, Verdict
 from manyminds.verifiers.sandbox import Limits, require_isolation, require_opt_in, run_python
+from manyminds.verifiers.base import VerifierOptions, verifier
 
 
 def program(task: Task, code: str) -> str:
@@ -98,3 +99,11 @@ class UnitTests:
     async def verify(self, task: Task, candidate: Candidate) -> Verdict:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.check, task, extract_code(candidate.text))
+
+
+
+
+@verifier("unit-tests")
+def _unit_tests(options: VerifierOptions) -> UnitTests:
+    return UnitTests(allow_code_execution=options.allow_code_execution,
+                     allow_unisolated_execution=options.allow_unisolated_execution)

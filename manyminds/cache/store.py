@@ -28,9 +28,7 @@ file read-only, so a cache of another user can be looked at.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import contextlib
 import hashlib
 import json
 import logging
@@ -42,105 +40,25 @@ import threading
 import time
 import weakref
 from urllib.parse import quote
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from manyminds.backends.base import Backend, Capabilities
+from manyminds.backends.base import Backend
 from manyminds.errors import CacheError
-from manyminds.types import Generation, Message, SamplingParams, TokenLogprob, trusted
+from manyminds.types import Generation, TokenLogprob, trusted
+
+from manyminds.cache.backend import CachedBackend
+from manyminds.cache.runs import StoredRuns
+from manyminds.cache.schema import _META, MIGRATIONS, SCHEMA_VERSION, SQLITE_MAGIC
 
 if TYPE_CHECKING:
-    import sqlite_utils
 
-    from manyminds.types import Result, Task
+    pass
 
 log = logging.getLogger("manyminds.cache")
-
-SQLITE_MAGIC = b"SQLite format 3\x00"
-SCHEMA_VERSION = 3
-_META = "manyminds_meta"
-
-
-def params_record(params: SamplingParams) -> dict[str, Any]:
-    """The parameters as keyed and stored: unset engine extras left out (SamplingParams.OPTIONAL)."""
-    record = params.model_dump(mode="json")
-    for name in params.OPTIONAL:
-        if record.get(name) is None:
-            record.pop(name, None)
-    return record
-
-
-def request_key(identity: dict[str, Any], messages: list[Message], params: SamplingParams) -> str:
-    """The hash of a request's canonical JSON: what decides its samples, but not how many."""
-    canonical = json.dumps(
-        {
-            "backend": identity,
-            "messages": [[m.role, m.content] for m in messages],
-            "params": params_record(params),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _migrate_v1(db: "sqlite_utils.Database") -> None:
-    db["requests"].create(
-        {"key": str, "backend": str, "model": str, "request": str, "created": float},
-        pk="key",
-        if_not_exists=True,
-    )
-    db["generations"].create(
-        {
-            "key": str,
-            "idx": int,
-            "text": str,
-            "finish_reason": str,
-            "prompt_tokens": int,
-            "completion_tokens": int,
-            "logprobs": str,
-            "request_id": str,
-            "created": float,
-        },
-        pk=("key", "idx"),
-        if_not_exists=True,
-    )
-
-
-def _migrate_v2(db: "sqlite_utils.Database") -> None:
-    """Runs and their results, so a stored run can be re-aggregated without generating."""
-    db["runs"].create(
-        {"id": int, "label": str, "strategy": str, "params": str, "created": float}, pk="id", if_not_exists=True
-    )
-    db["results"].create(
-        {"run": int, "position": int, "task_id": str, "answer": str, "result": str},
-        pk=("run", "position"),
-        foreign_keys=[("run", "runs", "id")],
-        if_not_exists=True,
-    )
-
-
-def _migrate_v3(db: "sqlite_utils.Database") -> None:
-    """Benchmark runs: what a run ran on (meta), a fingerprint to resume it by, its status; each
-    question's task, score and error, so a failed question is kept with what went wrong."""
-    runs = db["runs"]
-    for column in ("fingerprint", "meta", "status"):
-        if column not in runs.columns_dict:
-            runs.add_column(column, str)
-    runs.create_index(["fingerprint"], if_not_exists=True)
-    results = db["results"]
-    for column in ("task", "score", "error"):
-        if column not in results.columns_dict:
-            results.add_column(column, str)
-
-
-# Migration i takes the schema from version i to i+1; append, never edit.
-MIGRATIONS: "list[Callable[[sqlite_utils.Database], None]]" = [_migrate_v1, _migrate_v2, _migrate_v3]
-
 
 class CacheStats(BaseModel):
     path: str
@@ -186,7 +104,7 @@ _RETRY = object()  # wakes the writer to retry failed batches
 PENDING_DIR = Path("~/.cache/manyminds/pending")
 
 
-class GenerationCache:
+class GenerationCache(StoredRuns):
     """A SQLite store of generations; `wrap(backend)` gives a backend that consults it.
 
     Args:
@@ -446,6 +364,10 @@ class GenerationCache:
                 raise error
             raise CacheError(f"writing to cache {self.path} failed: {error}") from error
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         if self._closed:
             return
@@ -613,116 +535,6 @@ class GenerationCache:
             log.info("recovered %d samples from %s", recovered, path)
         return recovered
 
-    # -- runs ----------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _run_transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction on the stored-run tables, committed or rolled back whole.
-        Samples are flushed first: a stored result never refers to unsaved samples."""
-        if self.read_only:
-            raise CacheError(f"cache {self.path} was opened read-only")
-        self.flush()
-        with self._read_lock:
-            conn = self._reader
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-    def record_run(self, label: str, results: "Sequence[Result]") -> int:
-        """Store a run's results (every candidate included); returns the run id."""
-        first = results[0] if results else None
-        with self._run_transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO runs (label, strategy, params, created) VALUES (?, ?, ?, ?)",
-                (label, first.strategy if first else "", json.dumps(first.strategy_params if first else {}),
-                 time.time()),
-            )
-            run = int(cursor.lastrowid)
-            _insert_results(conn, run, [(k, r.task, r, None, None) for k, r in enumerate(results)])
-        return run
-
-    def runs(self) -> list[dict[str, Any]]:
-        with self._read_lock:
-            rows = self._reader.execute(
-                "SELECT r.id, r.label, r.strategy, r.created, r.status, r.meta, COUNT(x.position), "
-                "SUM(x.error IS NOT NULL) FROM runs r LEFT JOIN results x ON x.run = r.id GROUP BY r.id ORDER BY r.id"
-            ).fetchall()
-        return [{"id": i, "label": label, "strategy": st, "created": c, "status": status or "finished",
-                 "meta": json.loads(meta) if meta else {}, "results": n, "failed": int(failed or 0)}
-                for i, label, st, c, status, meta, n, failed in rows]
-
-    # -- benchmark runs: recorded question by question, resumable ------------------
-
-    def open_run(self, fingerprint: str, label: str, strategy: str, params: dict[str, Any],
-                 meta: dict[str, Any]) -> tuple[int, bool]:
-        """The run with this fingerprint (resumed: True), or a new one; returns (id, resumed)."""
-        with self._run_transaction() as conn:
-            row = conn.execute("SELECT id FROM runs WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
-                               (fingerprint,)).fetchone()
-            if row is not None:
-                conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (row[0],))
-                return int(row[0]), True
-            cursor = conn.execute(
-                "INSERT INTO runs (label, strategy, params, created, fingerprint, meta, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'running')",
-                (label, strategy, json.dumps(params), time.time(), fingerprint, json.dumps(meta)))
-            return int(cursor.lastrowid), False
-
-    def record_results(self, run: int, rows: "Sequence[tuple[int, Task, Result | None, str | None, str | None]]") -> None:
-        """Store questions of a run: (position, task, result or None, score JSON, error).
-        A question recorded again (a failure retried) replaces its row."""
-        with self._run_transaction() as conn:
-            _insert_results(conn, run, rows)
-
-    def run_rows(self, run: int) -> list[dict[str, Any]]:
-        """Every stored question of a run, in order: position, task, result (None if failed), score, error."""
-        from manyminds.types import Result, Task
-
-        with self._read_lock:
-            rows = self._reader.execute(
-                "SELECT position, task, result, score, error FROM results WHERE run = ? ORDER BY position", (run,)
-            ).fetchall()
-        out = []
-        for position, task, result, score, error in rows:
-            parsed = Result.model_validate_json(result) if result else None
-            out.append({"position": position,
-                        "task": Task.model_validate_json(task) if task else (parsed.task if parsed else None),
-                        "result": parsed, "score": json.loads(score) if score else None, "error": error})
-        return out
-
-    def run_info(self, run: int) -> dict[str, Any]:
-        for info in self.runs():
-            if info["id"] == run:
-                with self._read_lock:
-                    params = self._reader.execute("SELECT params FROM runs WHERE id = ?", (run,)).fetchone()[0]
-                return {**info, "params": json.loads(params) if params else {}}
-        raise CacheError(f"{self.path} has no run {run}")
-
-    def finish_run(self, run: int, status: str = "finished") -> None:
-        with self._read_lock:
-            self._reader.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run))  # autocommit
-
-    def load_run(self, run: int | None = None) -> list["Result"]:
-        """The results of run `run` (default: the latest), in their order."""
-        from manyminds.types import Result
-
-        with self._read_lock:
-            if run is None:
-                row = self._reader.execute("SELECT MAX(id) FROM runs").fetchone()
-                run = row[0] if row else None
-            if run is None:
-                raise CacheError(f"{self.path} holds no stored run: `manyminds run` and `bench` store theirs")
-            rows = self._reader.execute(
-                "SELECT result FROM results WHERE run = ? ORDER BY position", (run,)
-            ).fetchall()
-        if not rows:
-            raise CacheError(f"{self.path} has no run {run}")
-        return [Result.model_validate_json(r[0]) for r in rows if r[0] is not None]  # failed questions have none
-
     def wrap(self, backend: Backend) -> "CachedBackend":
         """The cached view of `backend`; the same object for the same backend, so graphs
         built over it can be reused."""
@@ -733,15 +545,6 @@ class GenerationCache:
             wrapper = CachedBackend(backend, self)
             self._wrappers[id(backend)] = wrapper
         return wrapper
-
-
-def _insert_results(conn: sqlite3.Connection, run: int,
-                    rows: "Sequence[tuple[int, Task, Result | None, str | None, str | None]]") -> None:
-    conn.executemany(
-        "INSERT OR REPLACE INTO results (run, position, task_id, answer, result, task, score, error) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(run, position, task.id, result.answer if result else None, result.model_dump_json() if result else None,
-          task.model_dump_json(), score, error) for position, task, result, score, error in rows])
 
 
 def _generation(row: tuple) -> Generation:
@@ -759,107 +562,6 @@ def _generation(row: tuple) -> Generation:
         request_id=request_id,
         cached=True,
     )
-
-
-def _runs(indices: list[int]) -> list[range]:
-    """Split sorted indices into contiguous ranges: each becomes one backend request."""
-    runs: list[range] = []
-    for index in indices:
-        if runs and runs[-1].stop == index:
-            runs[-1] = range(runs[-1].start, index + 1)
-        else:
-            runs.append(range(index, index + 1))
-    return runs
-
-
-class CachedBackend:
-    """A backend that serves stored samples and asks the wrapped one only for the missing.
-
-    Concurrent requests for the same missing sample share one generation.
-    """
-
-    def __init__(self, backend: Backend, cache: GenerationCache) -> None:
-        self.inner = backend
-        self.cache = cache
-        self.name = backend.name
-        self.model = backend.model
-        self._inflight: dict[tuple[str, int], asyncio.Future] = {}
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
-
-    def cache_identity(self) -> dict[str, Any]:
-        return self.inner.cache_identity()
-
-    def __repr__(self) -> str:
-        return f"CachedBackend({self.inner!r}, {str(self.cache.path)!r})"
-
-    async def generate(
-        self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
-    ) -> list[Generation]:
-        identity = self.inner.cache_identity()
-        key = request_key(identity, messages, params)
-        wanted = [0] if params.greedy else list(range(first_index, first_index + n))
-        found = self.cache.lookup(key, wanted)
-        missing = [i for i in wanted if i not in found]
-        if missing:
-            found.update(await self._fill(key, identity, messages, params, missing))
-        if params.greedy:
-            # Greedy samples are identical: one stored row answers every index.
-            only = found[0]
-            return [
-                only if i == 0 else only.model_copy(update={"index": i, "cached": True})
-                for i in range(first_index, first_index + n)
-            ]
-        return [found[i] for i in wanted]
-
-    async def _fill(
-        self,
-        key: str,
-        identity: dict[str, Any],
-        messages: list[Message],
-        params: SamplingParams,
-        missing: list[int],
-    ) -> dict[int, Generation]:
-        loop = asyncio.get_running_loop()
-        waiting = {i: self._inflight[(key, i)] for i in missing if (key, i) in self._inflight}
-        mine = [i for i in missing if i not in waiting]
-        futures = {}
-        for i in mine:
-            futures[i] = self._inflight[(key, i)] = loop.create_future()
-        request = {
-            "backend": identity,
-            "messages": [m.model_dump() for m in messages],
-            "params": params_record(params),
-        }
-
-        async def run(indices: range) -> list[Generation]:
-            try:
-                generations = await self.inner.generate(messages, params, len(indices), indices.start)
-                self.cache.put(key, request, generations)
-                for g in generations:
-                    if not futures[g.index].done():
-                        futures[g.index].set_result(g)
-                return generations
-            except BaseException as error:
-                for i in indices:
-                    if not futures[i].done():
-                        futures[i].set_exception(error)
-                        futures[i].exception()  # mark retrieved: the caller re-raises it below
-                raise
-            finally:
-                for i in indices:
-                    self._inflight.pop((key, i), None)
-
-        results = await asyncio.gather(*(run(r) for r in _runs(mine)), return_exceptions=True)
-        for outcome in results:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        out = {i: futures[i].result() for i in mine}
-        for i, future in waiting.items():
-            out[i] = await future
-        return out
 
 
 def open_cache(cache: "GenerationCache | str | Path | None") -> tuple["GenerationCache | None", bool]:

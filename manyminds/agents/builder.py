@@ -1,0 +1,631 @@
+"""The one way to assemble a strategy: a pipeline of steps over the ensemble state.
+
+Every built-in strategy is a few calls on a `Pipeline`::
+
+    p = Pipeline(strategy, backend)
+    p.sample(plan, params)                    # which prompts, how many, which backend
+    p.repeat(lambda p: p.sample(wave), until=rule_says_stop, cap=n, name="waves")
+    p.verify(verifier)
+    p.ask("synthesis", build, params)         # a model call whose reply is evidence
+    graph = p.aggregate()                     # every decision is a registered aggregator
+
+What a strategy varies is the *plan*: a function from a task's `View` (its
+samples, candidates, verdicts and the loop's round) to the requests to make.
+A sampling step may add to the voting samples or replace them (refinement,
+MoA layers). A loop repeats its body a number of times or until a condition
+settles each task (a stopping rule, a verifier passing); settled tasks are
+not sampled again. Model calls that decide (selection, synthesis, ranking)
+leave their reply as evidence among the candidates, and the aggregator reads
+it, so `reaggregate` can replay any decision offline. Extraction follows
+every sampling step; math answers equal in value get one key, unified in
+math-verify's process pool without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
+from manyminds._perf import gc_paused
+from manyminds.agents.nodes import (
+    Request, RunContext, advance, async_node, inline_node, per_task, prepare,
+)
+from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState, Sample, SlotSamples
+from manyminds.answers import FORMATS, extract
+from manyminds.backends.base import Backend
+from manyminds.errors import ConfigError
+from manyminds.types import (
+    Candidate, Decision, Generation, Message, Result, SamplingParams, Source, Task, Usage, Verdict, trusted,
+)
+
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
+
+    from manyminds.aggregators import Aggregator
+
+
+@dataclass(frozen=True)
+class View:
+    """What a plan, a prompt builder or a stopping condition sees of one task."""
+
+    i: int
+    task: Task
+    state: EnsembleState
+    round: int = 0
+    """Completed rounds of the innermost loop around the step (0 outside loops)."""
+    slot: int = 0
+    """The fanned-out slot (DIV-SE prompt, MoA proposer) a slot plan is asked about."""
+
+    @property
+    def samples(self) -> list[Sample]:
+        return self.state["samples"][self.i]
+
+    @property
+    def drawn(self) -> int:
+        return len(self.state["samples"][self.i])
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return self.state["candidates"][self.i]
+
+    @property
+    def ballots(self) -> list[Candidate]:
+        return [c for c in self.state["candidates"][self.i] if c.source.kind == "sample"]
+
+    def evidence(self, kind: str) -> list[Candidate]:
+        return [c for c in self.state["candidates"][self.i] if c.source.kind == kind]
+
+    @property
+    def passed(self) -> bool:
+        """Whether a verified ballot passed."""
+        return any(c.verdict is not None and c.verdict.passed for c in self.ballots)
+
+    def get(self, key: str) -> Any:
+        """Task i's entry of a per-task list the strategy's own state declares."""
+        return self.state[key][self.i]  # type: ignore[literal-required]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A stopping condition's verdict on a task: why it stops, and how many samples it keeps."""
+
+    reason: str
+    keep: int | None = None
+    """Voting samples to keep (a rule that drew ahead in a batch); the rest become `spare`."""
+
+
+Plan = Callable[[View], Sequence[Request]]
+Build = Callable[[View], "list[Message] | None"]
+Until = Callable[[View], "Settled | None"]
+Split = Callable[[Task, Sample], list[tuple[Source, str]]]
+Update = Callable[[EnsembleState], dict[str, Any]]
+
+
+@dataclass
+class _Step:
+    name: str
+    node: Any
+    fan_out: Callable[[EnsembleState], list[Send]] | None = None
+    """A fanned-out step is reached through this router: one `Send` per slot, met by the next step."""
+
+
+@dataclass
+class _Loop:
+    name: str
+    body: list["_Item"]
+    times: int | None
+    until: Until | None
+
+
+_Item = Union[_Step, _Loop]
+
+
+@dataclass
+class _Sampling:
+    """What a sampling step does with what it draws (shared by the plain and the fanned-out form)."""
+
+    name: str
+    replace: bool
+    split: Split | None
+    loop: str | None
+    settles: bool = False
+    """Inside a loop with a stopping condition: settled tasks are skipped, and a task whose
+    plan asks for nothing is settled (so the loop always ends)."""
+    finishes: bool = False
+    """The pipeline's last sampling step outside a loop: a task is finished when it is."""
+
+
+class Pipeline:
+    """Steps run one after another over the batch; `aggregate` compiles them into a graph."""
+
+    def __init__(self, strategy: Any, backend: Backend, *, state: type = EnsembleState) -> None:
+        self.strategy = strategy
+        self.backend = backend
+        self.state = state
+        self._items: list[_Item] = []
+        self._stack: list[list[_Item]] = [self._items]
+        self._loops: list[_Loop] = []
+        self._samplings: list[_Sampling] = []
+        self._names: set[str] = set()
+
+    # -- steps ---------------------------------------------------------------------
+
+    def sample(
+        self,
+        plan: Plan | Callable[[View], Sequence[Request]],
+        params: SamplingParams,
+        *,
+        name: str = "sample",
+        backend: Backend | None = None,
+        replace: bool = False,
+        split: Split | None = None,
+        slots: int | None = None,
+        backends: Sequence[Backend] | None = None,
+    ) -> "Pipeline":
+        """Make each unsettled task's planned requests; read answers out of what comes back.
+
+        `replace` makes the new samples the voting ones (the old move to `aux`,
+        still counted); otherwise they are added. `split` reads several answers
+        from one sample (IDIV-SE). With `slots`, the step fans out with `Send`,
+        one slot per prompt or proposer over the whole batch, the plan seeing
+        `View.slot`; `backends` gives each slot its own backend.
+        """
+        name = self._unique(name)
+        loop = self._loops[-1] if self._loops else None
+        sampling = _Sampling(name, replace, split, loop.name if loop else None,
+                             settles=loop is not None and loop.until is not None)
+        self._samplings.append(sampling)
+        main = backend or self.backend
+        if slots is None:
+            self._add(_Step(name, async_node(self._sample_node(main, plan, params, sampling), name)))
+            return self
+        if backends is not None and len(backends) != slots:
+            raise ConfigError(f"step {name!r}: {len(backends)} backends for {slots} slots")
+        join = self._unique(f"{name}-join")
+
+        def route(state: Any) -> list[Send]:
+            return [Send(name, {**state, "slot": j}) for j in range(slots)]
+
+        slot_backend: Callable[[int], Backend] = (lambda j: backends[j]) if backends else (lambda j: main)
+        self._add(_Step(name, async_node(self._slot_node(slot_backend, plan, params, sampling), name),
+                        fan_out=route))
+        self._add(_Step(join, async_node(self._join_node(sampling), join)))
+        return self
+
+    def verify(self, verifier: Any, *, name: str = "verify", max_parallel: int = 16) -> "Pipeline":
+        """Verify every ballot not verified yet, concurrently; the verdict joins the candidate."""
+        name = self._unique(name)
+
+        async def verify(state: EnsembleState) -> dict[str, Any]:
+            limit = asyncio.Semaphore(max_parallel)
+
+            async def check(task: Task, candidate: Candidate) -> Candidate:
+                async with limit:
+                    verdict: Verdict = await verifier.verify(task, candidate)
+                return candidate.model_copy(update={"verdict": verdict})
+
+            async def work(i: int, task: Task) -> list[Candidate]:
+                cands = state["candidates"][i]
+                todo = [k for k, c in enumerate(cands) if c.source.kind == "sample" and c.verdict is None]
+                if not todo:
+                    return cands
+                checked = await asyncio.gather(*(check(task, cands[k]) for k in todo))
+                out = list(cands)
+                for k, c in zip(todo, checked):
+                    out[k] = c
+                return out
+
+            candidates = await per_task(state, work)
+            traces = []
+            for t, cands in zip(state["traces"], candidates):
+                verified = [c for c in cands if c.verdict is not None]
+                traces.append(t + [f"{name}: {sum(c.verdict.passed for c in verified)}/{len(verified)} passed"])  # type: ignore[union-attr]
+            return {"candidates": candidates, "traces": traces}
+
+        self._add(_Step(name, async_node(verify, name)))
+        return self
+
+    def ask(
+        self,
+        kind: str,
+        build: Build,
+        params: SamplingParams,
+        *,
+        name: str | None = None,
+        backend: Backend | None = None,
+        prompt: str = "",
+        read_answer: bool | None = None,
+    ) -> "Pipeline":
+        """One model call per task (None from `build` skips it); the reply is evidence of `kind`.
+
+        The reply joins the candidates with `Source(kind=kind)` (never a
+        ballot) and counts in usage. `read_answer` (default: for syntheses)
+        reads an answer key out of it.
+        """
+        name = self._unique(name or kind)
+        asker = backend or self.backend
+        read = kind == "synthesis" if read_answer is None else read_answer
+        loop = self._loops[-1].name if self._loops else None
+
+        async def ask(state: EnsembleState) -> dict[str, Any]:
+            r = state["rounds"].get(loop, 0) if loop else 0
+
+            async def work(i: int, task: Task) -> Generation | None:
+                messages = build(View(i, task, state, round=r))
+                if messages is None:
+                    return None
+                (reply,) = await asker.generate(messages, params, 1)
+                return reply
+
+            replies = await per_task(state, work)
+            source = Source(kind=kind, prompt=prompt, layer=r + 1 if loop else None)  # type: ignore[arg-type]
+            candidates, issued, aux, traces = [], [], [], []
+            for i, (task, reply) in enumerate(zip(state["batch"], replies)):
+                cands, k = state["candidates"][i], state["issued"][i]
+                if reply is not None:
+                    answer = extract(task, reply.text) if read else None
+                    cands = cands + [trusted(Candidate, index=k, text=reply.text, answer=answer, generation=reply,
+                                             source=source)]
+                    k += 1
+                candidates.append(cands)
+                issued.append(k)
+                aux.append(state["aux"][i] + ([reply] if reply is not None else []))
+                traces.append(state["traces"][i] + [name])
+            return {"candidates": candidates, "issued": issued, "aux": aux, "traces": traces}
+
+        self._add(_Step(name, async_node(ask, name)))
+        return self
+
+    def update(self, func: Update, name: str) -> "Pipeline":
+        """A quick step of the strategy's own: `func(state)` returns the update (e.g. parse a proposal)."""
+        name = self._unique(name)
+        self._add(_Step(name, inline_node(func, name)))
+        return self
+
+    def step(self, func: Callable[[EnsembleState], Any], name: str) -> "Pipeline":
+        """An async step of the strategy's own (a cascade running other graphs)."""
+        name = self._unique(name)
+        self._add(_Step(name, async_node(func, name)))
+        return self
+
+    def repeat(
+        self,
+        body: Callable[["Pipeline"], Any],
+        *,
+        times: int | None = None,
+        until: Until | None = None,
+        name: str = "rounds",
+    ) -> "Pipeline":
+        """Run the steps `body` adds, again and again: `times` rounds, or until `until` settles every task.
+
+        `until(view)` is asked after each round for every task not yet
+        settled; a `Settled` stops sampling that task (its reason becomes the
+        result's stop reason; `keep` trims samples drawn ahead). With
+        `times`, tasks still unsettled after the last round stop there.
+        """
+        if times is None and until is None:
+            raise ConfigError(f"loop {name!r} needs times=, until= or both, or it would never end")
+        if times is not None and times < 1:
+            raise ConfigError(f"loop {name!r}: times must be >= 1, got {times}")
+        name = self._unique(name)
+        loop = _Loop(name, [], times, until)
+        self._add(loop)
+        self._stack.append(loop.body)
+        self._loops.append(loop)
+        try:
+            body(self)
+        finally:
+            self._stack.pop()
+            self._loops.pop()
+        if not loop.body:
+            raise ConfigError(f"loop {name!r} has no steps")
+        return self
+
+    def aggregate(self, aggregator: "Aggregator | Any" = None, *, record: dict[str, Any] | None = None) -> "CompiledStateGraph":
+        """Decide every task with `aggregator` (an Aggregator or a spec; default the strategy's
+        `aggregation()`), assemble the Results, and compile the graph."""
+        from manyminds.aggregators import resolve
+
+        decide = resolve(aggregator if aggregator is not None else self.strategy.aggregation())
+        strategy_name = self.strategy.name
+        record = self.strategy.params() if record is None else record
+
+        def aggregate(state: EnsembleState) -> dict[str, Any]:
+            with gc_paused():
+                results = [
+                    _result(task, state, i, decide(task, state["candidates"][i]), strategy_name, record)
+                    for i, task in enumerate(state["batch"])
+                ]
+            return outputs(state, results)
+
+        self._add(_Step(self._unique("aggregate"), inline_node(aggregate, "aggregate")))
+        return self.compile()
+
+    def compile(self) -> "CompiledStateGraph":
+        """The graph (the last step must set `results`, as `aggregate` does)."""
+        if self._samplings:
+            last = self._samplings[-1]
+            if last.loop is None:
+                last.finishes = True
+        graph = StateGraph(self.state, input_schema=EnsembleInput, output_schema=EnsembleOutput)
+        graph.add_node("prepare", inline_node(prepare, "prepare"), input_schema=self.state)
+        graph.add_edge(START, "prepare")
+        self._wire(graph, self._items, "prepare", END)
+        return graph.compile(name=self.strategy.name)
+
+    # -- wiring --------------------------------------------------------------------
+
+    def _add(self, item: _Item) -> None:
+        self._stack[-1].append(item)
+
+    def _unique(self, name: str) -> str:
+        base, k = name, 2
+        while name in self._names or name == "prepare":
+            name, k = f"{base}-{k}", k + 1
+        self._names.add(name)
+        return name
+
+    @staticmethod
+    def _entry(item: _Item) -> tuple[str, Callable[[EnsembleState], list[Send]] | None]:
+        """The node an item starts at, and the router to reach it when it fans out."""
+        while isinstance(item, _Loop):
+            item = item.body[0]
+        return item.name, item.fan_out
+
+    def _connect(self, graph: StateGraph, source: str, item: "_Item | str") -> None:
+        if isinstance(item, str):
+            graph.add_edge(source, item)
+            return
+        target, router = self._entry(item)
+        if router is None:
+            graph.add_edge(source, target)
+        else:
+            graph.add_conditional_edges(source, router, [target])
+
+    def _wire(self, graph: StateGraph, items: list[_Item], source: str | None, after: "_Item | str") -> None:
+        """Add `items` after node `source` (None: already reached by a loop's router), then `after`."""
+        previous = source
+        for k, item in enumerate(items):
+            following = items[k + 1] if k + 1 < len(items) else after
+            if isinstance(item, _Step):
+                graph.add_node(item.name, item.node, input_schema=self.state)
+                if previous is not None:
+                    self._connect(graph, previous, item)
+                previous = item.name
+                continue
+            check = f"{item.name}-check"
+            graph.add_node(check, inline_node(self._check_node(item), check), input_schema=self.state)
+            self._wire(graph, item.body, previous, check)
+            graph.add_conditional_edges(check, self._router(item, following), self._targets(item, following))
+            previous = None  # the router leads on
+        if previous is not None:
+            self._connect(graph, previous, after)
+
+    def _targets(self, loop: _Loop, following: "_Item | str") -> list[str]:
+        on = following if isinstance(following, str) else self._entry(following)[0]
+        return [self._entry(loop)[0], on]
+
+    def _router(self, loop: _Loop, following: "_Item | str") -> Callable[[EnsembleState], Any]:
+        back_name, back_router = self._entry(loop)
+        on_name, on_router = (following, None) if isinstance(following, str) else self._entry(following)
+
+        def route(state: Any) -> Any:
+            if _loop_goes_on(loop, state):
+                return back_router(state) if back_router else back_name
+            return on_router(state) if on_router else on_name
+
+        return route
+
+    # -- node bodies -----------------------------------------------------------------
+
+    def _sample_node(self, backend: Backend, plan: Plan, params: SamplingParams, sampling: _Sampling) -> Any:
+        async def sample(state: EnsembleState) -> dict[str, Any]:
+            r = state["rounds"].get(sampling.loop, 0) if sampling.loop else 0
+            settled = state["stop_reasons"]
+            idle: list[int] = []
+
+            async def work(i: int, task: Task) -> list[Sample]:
+                if sampling.settles and settled[i] is not None:
+                    return []
+                requests = plan(View(i, task, state, round=r))
+                if not requests and sampling.settles:
+                    idle.append(i)
+                return await _run_requests(backend, params, requests)
+
+            new = await per_task(state, work, count=(lambda i: True) if sampling.finishes else None)
+            update = await _absorb(state, new, sampling)
+            if idle:
+                update["stop_reasons"] = [
+                    "nothing left to sample" if i in idle else r for i, r in enumerate(state["stop_reasons"])
+                ]
+            return update
+
+        return sample
+
+    def _slot_node(self, backend_for: Callable[[int], Backend], plan: Plan, params: SamplingParams,
+                   sampling: _Sampling) -> Any:
+        async def run_slot(state: dict[str, Any]) -> dict[str, Any]:
+            slot = state["slot"]
+            backend = backend_for(slot)
+            r = state["rounds"].get(sampling.loop, 0) if sampling.loop else 0
+            settled = state["stop_reasons"]
+
+            async def work(i: int, task: Task) -> list[Sample]:
+                if sampling.settles and settled[i] is not None:
+                    return []
+                return await _run_requests(backend, params, plan(View(i, task, state, round=r, slot=slot)))  # type: ignore[arg-type]
+
+            samples = await per_task(state, work)  # type: ignore[arg-type]
+            return {"slot_samples": [SlotSamples(step=_step_key(sampling, state), slot=slot, samples=samples)]}
+
+        return run_slot
+
+    def _join_node(self, sampling: _Sampling) -> Any:
+        async def join(state: EnsembleState) -> dict[str, Any]:
+            key = _step_key(sampling, state)
+            mine = sorted((s for s in state.get("slot_samples", []) if s.step == key), key=lambda s: s.slot)
+            merged: list[list[Sample]] = [[] for _ in state["batch"]]
+            for slot in mine:
+                for i, samples in enumerate(slot.samples):
+                    merged[i].extend(samples)
+            update = await _absorb(state, merged, sampling)
+            if sampling.finishes:
+                advance(len(state["batch"]))
+            return update
+
+        return join
+
+    def _check_node(self, loop: _Loop) -> Update:
+        # the loop holding the pipeline's last sampling step says when a question is finished
+        counts = bool(self._samplings) and self._samplings[-1].loop == loop.name
+
+        def check(state: EnsembleState) -> dict[str, Any]:
+            done = state["rounds"].get(loop.name, 0) + 1
+            update: dict[str, Any] = {"rounds": {**state["rounds"], loop.name: done}}
+            reasons = list(state["stop_reasons"])
+            if loop.until is not None:
+                samples, candidates = list(state["samples"]), list(state["candidates"])
+                spare, traces = list(state["spare"]), list(state["traces"])
+                for i, task in enumerate(state["batch"]):
+                    if reasons[i] is not None:
+                        continue
+                    settled = loop.until(View(i, task, state, round=done))
+                    if settled is None:
+                        continue
+                    why = settled.reason
+                    if settled.keep is not None and settled.keep < len(samples[i]):
+                        used, drawn = settled.keep, len(samples[i])
+                        why = f"{why} ({drawn} drawn in batched waves, {drawn - used} left unused)"
+                        kept = {id(s.generation) for s in samples[i][:used]}
+                        spare[i] = spare[i] + [s.generation for s in samples[i][used:]]
+                        samples[i] = samples[i][:used]
+                        candidates[i] = [c for c in candidates[i]
+                                         if c.source.kind != "sample" or id(c.generation) in kept]
+                    reasons[i] = why
+                    traces[i] = traces[i] + [f"stopped: {why}"]
+                update.update(stop_reasons=reasons, samples=samples, candidates=candidates, spare=spare,
+                              traces=traces)
+            if counts:
+                after = {**state, **update}
+                if _loop_goes_on(loop, after):  # type: ignore[arg-type]
+                    advance(sum(1 for old, new in zip(state["stop_reasons"], reasons) if old is None and new is not None))
+                else:
+                    advance(sum(1 for old in state["stop_reasons"] if old is None))
+            return update
+
+        return check
+
+
+# -- what the steps share ----------------------------------------------------------------------
+
+
+def _loop_goes_on(loop: _Loop, state: EnsembleState) -> bool:
+    if loop.times is not None and state["rounds"].get(loop.name, 0) >= loop.times:
+        return False
+    return loop.until is None or any(r is None for r in state["stop_reasons"])
+
+
+def _step_key(sampling: _Sampling, state: Any) -> str:
+    if sampling.loop is None:
+        return sampling.name
+    return f"{sampling.name}@{sampling.loop}={state['rounds'].get(sampling.loop, 0)}"
+
+
+async def _run_requests(backend: Backend, params: SamplingParams, requests: Sequence[Request]) -> list[Sample]:
+    if not requests:
+        return []
+    if len(requests) == 1:  # the common case: no extra asyncio task per question
+        r = requests[0]
+        batches = [await backend.generate(r.messages, r.params or params, r.n, r.first_index)]
+    else:
+        batches = await asyncio.gather(
+            *(backend.generate(r.messages, r.params or params, r.n, r.first_index) for r in requests)
+        )
+    samples = []
+    for r, gens in zip(requests, batches):
+        origin = r.origin
+        samples.extend(trusted(Sample, source=origin, generation=g) for g in gens)
+    return samples
+
+
+async def _absorb(state: EnsembleState, new: list[list[Sample]], sampling: _Sampling) -> dict[str, Any]:
+    """The update for `new` samples: added to (or replacing) the voting ones, their answers read."""
+    with gc_paused():
+        samples, candidates, issued, aux = [], [], [], []
+        for i, (task, fresh) in enumerate(zip(state["batch"], new)):
+            old, cands, k = state["samples"][i], state["candidates"][i], state["issued"][i]
+            if sampling.replace and fresh:
+                aux.append(state["aux"][i] + [s.generation for s in old])
+                cands = [c for c in cands if c.source.kind != "sample"]
+                old = []
+            else:
+                aux.append(state["aux"][i])
+            added = []
+            for sample in fresh:
+                g = sample.generation
+                parts = sampling.split(task, sample) if sampling.split else [(sample.source, g.text)]
+                for source, text in parts:
+                    # every field is already valid: skip validation (the hot path of warm reruns)
+                    added.append(trusted(Candidate, index=k, text=text, answer=extract(task, text), generation=g,
+                                         source=source))
+                    k += 1
+            samples.append(old + fresh)
+            candidates.append(cands + added if added else cands)
+            issued.append(k)
+    for i, task in enumerate(state["batch"]):
+        if new[i] and FORMATS[task.format].merge_by_value:
+            candidates[i] = await _merge_equivalent(candidates[i])
+    return {
+        "samples": samples, "candidates": candidates, "issued": issued, "aux": aux,
+        "traces": [t + [sampling.name] for t in state["traces"]],
+    }
+
+
+async def _merge_equivalent(candidates: list[Candidate]) -> list[Candidate]:
+    """Math answers equal in value get one key (math-verify), so they never split the vote."""
+    from manyminds.verifiers.math_answer import aunify_keys
+
+    mapping = await aunify_keys([c.answer for c in candidates if c.answer is not None and c.source.kind == "sample"])
+    return [
+        c if c.answer is None or mapping.get(c.answer, c.answer) == c.answer
+        else c.model_copy(update={"answer": mapping[c.answer]})
+        for c in candidates
+    ]
+
+
+def _result(task: Task, state: EnsembleState, i: int, decision: Decision, strategy: str,
+            record: dict[str, Any]) -> Result:
+    trace = state["traces"][i] + ["aggregate"]
+    note = decision.params.get("note")
+    if note:
+        trace.append(f"{decision.aggregator}: {note}")
+    return trusted(
+        Result,
+        task=task,
+        answer=decision.answer,
+        confidence=decision.confidence,
+        tally=decision.tally,
+        candidates=list(state["candidates"][i]),
+        usage=Usage.of([s.generation for s in state["samples"][i]] + state["aux"][i], spare=state["spare"][i]),
+        decision=decision,
+        strategy=strategy,
+        strategy_params=record,
+        trace=trace,
+        stop_reason=state["stop_reasons"][i],
+    )
+
+
+def outputs(state: EnsembleState, results: list[Result]) -> dict[str, Any]:
+    """The graph's output for `results`: all of them, and for one question its answer too."""
+    update: dict[str, Any] = {"results": results}
+    if state.get("single"):
+        update.update(result=results[0], answer=results[0].answer, confidence=results[0].confidence)
+    return update
+
+
+__all__ = ["Pipeline", "Plan", "Request", "RunContext", "Settled", "Until", "View", "outputs"]

@@ -1,0 +1,43 @@
+"""The verifier decides: best-of-n and verifier resampling.
+
+Each ballot carries its verdict. The best-scored answer wins; ties among the
+best go to the vote among them, then to the lowest index. With `abstain`, no
+passing ballot means no answer: imperfect verifiers let wrong answers pass,
+and answering nothing is the honest outcome when none does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from manyminds.aggregators.base import aggregator
+from manyminds.aggregators.majority import tally
+from manyminds.types import Candidate, Decision, Task
+
+
+@aggregator("best-verified")
+class BestVerified:
+    """The tally holds each answer's best score; confidence is the winner's score."""
+
+    name = "best-verified"
+
+    def __init__(self, abstain: bool = False) -> None:
+        self.abstain = abstain
+
+    def params(self) -> dict[str, Any]:
+        return {"abstain": self.abstain}
+
+    def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
+        scored = sorted((c for c in candidates if c.votes and c.verdict is not None), key=lambda c: c.index)
+        best: dict[str, float] = {}
+        for c in scored:
+            best[c.answer] = max(best.get(c.answer, 0.0), c.verdict.score)  # type: ignore[union-attr,index]
+        if not best or (self.abstain and not any(c.verdict.passed for c in scored)):  # type: ignore[union-attr]
+            return Decision(answer=None, confidence=0.0, tally=best, aggregator=self.name,
+                            params={**self.params(), "abstained": True,
+                                    "note": "abstained: no candidate passed" if best else "abstained: nothing verified"})
+        top = max(best.values())
+        votes = tally([c for c in scored if c.verdict.score >= top - 1e-9])  # type: ignore[union-attr]
+        winner = max(votes, key=lambda k: votes[k])
+        return Decision(answer=winner, confidence=top, tally=best, aggregator=self.name, params=self.params())

@@ -1,0 +1,37 @@
+"""Request keys: what decides a request's samples (backend identity, messages, parameters), never how many."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+
+from manyminds.types import Message, SamplingParams
+
+if TYPE_CHECKING:
+
+    pass
+
+def params_record(params: SamplingParams) -> dict[str, Any]:
+    """The parameters as keyed and stored: unset engine extras left out (SamplingParams.OPTIONAL)."""
+    record = params.model_dump(mode="json")
+    for name in params.OPTIONAL:
+        if record.get(name) is None:
+            record.pop(name, None)
+    return record
+
+
+def request_key(identity: dict[str, Any], messages: list[Message], params: SamplingParams) -> str:
+    """The hash of a request's canonical JSON: what decides its samples, but not how many."""
+    canonical = json.dumps(
+        {
+            "backend": identity,
+            "messages": [[m.role, m.content] for m in messages],
+            "params": params_record(params),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,164 @@
+"""A session: what one run owns (backend, cache, compiled graphs, worker pools, concurrency, progress).
+
+    with mm.Session("local", cache="runs.db", concurrency=8) as session:
+        results = session.solve_many(SelfConsistency(n=8), questions)
+
+A session closes what it opened, in order: the cache it opened from a path
+(flushed, so every sample paid for is stored), the backend it built from a
+spec (its model unloaded), and math-verify's worker processes if they were
+started during the session. A backend or cache passed in as an object is
+the caller's: it is flushed, never closed. Compiled graphs are memoised on
+the backend, so they go with it. Run options reach the graph as a typed
+`RunContext`, never as strings in LangGraph's `configurable`.
+
+`Strategy.solve_many(..., backend=, cache=)` is a one-call session that
+keeps worker pools running for the next call.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from manyminds._perf import run_sync
+from manyminds.backends.base import Backend
+from manyminds.cache import GenerationCache, open_cache
+from manyminds.errors import ConfigError
+from manyminds.types import Result, Task
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from manyminds.strategies.base import Strategy
+
+
+class Session:
+    """A backend, a cache and run options, used by any number of strategies, closed together."""
+
+    def __init__(
+        self,
+        backend: "Backend | str" = "local",
+        *,
+        cache: "GenerationCache | str | Path | None" = None,
+        concurrency: int = 16,
+        progress: bool | None = None,
+        keep_pools: bool = False,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        if isinstance(backend, str):
+            from manyminds.backends import from_spec
+
+            self.backend, self._owns_backend = from_spec(backend), True
+        else:
+            self.backend, self._owns_backend = backend, False
+        try:
+            self.cache, self._owns_cache = open_cache(cache)
+        except BaseException:
+            self._close_backend()
+            raise
+        self.concurrency = concurrency
+        self.progress = progress
+        self._keep_pools = keep_pools
+        from manyminds.verifiers import math_answer
+
+        self._pools_before = math_answer.pool_running()
+        self.closed = False
+
+    @property
+    def wrapped(self) -> Backend:
+        """The backend as strategies see it: behind the cache, when there is one."""
+        return self.cache.wrap(self.backend) if self.cache is not None else self.backend  # type: ignore[return-value]
+
+    async def asolve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
+                          progress: bool | None = None) -> list[Result]:
+        """Results for `tasks`, in their order; at most `concurrency` questions in flight."""
+        from manyminds.agents.nodes import RunContext
+
+        if self.closed:
+            raise ConfigError("this session is closed")
+        batch = [Task.of(t) for t in tasks]
+        if not batch:
+            return []
+        graph = strategy.compiled(self.wrapped)
+        with progress_bar(len(batch), strategy.name, self.progress if progress is None else progress) as advance:
+            state = await graph.ainvoke({"tasks": batch}, context=RunContext(self.concurrency, advance))
+        if self.cache is not None:
+            self.cache.flush()
+        return state["results"]
+
+    def solve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
+                   progress: bool | None = None) -> list[Result]:
+        return run_sync(self.asolve_many(strategy, tasks, progress=progress))
+
+    async def asolve(self, strategy: "Strategy", task: Task | str) -> Result:
+        (result,) = await self.asolve_many(strategy, [task], progress=False)
+        return result
+
+    def solve(self, strategy: "Strategy", task: Task | str) -> Result:
+        return run_sync(self.asolve(strategy, task))
+
+    def close(self) -> None:
+        """Store every sample, then release what this session opened (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.cache is not None:
+                self.cache.close() if self._owns_cache else self.cache.flush()
+        finally:
+            self._close_backend()
+            if not self._keep_pools and not self._pools_before:
+                from manyminds.verifiers import math_answer
+
+                math_answer.shutdown_pool()
+
+    def _close_backend(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if self._owns_backend and callable(close):
+            close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class progress_bar:
+    """A rich progress bar, or nothing when not wanted; yields an `advance(k)` callback."""
+
+    def __init__(self, total: int, label: str, enabled: bool | None) -> None:
+        self.total = total
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress: Any = None
+
+    def __enter__(self) -> Callable[[int], None] | None:
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._progress.start()
+        task_id = self._progress.add_task(self.label, total=self.total)
+        return lambda k: self._progress.advance(task_id, k)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
