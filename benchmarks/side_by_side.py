@@ -7,10 +7,10 @@ change), alternating the two in fresh processes so machine noise hits both
 alike, and reports the ratios after / before:
 
 - warm rerun: 1,000 questions x 16 samples, every sample from the cache
-  (best of 3 per process);
+  (best of 5 per process);
 - orchestration overhead: self-consistency over a Scripted backend with
   50 ms latency, 125 questions x 8 samples and 1,000 x 1, against the bare
-  backend calls (best of 3).
+  backend calls (best of 5).
 
     git worktree add ../before <commit>
     .venv/bin/python benchmarks/side_by_side.py --before ../before --rounds 3
@@ -57,7 +57,7 @@ with tempfile.TemporaryDirectory() as folder:
         with GenerationCache(path) as cache:
             results = sc.solve_many(tasks, backend=backend, cache=cache, concurrency=64, progress=False)
         assert backend.calls == 0 and all(r.usage.cached_samples == 16 for r in results)
-    warm_s = best(3, warm)
+    warm_s = best(5, warm)
 
 rows = {}
 for questions, n in ((125, 8), (1000, 1)):
@@ -71,7 +71,7 @@ for questions, n in ((125, 8), (1000, 1)):
         asyncio.run(go())
     def managed():
         strategy.solve_many(qs, backend=Scripted(["The answer is 3."], latency=0.05), concurrency=questions, progress=False)
-    rows[f"{questions}x{n}"] = {"bare_s": best(3, bare), "manyminds_s": best(3, managed)}
+    rows[f"{questions}x{n}"] = {"bare_s": best(5, bare), "manyminds_s": best(5, managed)}
 print(json.dumps({"where": manyminds.__file__, "warm_s": warm_s, "overhead": rows}))
 '''
 
@@ -87,12 +87,14 @@ def probe(tree: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, required=True, help="a checkout of the version to compare with")
+    parser.add_argument("--after", type=Path, default=HERE, help="the version measured (default this tree)")
     parser.add_argument("--rounds", type=int, default=3, help="processes per version, alternated")
     parser.add_argument("--name", default="side_by_side", help="results/<name>.json")
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     for k in range(args.rounds):
-        for label, tree in (("before", args.before), ("after", HERE)) if k % 2 == 0 else (("after", HERE), ("before", args.before)):
+        pair = (("before", args.before), ("after", args.after))
+        for label, tree in pair if k % 2 == 0 else pair[::-1]:
             runs[label].append(probe(tree))
             print(label, json.dumps(runs[label][-1]), flush=True)
 
@@ -106,7 +108,8 @@ def main() -> None:
         summary[f"overhead_{shape}_vs_bare"] = {v: round(x, 3) for v, x in over.items()}
         summary[f"overhead_{shape}_ratio"] = round(over["after"] / over["before"], 3)
     print(json.dumps(summary, indent=2))
-    print("written", record(args.name, {"before": str(args.before), "rounds": args.rounds, **summary, "runs": runs}))
+    print("written", record(args.name, {"before": str(args.before), "after": str(args.after), "rounds": args.rounds,
+                                        **summary, "runs": runs}))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ so a stored result can be re-read, re-aggregated and compared offline.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -313,6 +314,10 @@ class Source(BaseModel):
     @classmethod
     def parse(cls, text: str) -> "Source":
         """The inverse of `str`: "synthesis", "layer-2/proposer-3", "first/approach-1/persona-2"."""
+        return _parse_source(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> "Source":
         parts = [p for p in text.split("/") if p]
         stage = parts.pop(0) if parts and parts[0] in _STAGES else None
         layer = None
@@ -336,6 +341,12 @@ class Source(BaseModel):
 
 
 SAMPLE = Source()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_source(text: str) -> Source:
+    # Sources are frozen values: one per distinct text serves every candidate (a hot path of reruns).
+    return Source._parse(text)
 
 
 class Candidate(BaseModel):

@@ -546,11 +546,10 @@ async def _run_requests(backend: Backend, params: SamplingParams, requests: Sequ
         batches = await asyncio.gather(
             *(backend.generate(r.messages, r.params or params, r.n, r.first_index) for r in requests)
         )
-    samples = []
-    for r, gens in zip(requests, batches):
-        origin = r.origin
-        samples.extend(trusted(Sample, source=origin, generation=g) for g in gens)
-    return samples
+    if len(requests) == 1:
+        origin = requests[0].origin
+        return [trusted(Sample, source=origin, generation=g) for g in batches[0]]
+    return [trusted(Sample, source=r.origin, generation=g) for r, gens in zip(requests, batches) for g in gens]
 
 
 async def _absorb(state: EnsembleState, new: list[list[Sample]], sampling: _Sampling) -> dict[str, Any]:

@@ -14,9 +14,11 @@ def tally(candidates: Sequence[Candidate], weights: Sequence[float] | None = Non
     ordered = sorted(range(len(candidates)), key=lambda i: (candidates[i].index, i))
     counts: dict[str, float] = {}
     for i in ordered:
-        if candidates[i].votes:  # evidence (syntheses, selections) and unreadable samples do not vote
-            answer = candidates[i].answer
-            counts[answer] = counts.get(answer, 0.0) + (1.0 if weights is None else weights[i])  # type: ignore[index]
+        c = candidates[i]
+        answer = c.answer
+        # evidence (syntheses, selections) and unreadable samples do not vote (Candidate.votes, inlined)
+        if answer is not None and c.source.kind == "sample":
+            counts[answer] = counts.get(answer, 0.0) + (1.0 if weights is None else weights[i])
     return counts
 
 
