@@ -39,6 +39,7 @@ out = Console(width=None if sys.stdout.isatty() else 120)
 class PromptStyle(str, enum.Enum):
     cot = "cot"
     direct = "direct"
+    raw = "raw"
 
 
 def _choices(name: str, values: list[str]) -> type[enum.Enum]:
@@ -93,6 +94,12 @@ def _make(name: str, n: int, verifier, **settings):
     return make(name, n, **given)
 
 
+def _aggregator_spec(text: str | None):
+    from manyminds.aggregators.base import parse_spec
+
+    return parse_spec(text) if text else None
+
+
 def _stop_rule(spec: str | None):
     from manyminds.stopping import parse_rule
 
@@ -104,7 +111,8 @@ VerifierOpt = Annotated[
                                          "verifier-resampling, verified-vote).")
 ]
 AggregatorOpt = Annotated[Optional[str], typer.Option(
-    "--aggregator", "-a", help="How samples vote, for voting strategies: " + ", ".join(_aggregator_names()) + ".")]
+    "--aggregator", "-a", help="How samples vote, for voting strategies: " + ", ".join(_aggregator_names())
+    + "; parameters as NAME:KEY=VALUE,... (weighted:by=logprob).")]
 StopOpt = Annotated[Optional[str], typer.Option(
     "--stop", help="Sample in waves and stop early: esc, esc:WINDOW, adaptive, adaptive:THRESHOLD.")]
 AllowCodeOpt = Annotated[
@@ -182,7 +190,7 @@ def run(
     temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (default the strategy's, 0.7).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 512,
     prompt: Annotated[Optional[PromptStyle], typer.Option(
-        help="Chain of thought or answer only (default cot; strategies that ask the question).")] = None,
+        help="Chain of thought, answer only, or the question as given (raw); default cot.")] = None,
     answer_format: Annotated[
         AnswerFormat, typer.Option("--format", help="How to read answers.")
     ] = AnswerFormat.NUMBER,
@@ -205,7 +213,7 @@ def run(
     strategy = _make(
         strategy_name.value, n, _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution),
         temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
-        aggregator=aggregator, stop=_stop_rule(stop),
+        aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop),
     )
     path = _cache_path(cache, no_cache)
     store = GenerationCache(path) if path is not None else None  # fails before loading a model
@@ -288,7 +296,7 @@ def bench(
     temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (default the strategy's, 0.7).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 256,
     prompt: Annotated[Optional[PromptStyle], typer.Option(
-        help="Chain of thought or answer only (default cot; strategies that ask the question).")] = None,
+        help="Chain of thought, answer only, or the question as given (raw); default cot.")] = None,
     aggregator: AggregatorOpt = None,
     stop: StopOpt = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Questions in flight at once.")] = 16,
@@ -333,7 +341,7 @@ def bench(
     methods: dict[str, object] = {}
     if baseline:
         methods["single sample"] = _make("self-consistency", 1, None, **settings)
-    settings.update(aggregator=aggregator, stop=_stop_rule(stop))
+    settings.update(aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop))
     for name in strategies or [StrategyName.self_consistency]:  # type: ignore[attr-defined]
         for n in sorted(set(budgets or [8])):  # smaller budgets first: the larger reuse their samples
             verifying = by_name(name.value).needs_verifier  # the others do not take one; scoring may
@@ -426,7 +434,7 @@ def cache_stats(path: Annotated[str, typer.Argument(help="The cache file.")]) ->
 @app.command("reaggregate")
 def reaggregate_command(
     source: Annotated[str, typer.Argument(help="A cache database with stored runs, or a pool file (.jsonl).")],
-    aggregator: Annotated[list[str], typer.Option("--aggregator", "-a", help="Aggregator name (repeatable).")] = ["majority"],
+    aggregator: Annotated[list[str], typer.Option("--aggregator", "-a", help="Aggregator NAME or NAME:KEY=VALUE,... (repeatable).")] = ["majority"],
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="esc, esc:5, adaptive, adaptive:0.95 (repeatable).")] = None,
     run_id: Annotated[Optional[int], typer.Option("--run", help="Run id in the database (default: the latest).")] = None,
     cap: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many samples per question.")] = None,

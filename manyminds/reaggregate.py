@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from manyminds.aggregators import Aggregator, get_aggregator
+from manyminds.aggregators import Aggregator, resolve
 from manyminds.answers import normalise_gold, same_answer
 from manyminds.errors import ConfigError
 from manyminds.pools import PoolQuestion, load_pool
@@ -79,7 +79,7 @@ def reaggregate(
         raise ConfigError(f"{source if isinstance(source, (str, Path)) else 'the source'} holds no questions to re-aggregate")
     if cap is not None and cap < 1:
         raise ConfigError(f"cap must be at least 1 sample per question, got {cap}")
-    chooser = get_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
+    chooser = resolve(aggregator)
     rule = parse_rule(stop) if isinstance(stop, str) else stop
     correct = samples = changed = 0
     answers: list[str | None] = []

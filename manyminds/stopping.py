@@ -30,10 +30,11 @@ changes is how many samples each request asks for:
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
-from math import comb
-from typing import ClassVar, Protocol, runtime_checkable
+from math import comb, lgamma, log
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -122,26 +123,75 @@ def stopping_rule(name: str, *aliases: str):  # type: ignore[no-untyped-def]
     return register
 
 
+def _top_counts(answers: Sequence[str | None], count_unreadable: bool, k: int = 2) -> list[tuple[str | None, int]]:
+    """The k largest answer counts (ties: first seen first); None is a class when `count_unreadable`."""
+    return Counter(a for a in answers if count_unreadable or a is not None).most_common(k)
+
+
+def _leader_runner_up(answers: Sequence[str | None], count_unreadable: bool) -> tuple[int, int]:
+    top = _top_counts(answers, count_unreadable)
+    return (top[0][1] if top else 0), (top[1][1] if len(top) > 1 else 0)
+
+
+def dirichlet_leader_probability(counts: Sequence[int], grid: int = 2000) -> float:
+    """P(the first class has the largest share) under a Dirichlet(counts + 1) posterior.
+
+    Shares of a Dirichlet are normalised independent Gamma(count + 1) variables, so the
+    probability is the integral over x of the first one's density at x times the others'
+    CDFs at x: one dimension, integrated on a grid (exact to about 1e-4, deterministic),
+    where the official code integrates the simplex by Monte Carlo.
+    """
+    return _dirichlet(tuple(counts), grid)
+
+
+@functools.lru_cache(maxsize=65536)
+def _dirichlet(counts: tuple[int, ...], grid: int) -> float:
+    # the same counts recur across questions and replays: each is integrated once
+    import numpy as np
+    from scipy.special import gammainc, gammaln
+
+    alphas = np.asarray(counts, dtype=float) + 1.0
+    top = alphas.max()
+    x = np.linspace(1e-9, top + 12.0 * np.sqrt(top) + 12.0, grid)
+    density = np.exp((alphas[0] - 1.0) * np.log(x) - x - gammaln(alphas[0]))
+    others = np.prod([gammainc(a, x) for a in alphas[1:]], axis=0) if len(alphas) > 1 else 1.0
+    return float(np.clip(np.trapezoid(density * others, x), 0.0, 1.0))
+
+
 @stopping_rule("esc")
 class ESC(BaseModel):
-    """Stop when the latest window of samples is unanimous (Li et al., 2024)."""
+    """Stop when the latest window of samples is unanimous (Li et al., 2024).
+
+    As the official scripts (Yiwei98/ESC, `early_stop_*.py`): windows of
+    `window` samples; the first unanimous one stops sampling and its answer
+    is the decision (the `esc` aggregator; a vote over every drawn sample can
+    differ); with no unanimous window by the cap, the vote over all samples
+    decides. A window of unreadable answers is unanimous too: the official
+    GSM8K and Last Letters scripts read a failure as one placeholder answer
+    (-1000, ""), which stops like any other (`unreadable_stops=False` keeps
+    sampling instead).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: ClassVar[str] = "esc"
     argument: ClassVar[str] = "window"
 
     window: int = Field(default=5, ge=1)
+    unreadable_stops: bool = Field(default=True, description="a window with no readable answer is unanimous")
     speculate: bool = Field(default=True, description="size waves for the backend (see next_wave)")
 
     def wave(self, drawn: int) -> int:
         return self.window
+
+    def _unanimous(self, window: Sequence[str | None]) -> bool:
+        return all(a == window[0] for a in window) and (window[0] is not None or self.unreadable_stops)
 
     def fewest_to_stop(self, answers: Sequence[str | None]) -> int:
         """Samples to the next window that could still be unanimous."""
         drawn = len(answers)
         boundary = (drawn // self.window + 1) * self.window
         started = answers[boundary - self.window:drawn]
-        if started and (started[0] is None or any(a != started[0] for a in started)):
+        if started and not self._unanimous(started):
             boundary += self.window  # this window is already split
         return boundary - drawn
 
@@ -149,20 +199,39 @@ class ESC(BaseModel):
         if len(answers) < self.window or len(answers) % self.window:
             return None
         last = answers[-self.window:]
-        if last[0] is not None and all(a == last[0] for a in last):
-            return f"window of {self.window} unanimous after {len(answers)} samples"
+        if self._unanimous(last):
+            what = "unanimous" if last[0] is not None else "unanimous (no readable answer)"
+            return f"window of {self.window} {what} after {len(answers)} samples"
         return None
+
+    def decider(self) -> dict[str, Any]:
+        """The aggregator that decides as the official scripts do: the unanimous window's answer."""
+        return {"name": "esc", "window": self.window, "unreadable_stops": self.unreadable_stops}
 
 
 @stopping_rule("adaptive", "adaptive-consistency")
 class AdaptiveConsistency(BaseModel):
-    """Stop when P(leader beats runner-up) >= threshold under a Beta posterior (Aggarwal et al., 2023)."""
+    """Stop when the posterior says the leading answer is the most likely one (Aggarwal et al., 2023).
+
+    `criterion="dirichlet"` (the paper's default): P(the leader has the
+    largest share) under a Dirichlet posterior over the `top_k` most frequent
+    answers; with fewer than three distinct answers it is the Beta rule, as
+    in the official code. `criterion="beta"`: P(leader beats runner-up) under
+    Beta(leader + 1, runner-up + 1). Unreadable answers are one more answer
+    (`count_unreadable`, as the official code counts whatever the parser
+    returned); the decision is the vote over the readable ones. The official
+    code integrates the Dirichlet by Monte Carlo; here it is a deterministic
+    one-dimensional integral, so a replay gives the same stops every time.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: ClassVar[str] = "adaptive-consistency"
     argument: ClassVar[str] = "threshold"
 
     threshold: float = Field(default=0.95, gt=0.5, lt=1)
+    criterion: Literal["dirichlet", "beta"] = Field(default="dirichlet")
+    top_k: int = Field(default=5, ge=2, description="answers the Dirichlet criterion looks at")
+    count_unreadable: bool = Field(default=True, description="an unreadable answer is one more answer")
     wave_size: int = Field(default=1, ge=1, description="samples per wave (one backend request)")
     min_samples: int = Field(default=1, ge=1)
     speculate: bool = Field(default=True, description="size waves for the backend (see next_wave)")
@@ -170,28 +239,106 @@ class AdaptiveConsistency(BaseModel):
     def wave(self, drawn: int) -> int:
         return self.wave_size
 
+    def probability(self, answers: Sequence[str | None]) -> float:
+        """The criterion's posterior probability that the current leader is the most likely answer."""
+        top = _top_counts(answers, self.count_unreadable, self.top_k)
+        if not top:
+            return 0.0
+        if self.criterion == "beta" or len(top) < 3:
+            return beta_leader_probability(top[0][1], top[1][1] if len(top) > 1 else 0)
+        return dirichlet_leader_probability([c for _, c in top])
+
     def fewest_to_stop(self, answers: Sequence[str | None], limit: int = 4096) -> int:
         """Further samples before the rule could stop: all of them going to the leader."""
-        counts = Counter(a for a in answers if a is not None).most_common(2)
-        leader = counts[0][1] if counts else 0
-        runner_up = counts[1][1] if len(counts) > 1 else 0
         extra = max(0, self.min_samples - len(answers))
-        while extra < limit and beta_leader_probability(leader + extra, runner_up) < self.threshold:
+        top = _top_counts(answers, self.count_unreadable, self.top_k)
+        leader = top[0][0] if top else "__leader__"
+        while extra < limit and self.probability(list(answers) + [leader] * extra) < self.threshold:
             extra += 1
         return max(extra, self.min_samples - len(answers))
 
     def check(self, answers: Sequence[str | None]) -> str | None:
+        if len(answers) < self.min_samples or not answers:
+            return None
+        p = self.probability(answers)
+        if p >= self.threshold:
+            return (f"P(leader is the most likely answer) = {p:.3f} >= {self.threshold} after {len(answers)} samples, "
+                    f"{self.criterion} criterion")
+        return None
+
+
+class _Sequential(BaseModel):
+    """What the sequential tests share: one sample per wave, leader against runner-up."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    alpha: float = Field(default=0.1, gt=0, lt=0.5, description="the test's error rate")
+    min_samples: int = Field(default=2, ge=1)
+    count_unreadable: bool = Field(default=False, description="an unreadable answer is one more answer")
+    wave_size: int = Field(default=1, ge=1)
+    speculate: bool = Field(default=True, description="size waves for the backend (see next_wave)")
+
+    def wave(self, drawn: int) -> int:
+        return self.wave_size
+
+    def log_ratio(self, leader: int, runner_up: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fewest_to_stop(self, answers: Sequence[str | None], limit: int = 4096) -> int:
+        a, b = _leader_runner_up(answers, self.count_unreadable)
+        bound = -log(self.alpha)
+        extra = max(0, self.min_samples - len(answers))
+        while extra < limit and self.log_ratio(a + extra, b) < bound:
+            extra += 1
+        return extra
+
+    def check(self, answers: Sequence[str | None]) -> str | None:
         if len(answers) < self.min_samples:
             return None
-        counts = Counter(a for a in answers if a is not None).most_common(2)
-        if not counts:
+        a, b = _leader_runner_up(answers, self.count_unreadable)
+        if a == 0:
             return None
-        leader = counts[0][1]
-        runner_up = counts[1][1] if len(counts) > 1 else 0
-        p = beta_leader_probability(leader, runner_up)
-        if p >= self.threshold:
-            return f"P(leader beats runner-up) = {p:.3f} >= {self.threshold} after {len(answers)} samples"
+        ratio = self.log_ratio(a, b)
+        if ratio >= -log(self.alpha):
+            return (f"{self.name}: log likelihood ratio {ratio:.2f} >= log(1/{self.alpha:g}), "
+                    f"{a} against {b}, after {len(answers)} samples")
         return None
+
+
+@stopping_rule("sprt")
+class SPRT(_Sequential):
+    """Wald's sequential probability ratio test on the leader's share of the top two answers.
+
+    Among samples giving the leader or the runner-up, H0: the leader's share
+    is 1/2 (they are tied), H1: it is `p1`. Each sample for the leader adds
+    log(2 p1) to the log likelihood ratio, each for the runner-up log(2 (1 - p1));
+    sampling stops (H0 rejected) once it reaches log(1 / alpha). A tie never
+    stops it; the cap does.
+    """
+
+    name: ClassVar[str] = "sprt"
+    argument: ClassVar[str] = "alpha"
+
+    p1: float = Field(default=0.75, gt=0.5, lt=1, description="the leader's share under the alternative")
+
+    def log_ratio(self, leader: int, runner_up: int) -> float:
+        return leader * log(2 * self.p1) + runner_up * log(2 * (1 - self.p1))
+
+
+@stopping_rule("msprt", "mixture-sprt")
+class MixtureSPRT(_Sequential):
+    """The mixture SPRT: the likelihood ratio averaged over a uniform prior on the leader's share.
+
+    LR = 2^(a+b) B(a + 1, b + 1) for a samples on the leader and b on the
+    runner-up; stopping at LR >= 1 / alpha bounds the error at alpha however
+    long one samples (Ville's inequality), with no alternative to choose.
+    """
+
+    name: ClassVar[str] = "msprt"
+    argument: ClassVar[str] = "alpha"
+
+    def log_ratio(self, leader: int, runner_up: int) -> float:
+        return (leader + runner_up) * log(2) + lgamma(leader + 1) + lgamma(runner_up + 1) - lgamma(leader + runner_up + 2)
 
 
 def parse_rule(spec: str) -> StopRule:

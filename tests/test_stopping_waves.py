@@ -10,7 +10,7 @@ import pytest
 
 from manyminds.backends import Scripted
 from manyminds.cache import GenerationCache
-from manyminds.stopping import ESC, AdaptiveConsistency, next_wave, settle
+from manyminds.stopping import ESC, SPRT, AdaptiveConsistency, MixtureSPRT, next_wave, settle
 from manyminds.strategies import SelfConsistency
 
 CAP = 16
@@ -38,7 +38,8 @@ def _backend(table, batch_width):
 
 
 RULES = [AdaptiveConsistency(), AdaptiveConsistency(threshold=0.8, wave_size=2), AdaptiveConsistency(min_samples=6),
-         ESC(), ESC(window=3)]
+         ESC(), ESC(window=3), ESC(unreadable_stops=False), AdaptiveConsistency(criterion="beta"),
+         AdaptiveConsistency(count_unreadable=False), SPRT(), SPRT(alpha=0.3, p1=0.9), MixtureSPRT(alpha=0.2)]
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -103,6 +103,7 @@ Plan = Callable[[View], Sequence[Request]]
 Build = Callable[[View], "list[Message] | None"]
 Until = Callable[[View], "Settled | None"]
 Split = Callable[[Task, Sample], list[tuple[Source, str]]]
+Read = Callable[[Task, Sample], "str | None"]
 Update = Callable[[EnsembleState], dict[str, Any]]
 
 
@@ -133,6 +134,7 @@ class _Sampling:
     replace: bool
     split: Split | None
     loop: str | None
+    read: Read | None = None
     settles: bool = False
     """Inside a loop with a stopping condition: settled tasks are skipped, and a task whose
     plan asks for nothing is settled (so the loop always ends)."""
@@ -164,6 +166,7 @@ class Pipeline:
         backend: Backend | None = None,
         replace: bool = False,
         split: Split | None = None,
+        read: Read | None = None,
         slots: int | None = None,
         backends: Sequence[Backend] | None = None,
     ) -> "Pipeline":
@@ -171,13 +174,14 @@ class Pipeline:
 
         `replace` makes the new samples the voting ones (the old move to `aux`,
         still counted); otherwise they are added. `split` reads several answers
-        from one sample (IDIV-SE). With `slots`, the step fans out with `Send`,
+        from one sample (IDIV-SE); `read` reads a sample's answer key in place of
+        `answers.extract` (choice shuffling maps a permuted letter back). With `slots`, the step fans out with `Send`,
         one slot per prompt or proposer over the whole batch, the plan seeing
         `View.slot`; `backends` gives each slot its own backend.
         """
         name = self._unique(name)
         loop = self._loops[-1] if self._loops else None
-        sampling = _Sampling(name, replace, split, loop.name if loop else None,
+        sampling = _Sampling(name, replace, split, loop.name if loop else None, read=read,
                              settles=loop is not None and loop.until is not None)
         self._samplings.append(sampling)
         main = backend or self.backend
@@ -569,9 +573,9 @@ async def _absorb(state: EnsembleState, new: list[list[Sample]], sampling: _Samp
                 g = sample.generation
                 parts = sampling.split(task, sample) if sampling.split else [(sample.source, g.text)]
                 for source, text in parts:
+                    answer = sampling.read(task, sample) if sampling.read else extract(task, text)
                     # every field is already valid: skip validation (the hot path of warm reruns)
-                    added.append(trusted(Candidate, index=k, text=text, answer=extract(task, text), generation=g,
-                                         source=source))
+                    added.append(trusted(Candidate, index=k, text=text, answer=answer, generation=g, source=source))
                     k += 1
             samples.append(old + fresh)
             candidates.append(cands + added if added else cands)

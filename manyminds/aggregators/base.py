@@ -106,8 +106,30 @@ class AggregatorSpec(BaseModel):
         return hash((self.name, tuple(sorted((k, repr(v)) for k, v in self.params.items()))))
 
 
+def parse_spec(text: str) -> AggregatorSpec:
+    """The command line's form: `NAME` or `NAME:KEY=VALUE,KEY=VALUE` (values read as JSON when they can be).
+
+    `esc:window=3`, `weighted:by=logprob`, `selection:fallback=rpc`.
+    """
+    import json
+
+    name, _, rest = text.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"aggregator {text!r}: expected NAME or NAME:KEY=VALUE,... (got {item!r})")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    return AggregatorSpec(name=name.strip(), params=params)
+
+
 def resolve(spec: "str | dict[str, Any] | AggregatorSpec | Aggregator") -> Aggregator:
-    """An Aggregator from any of the forms a strategy or a user gives."""
-    if isinstance(spec, (str, dict)):
+    """An Aggregator from any of the forms a strategy or a user gives (`parse_spec`'s text included)."""
+    if isinstance(spec, str):
+        return parse_spec(spec).build()
+    if isinstance(spec, dict):
         return AggregatorSpec.model_validate(spec).build()
     return get_aggregator(spec)

@@ -7,24 +7,24 @@ sync wrappers over it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from manyminds._perf import run_sync
 from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
 from manyminds.cache import GenerationCache, open_cache
+from manyminds.exemplars import Exemplars
 from manyminds.plugins import Registry
-from manyminds.stopping import ESC, AdaptiveConsistency
 from manyminds.types import MAX_SAMPLES, Message, Result, SamplingParams, Task
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
-    from manyminds.agents.builder import Pipeline
+    from manyminds.agents.builder import Pipeline, Request
 
 REGISTRY: "Registry[type[Strategy]]" = Registry("strategy", "manyminds.strategies", "manyminds.strategies")
 """Every strategy class with a `name` of its own registers itself here when defined."""
@@ -173,6 +173,8 @@ class SampledStrategy(Strategy):
     sampling: SamplingParams = Field(default_factory=SamplingParams,
                                      description="every sample's parameters (temperature, max_tokens, seed, ...)")
     system: str | None = Field(default=None, description="an optional system message")
+    exemplars: Exemplars | None = Field(
+        default=None, description="few-shot exemplars before the question: a named set ('gsm8k-cot-8') or pairs")
 
     @model_validator(mode="before")
     @classmethod
@@ -216,16 +218,37 @@ class SampledStrategy(Strategy):
         system = system if system is not None else self.system
         return ([Message(role="system", content=system)] if system else []) + [Message(role="user", content=text)]
 
+    def with_shots(self, task: Task, render: Callable[[Task], str], exemplars: Exemplars | None = None) -> list[Message]:
+        """The question as `render` asks it, after the few-shot exemplars (the strategy's, or those given).
+
+        "turns": each exemplar's question asked as `render` asks the real one, its answer as
+        the assistant's reply; "text": one block of Q:/A: pairs ending with the question.
+        """
+        shots = exemplars if exemplars is not None else self.exemplars
+        if shots is None:
+            return self.chat(render(task))
+        asked = [render(task.model_copy(update={"question": e.question, "choices": None, "gold": None, "id": None}))
+                 for e in shots.items]
+        if shots.style == "text":
+            blocks = [f"Q: {q}\nA: {e.answer}" for q, e in zip(asked, shots.items)]
+            return self.chat("\n\n".join(blocks + [f"Q: {render(task)}\nA:"]))
+        turns = [m for q, e in zip(asked, shots.items)
+                 for m in (Message(role="user", content=q), Message(role="assistant", content=e.answer))]
+        head = [Message(role="system", content=self.system)] if self.system else []
+        return head + turns + [Message(role="user", content=render(task))]
+
 
 class PromptedStrategy(SampledStrategy):
     """A strategy that asks the question itself, with or without chain of thought."""
 
-    prompt: Literal["cot", "direct"] = Field(default="cot", description="chain of thought or answer only")
+    prompt: Literal["cot", "direct", "raw"] = Field(
+        default="cot", description="chain of thought, answer only, or the question exactly as given (raw)")
 
     def messages(self, task: Task) -> list[Message]:
+        """The question as this strategy asks it, after its few-shot exemplars if any."""
         from manyminds.strategies.prompting import question_prompt
 
-        return self.chat(question_prompt(task, self.prompt))
+        return self.with_shots(task, lambda t: question_prompt(t, self.prompt))
 
 
 class OnePromptStrategy(PromptedStrategy):
@@ -236,12 +259,23 @@ class OnePromptStrategy(PromptedStrategy):
     """
 
     n: int = Field(default=8, ge=1, le=MAX_SAMPLES, description="samples per question (the budget; the cap with a stop rule)")
-    stop: ESC | AdaptiveConsistency | None = Field(default=None, description="sample in waves and stop early")
+    stop: Any = Field(default=None, exclude=True,
+                      description="a stopping rule (ESC, AdaptiveConsistency, SPRT, ... or 'esc:5'): sample in waves")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stopping_rule(cls, value: Any) -> Any:
+        from manyminds.stopping import StopRule, parse_rule
+
+        if value is None or isinstance(value, StopRule):
+            return value
+        if isinstance(value, str):
+            return parse_rule(value)
+        raise ValueError(f"stop must be a stopping rule (ESC(), AdaptiveConsistency(), SPRT(), ...), got {value!r}")
 
     def params(self) -> dict[str, Any]:
         record = super().params()
-        if self.stop is not None:
-            record["stop"] = {"rule": self.stop.name, **self.stop.model_dump()}
+        record["stop"] = None if self.stop is None else {"rule": self.stop.name, **self.stop.model_dump()}
         return record
 
     def draw(self, p: "Pipeline") -> "Pipeline":
@@ -254,35 +288,57 @@ class OnePromptStrategy(PromptedStrategy):
         the samples used are the sequential rule's, and samples drawn ahead
         become `spare`.
         """
-        from manyminds.agents.builder import Request, Settled, View
+        from manyminds.agents.builder import Settled, View
         from manyminds.stopping import next_wave, settle
 
         params = self.sampling_params()
+        read = getattr(self, "read", None)
         if self.stop is None:
-            return p.sample(lambda v: [Request("", self.messages(v.task), self.n)], params)
+            return p.sample(lambda v: self.requests(v.task, 0, self.n), params, read=read)
         rule, n, width = self.stop, self.n, p.backend.capabilities.batch_width
 
         def wave(v: View) -> list[Request]:
             size = next_wave(rule, [c.answer for c in v.ballots], n, width)
-            return [Request("", self.messages(v.task), size, first_index=v.drawn)] if size else []
+            return self.requests(v.task, v.drawn, size) if size else []
 
         def stopped(v: View) -> Settled | None:
             used, why = settle(rule, [c.answer for c in v.ballots], n)
             return Settled(why, keep=used) if why is not None else None
 
-        return p.repeat(lambda p: p.sample(wave, params), until=stopped, name="waves")
+        return p.repeat(lambda p: p.sample(wave, params, read=read), until=stopped, name="waves")
+
+    def requests(self, task: Task, first: int, size: int) -> "list[Request]":
+        """The requests for samples first .. first + size - 1: one request of the strategy's prompt.
+
+        A strategy whose samples see different prompts (exemplar resampling,
+        choice shuffling) returns one request per sample instead.
+        """
+        from manyminds.agents.builder import Request
+
+        return [Request("", self.messages(task), size, first_index=first)]
 
 
 class Voting(SampledStrategy):
-    """A strategy whose samples vote: the aggregator is a registered one, with its parameters."""
+    """A strategy whose samples vote: the aggregator is a registered one, with its parameters.
 
-    aggregator: AggregatorSpec = Field(
-        default=AggregatorSpec(name="majority"),
-        description="a registered aggregator: a name, or {'name': ..., <params>}",
+    Left unset, the vote is `majority`, or, with a stopping rule that decides
+    itself (ESC: the unanimous window's answer), that rule's decider with
+    majority as its fallback.
+    """
+
+    aggregator: AggregatorSpec | None = Field(
+        default=None,
+        description="a registered aggregator: a name, or {'name': ..., <params>} (default majority)",
     )
 
     def aggregation(self) -> AggregatorSpec:
-        return self.aggregator
+        if self.aggregator is not None:
+            return self.aggregator
+        decider = getattr(getattr(self, "stop", None), "decider", None)
+        if decider is not None:
+            spec = decider()
+            return AggregatorSpec(name=spec.pop("name"), params={**spec, "fallback": "majority"})
+        return AggregatorSpec(name="majority")
 
 
 class ModelDecides(SampledStrategy):

@@ -164,9 +164,8 @@ class DivSE(DiversityConfig, Voting):
                    samples_per_prompt=max(1, n // (approaches * personas)), **settings)
 
     def solve_messages(self, task: Task, approach: str, persona: str) -> list[Message]:
-        return self.chat(
-            SOLVE_PROMPT.format(persona=persona, approach=approach, question=render_question(task), form=answer_form(task))
-        )
+        return self.with_shots(task, lambda t: SOLVE_PROMPT.format(
+            persona=persona, approach=approach, question=render_question(t), form=answer_form(t)))
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
         from manyminds.agents.builder import Request

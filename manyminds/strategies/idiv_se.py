@@ -66,10 +66,8 @@ class IDivSE(DiversityConfig, Voting):
 
     def combined_messages(self, task: Task, approaches: list[str], persona: str) -> list[Message]:
         listed = "\n".join(f"Approach {i + 1}: {a}" for i, a in enumerate(approaches))
-        return self.chat(
-            IDIV_PROMPT.format(persona=persona, k=len(approaches), approaches=listed,
-                               question=render_question(task), form=answer_form(task))
-        )
+        return self.with_shots(task, lambda t: IDIV_PROMPT.format(
+            persona=persona, k=len(approaches), approaches=listed, question=render_question(t), form=answer_form(t)))
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
         from manyminds.agents.builder import Request, View

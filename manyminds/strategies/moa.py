@@ -94,7 +94,7 @@ class MixtureOfAgents(SynthesisConfig):
         proposers = list(self.proposer_backends) or [backend] * self.proposers
 
         def propose(v: View) -> list[Request]:
-            messages = (self.chat(question_prompt(v.task, self.prompt)) if v.round == 0
+            messages = (self.messages(v.task) if v.round == 0
                         else self.synthesis(v.task, [s.generation.text for s in v.samples]))
             source = Source(prompt=f"proposer-{v.slot + 1}", layer=v.round + 1)
             return [Request(source, messages, 1, first_index=v.slot)]

@@ -24,7 +24,10 @@ DIRECT_PROMPT = "{question}\n\n{instruction}"
 
 
 def question_prompt(task: Task, style: str = "cot") -> str:
-    """The task as a prompt: with chain of thought ("cot") or asking for the answer only ("direct")."""
+    """The task as a prompt: with chain of thought ("cot"), asking for the answer only ("direct"),
+    or the question exactly as the user wrote it, options included ("raw": free-form tasks)."""
+    if style == "raw":
+        return render_question(task)
     if task.format is AnswerFormat.CODE:
         return f"{render_question(task)}\n\n{direct_instruction(task)}"
     if style == "cot":

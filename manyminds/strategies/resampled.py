@@ -1,0 +1,102 @@
+"""Samples that each see a different prompt: exemplar resampling and choice shuffling.
+
+- Exemplar resampling (after self-ensembled in-context learning: each
+  sample is prompted with its own draw of k exemplars from a pool, and the
+  answers vote): the variety comes from the prompt as well as from sampling.
+  Draw i of a question is seeded by the question and i, so a rerun shows
+  every sample the same exemplars and hits the cache.
+- Choice shuffling (as in Medprompt's choice-shuffle ensemble): for a
+  multiple-choice task each sample sees the options in its own seeded
+  order, and the letter it picks is mapped back to the original option
+  before the vote, which cancels a model's bias for a position. A task
+  without options is asked as it is (the trace does not change).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from manyminds.answers import extract
+from manyminds.exemplars import Exemplars
+from manyminds.strategies.base import OnePromptStrategy, Voting
+from manyminds.types import OPTION_LETTERS, Task
+
+if TYPE_CHECKING:
+    from manyminds.agents.builder import Request
+    from manyminds.agents.state import Sample
+
+
+def _key(strategy: Any, task: Task, index: int) -> str:
+    return f"{strategy.seed}/{task.id or task.question}/{index}"
+
+
+class ExemplarResampling(OnePromptStrategy, Voting):
+    """n samples, sample i prompted with its own seeded draw of `k` exemplars from `pool`."""
+
+    name: ClassVar[str] = "exemplar-resampling"
+
+    pool: Exemplars = Field(default_factory=lambda: Exemplars.model_validate("gsm8k-train"),
+                            description="the exemplars drawn from: a named set or pairs")
+    k: int = Field(default=8, ge=1, description="exemplars per sample")
+
+    @model_validator(mode="after")
+    def _one_source_of_exemplars(self) -> "ExemplarResampling":
+        if self.exemplars is not None:
+            raise ValueError("exemplar-resampling draws its exemplars from pool=; it takes no exemplars=")
+        if self.k > len(self.pool.items):
+            raise ValueError(f"k = {self.k} exemplars per sample, but the pool has {len(self.pool.items)}")
+        return self
+
+    def build(self, backend: Any) -> Any:
+        return self.draw(self.pipeline(backend)).aggregate()
+
+    def requests(self, task: Task, first: int, size: int) -> "list[Request]":
+        from manyminds.agents.builder import Request
+        from manyminds.strategies.prompting import question_prompt
+
+        return [Request(f"shots-{i + 1}", self.with_shots(task, lambda t: question_prompt(t, self.prompt),
+                                                          self.pool.draw(self.k, _key(self, task, i))), 1, first_index=i)
+                for i in range(first, first + size)]
+
+
+def permutation(strategy: Any, task: Task, index: int) -> list[int]:
+    """Sample `index`'s order of the options: position p shows original option order[p]."""
+    order = list(range(len(task.choices or ())))
+    random.Random(_key(strategy, task, index)).shuffle(order)
+    return order
+
+
+class ChoiceShuffle(OnePromptStrategy, Voting):
+    """n samples of a multiple-choice task, each with the options in its own order, mapped back to vote."""
+
+    name: ClassVar[str] = "choice-shuffle"
+
+    def build(self, backend: Any) -> Any:
+        return self.draw(self.pipeline(backend)).aggregate()
+
+    def shown(self, task: Task, index: int) -> Task:
+        if not task.choices:
+            return task
+        order = permutation(self, task, index)
+        return task.model_copy(update={"choices": tuple(task.choices[j] for j in order)})
+
+    def requests(self, task: Task, first: int, size: int) -> "list[Request]":
+        from manyminds.agents.builder import Request
+
+        if not task.choices:
+            return [Request("", self.messages(task), size, first_index=first)]
+        return [Request(f"order-{i + 1}", self.messages(self.shown(task, i)), 1, first_index=i)
+                for i in range(first, first + size)]
+
+    def read(self, task: Task, sample: "Sample") -> str | None:
+        """The original option's letter for the letter this sample picked in its own order."""
+        if not task.choices:
+            return extract(task, sample.generation.text)
+        index = sample.generation.index
+        picked = extract(self.shown(task, index), sample.generation.text)
+        if picked is None or picked not in OPTION_LETTERS[:len(task.choices)]:
+            return None
+        return OPTION_LETTERS[permutation(self, task, index)[OPTION_LETTERS.index(picked)]]

@@ -1,0 +1,188 @@
+"""Methods as their papers specify them: stopping rules, few-shot prompts, prompt variety, free-form answers."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from manyminds.backends import Scripted
+from manyminds.errors import ConfigError
+from manyminds.exemplars import Exemplars, named
+from manyminds.reaggregate import reaggregate
+from manyminds.stopping import (
+    ESC, SPRT, AdaptiveConsistency, MixtureSPRT, beta_leader_probability, dirichlet_leader_probability, replay,
+)
+from manyminds.strategies import DivSE, SelfConsistency
+from manyminds.strategies.resampled import ChoiceShuffle, ExemplarResampling, permutation
+from manyminds.types import AnswerFormat, Task
+
+
+def replies(answers):
+    return Scripted(lambda m, p, i: f"The answer is {answers[i]}." if answers[i] else "I do not know.")
+
+
+# -- ESC as the official scripts decide ----------------------------------------------------------
+
+
+def test_esc_answers_with_the_unanimous_window_where_a_vote_over_all_samples_differs():
+    order = ["7", "7", "8", "7", "7", "8", "9", "9", "9"]  # windows of 3: split, split, unanimous 9
+    result = SelfConsistency(n=9, stop=ESC(window=3)).solve("q", backend=replies(order))
+    assert result.answer == "9" and result.decision.aggregator == "esc"
+    assert result.tally == {"7": 4.0, "8": 2.0, "9": 3.0}, "the vote would have said 7"
+    assert SelfConsistency(n=9, stop=ESC(window=3), aggregator="majority").solve(
+        "q", backend=replies(order)).answer == "7", "an aggregator chosen by the user is honoured"
+    assert reaggregate([result], "esc:window=3").answers == ["9"]
+
+
+def test_esc_without_a_unanimous_window_falls_back_to_the_vote_over_all():
+    order = ["7", "8", "7", "8", "7", "9"]
+    result = SelfConsistency(n=6, stop=ESC(window=3)).solve("q", backend=replies(order))
+    assert result.answer == "7" and "no unanimous window" in result.decision.params["note"]
+
+
+def test_a_window_of_unreadable_answers_stops_esc_as_the_official_scripts_count_it():
+    order = [None, None, None, "7", "7", "7"]
+    official = SelfConsistency(n=6, stop=ESC(window=3)).solve("q", backend=replies(order))
+    assert official.usage.samples == 3 and official.answer is None and "no readable answer" in official.stop_reason
+    patient = SelfConsistency(n=6, stop=ESC(window=3, unreadable_stops=False)).solve("q", backend=replies(order))
+    assert patient.usage.samples == 6 and patient.answer == "7"
+
+
+# -- Adaptive-Consistency's Dirichlet criterion -----------------------------------------------------
+
+
+def test_the_dirichlet_probability_matches_a_monte_carlo_estimate():
+    rng = np.random.default_rng(0)
+    for counts in ([5, 1, 1], [6, 3, 2, 1], [3, 3, 1], [9, 2, 2, 2, 1]):
+        gammas = rng.gamma(np.asarray(counts)[:, None] + 1.0, size=(len(counts), 400_000))
+        estimate = float((gammas[0] > gammas[1:].max(axis=0)).mean())
+        assert dirichlet_leader_probability(counts) == pytest.approx(estimate, abs=0.004), counts
+
+
+def test_adaptive_consistency_uses_dirichlet_over_the_top_answers_and_beta_with_two():
+    rule = AdaptiveConsistency()
+    assert rule.criterion == "dirichlet" and rule.top_k == 5
+    two = ["a"] * 5 + ["b"]
+    assert rule.probability(two) == beta_leader_probability(5, 1), "fewer than three answers: the Beta rule"
+    many = ["a"] * 6 + ["b", "c", "d", "e", "f", "g"]
+    assert rule.probability(many) == pytest.approx(dirichlet_leader_probability([6, 1, 1, 1, 1]))
+    assert rule.probability(many) < AdaptiveConsistency(criterion="beta").probability(many)
+
+
+def test_unreadable_answers_count_as_one_more_answer_unless_told_not_to():
+    answers = ["7", None, None, None, "7", "7"]
+    assert AdaptiveConsistency(criterion="beta").probability(answers) == beta_leader_probability(3, 3)
+    assert AdaptiveConsistency(criterion="beta", count_unreadable=False).probability(answers) == beta_leader_probability(3, 0)
+
+
+# -- sequential tests ------------------------------------------------------------------------------
+
+
+def test_sprt_stops_when_the_log_likelihood_ratio_crosses_log_one_over_alpha():
+    rule = SPRT(alpha=0.1, p1=0.75)
+    per_vote = math.log(1.5)
+    needed = math.ceil(math.log(10) / per_vote)
+    assert replay(rule, ["7"] * 40, 40)[0] == needed
+    assert replay(rule, ["7", "8"] * 20, 40)[0] == 40, "a tie never stops it"
+    assert "log likelihood ratio" in replay(rule, ["7"] * 40, 40)[1]
+
+
+def test_the_mixture_sprt_ratio_is_the_beta_integral_and_needs_no_alternative():
+    rule = MixtureSPRT(alpha=0.05)
+    a, b = 9, 2
+    expected = (a + b) * math.log(2) + math.log(math.factorial(a) * math.factorial(b) / math.factorial(a + b + 1))
+    assert rule.log_ratio(a, b) == pytest.approx(expected)
+    used, _ = replay(rule, ["7"] * 40, 40)
+    assert 2 ** used / (used + 1) >= 20 > 2 ** (used - 1) / used
+
+
+def test_sequential_rules_are_found_by_name():
+    from manyminds.stopping import parse_rule
+
+    assert parse_rule("sprt:0.2") == SPRT(alpha=0.2)
+    assert parse_rule("msprt") == MixtureSPRT()
+    assert SelfConsistency(stop="sprt:0.3").stop == SPRT(alpha=0.3)
+
+
+# -- few-shot exemplars ----------------------------------------------------------------------------
+
+
+def test_the_standard_gsm8k_set_is_eight_training_problems_with_chains_of_thought():
+    eight = named("gsm8k-cot-8")
+    assert len(eight) == 8 and eight[0].question.startswith("Natalia sold clips")
+    assert all(e.answer.splitlines()[-1].startswith("The answer is ") and "<<" not in e.answer for e in eight)
+    assert len(named("gsm8k-train")) == 256
+    with pytest.raises(ConfigError, match="unknown exemplar set 'nope'"):
+        named("nope")
+
+
+def test_exemplars_are_earlier_turns_asked_as_the_question_is():
+    backend = Scripted(["The answer is 5."])
+    strategy = SelfConsistency(n=2, exemplars="gsm8k-cot-8", system="Be careful.")
+    strategy.solve("What is 2 + 3?", backend=backend)
+    messages = backend.requests[0].messages
+    assert [m.role for m in messages] == ["system"] + ["user", "assistant"] * 8 + ["user"]
+    assert messages[1].content.startswith("Natalia") and "Think step by step" in messages[1].content
+    assert messages[2].content.endswith("The answer is 72.")
+    assert strategy.params()["exemplars"] == "gsm8k-cot-8"
+
+
+def test_exemplars_as_one_text_block_and_given_as_pairs():
+    pairs = [{"question": "What is 1 + 1?", "answer": "One and one make 2. The answer is 2."}]
+    backend = Scripted(["The answer is 5."])
+    SelfConsistency(n=1, exemplars={"items": pairs, "style": "text"}).solve("What is 2 + 3?", backend=backend)
+    (message,) = backend.requests[0].messages
+    assert message.content.startswith("Q: What is 1 + 1?") and message.content.endswith("A:")
+    with pytest.raises(ValueError, match="at least one exemplar"):
+        Exemplars(items=())
+
+
+def test_div_se_prompts_carry_the_exemplars_too():
+    backend = Scripted(["The answer is 12."])
+    DivSE(given_approaches=("add",), given_personas=("a teacher",),
+          exemplars=[{"question": "What is 1 + 1?", "answer": "The answer is 2."}]).solve("What is 7 + 5?", backend=backend)
+    (request,) = backend.requests
+    assert [m.role for m in request.messages] == ["user", "assistant", "user"]
+    assert "You are a teacher" in request.messages[0].content and "What is 1 + 1?" in request.messages[0].content
+
+
+def test_exemplar_resampling_shows_each_sample_its_own_reproducible_draw(tmp_path):
+    backend = Scripted(["The answer is 5."])
+    strategy = ExemplarResampling(n=4, k=3, seed=1)
+    first = strategy.solve("What is 2 + 3?", backend=backend, cache=tmp_path / "c.db")
+    shown = [tuple(m.content for m in r.messages if m.role == "assistant") for r in backend.requests]
+    assert len(shown) == 4 and len(set(shown)) == 4 and all(len(s) == 3 for s in shown)
+    again = strategy.solve("What is 2 + 3?", backend=Scripted(["never asked"]), cache=tmp_path / "c.db")
+    assert again.usage.cached_samples == 4 and again.answer == first.answer == "5"
+    with pytest.raises(ValueError, match="takes no exemplars="):
+        ExemplarResampling(exemplars="gsm8k-cot-8")
+
+
+def test_choice_shuffling_maps_each_sample_s_letter_back_to_the_original_option():
+    task = Task(question="Which is a fruit?", choices=("car", "apple", "stone", "river"), format=AnswerFormat.CHOICE)
+
+    def by_content(messages, params, index):
+        for letter, text in re.findall(r"\(([A-D])\) (\w+)", messages[-1].content):
+            if text == "apple":
+                return f"The answer is ({letter})."
+
+    result = ChoiceShuffle(n=6).solve(task, backend=Scripted(by_content))
+    assert result.answer == "B" and result.tally == {"B": 6.0}
+    orders = {tuple(permutation(ChoiceShuffle(), task, i)) for i in range(6)}
+    assert len(orders) > 1, "the samples saw different orders"
+    biased = ChoiceShuffle(n=8).solve(task, backend=Scripted(["The answer is (A)."]))
+    assert len(biased.tally) > 1, "a model that always says (A) no longer votes for one option"
+
+
+# -- prompts and free-form answers ------------------------------------------------------------------
+
+
+def test_the_raw_prompt_sends_the_question_exactly_as_given():
+    backend = Scripted(["Paris is the capital."])
+    SelfConsistency(n=1, prompt="raw", system="You are terse.").solve(
+        Task(question="Tell me about Paris.", format=AnswerFormat.TEXT), backend=backend)
+    assert [(m.role, m.content) for m in backend.requests[0].messages] == [
+        ("system", "You are terse."), ("user", "Tell me about Paris.")]
