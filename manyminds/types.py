@@ -379,6 +379,18 @@ def ballots(candidates: Sequence[Candidate]) -> list[Candidate]:
     return [c for c in candidates if c.source.kind == "sample"]
 
 
+def response_text(candidates: Sequence[Candidate], decision: "Decision") -> str | None:
+    """The text a decision stands for: its chosen candidate's, else the earliest ballot with its answer."""
+    if decision.chosen is not None:
+        for c in candidates:
+            if c.index == decision.chosen:
+                return c.text
+    if decision.answer is None:
+        return None
+    giving = [c for c in candidates if c.answer == decision.answer and c.source.kind == "sample"]
+    return min(giving, key=lambda c: c.index).text if giving else None
+
+
 def evidence(candidates: Sequence[Candidate], kind: str) -> list[Candidate]:
     """A strategy's evidence of `kind` ("synthesis", "selection", "ranking"), in index order."""
     return sorted((c for c in candidates if c.source.kind == kind), key=lambda c: c.index)
@@ -467,6 +479,9 @@ class Decision(BaseModel):
     """The name of the aggregator that decided, e.g. "majority"."""
     params: dict[str, Any] = Field(default_factory=dict)
     """The aggregator's parameters, so a run says exactly how its answer was chosen."""
+    chosen: int | None = None
+    """The index of the candidate whose text is the answer (a selected response, a synthesis);
+    None: the earliest ballot giving the answer."""
 
 
 class Result(BaseModel):
@@ -486,6 +501,9 @@ class Result(BaseModel):
     """The steps taken, in order (graph nodes, escalations), for inspection."""
     stop_reason: str | None = None
     """Why sampling stopped, when a stopping rule was used (early-stopping votes)."""
+    text: str | None = None
+    """The full text of the response that is the answer (the chosen ballot, the synthesis): what
+    a free-form task's user reads, where `answer` is only its normalised key."""
 
     @model_validator(mode="after")
     def _sorted_candidates(self) -> "Result":

@@ -186,3 +186,105 @@ def test_the_raw_prompt_sends_the_question_exactly_as_given():
         Task(question="Tell me about Paris.", format=AnswerFormat.TEXT), backend=backend)
     assert [(m.role, m.content) for m in backend.requests[0].messages] == [
         ("system", "You are terse."), ("user", "Tell me about Paris.")]
+
+
+def test_a_free_form_result_carries_the_chosen_response_s_full_text():
+    from manyminds.strategies import UniversalSelfConsistency
+
+    essays = ["Paris is the capital of France.\nIt hosts the Louvre.", "Lyon is big.", "Paris, on the Seine.\nMore."]
+
+    def reply(messages, params, index):
+        if "most consistent" in messages[-1].content:
+            return "The most consistent response is Response 3."
+        return essays[index]
+
+    task = Task(question="Tell me about the capital of France.", format=AnswerFormat.TEXT)
+    result = UniversalSelfConsistency(n=3, prompt="raw").solve(task, backend=Scripted(reply))
+    assert result.text == essays[2], "the whole response, not its normalised first line"
+    assert result.decision.chosen == 2
+
+
+def test_a_synthesis_is_the_text_of_an_moa_answer_and_nothing_is_cut_unless_asked():
+    from manyminds.strategies import SelfMoA
+
+    long = "word " * 2000
+    backend = Scripted(lambda m, p, i: "A merged essay.\nSecond line." if m[0].role == "system" else long)
+    task = Task(question="Write about rivers.", format=AnswerFormat.TEXT)
+    result = SelfMoA(n=2, prompt="raw").solve(task, backend=backend)
+    synthesis = backend.requests[-1]
+    assert long.strip() in synthesis.messages[0].content, "responses are quoted whole by default"
+    assert synthesis.messages[1].content == "Write about rivers.", "the raw question, not a chain-of-thought wrapper"
+    assert result.text == "A merged essay.\nSecond line."
+    cut = SelfMoA(n=2, prompt="raw", max_chars_per_response=100)
+    backend2 = Scripted(lambda m, p, i: "Merged." if m[0].role == "system" else long)
+    cut.solve(task, backend=backend2)
+    assert len(backend2.requests[-1].messages[0].content) < 1000
+
+
+def test_moa_defaults_follow_the_reference_setup_and_the_paper_s_layer_count_maps():
+    from manyminds.strategies import MixtureOfAgents, SelfMoA
+
+    moa = MixtureOfAgents()
+    assert moa.synthesis_temperature == 0.7 and moa.sampling.max_tokens == 2048
+    assert MixtureOfAgents(temperature=0.3).sampling.max_tokens == 2048, "a shorthand keeps the other defaults"
+    assert MixtureOfAgents.from_paper(layers=3, proposers=6).layers == 2, "the paper counts the aggregator's layer"
+    backend = Scripted(lambda m, p, i: "The answer is 12.")
+    SelfMoA(n=2).solve("What is 7 + 5?", backend=backend)
+    assert backend.requests[-1].params.temperature == 0.7 and backend.requests[-1].params.max_tokens == 2048
+
+
+def test_every_prompt_is_a_named_template_a_user_can_replace():
+    from manyminds.strategies import SelfAgreement, by_name, names
+
+    backend = Scripted(lambda m, p, i: "Pick 1." if "PICK" in m[-1].content else "The answer is 12.")
+    strategy = SelfAgreement(n=2, prompts={"select": "PICK among {n} for {question}:\n{responses}",
+                                           "cot": "Q: {question}\nReason, then 'The answer is X.' ({form})"})
+    strategy.solve("What is 7 + 5?", backend=backend)
+    assert backend.requests[0].messages[-1].content.startswith("Q: What is 7 + 5?")
+    assert backend.requests[-1].messages[-1].content.startswith("PICK among 2 for What is 7 + 5?")
+    with pytest.raises(ValueError, match="has no prompt 'choose': its prompts are cot, direct, select"):
+        SelfAgreement(prompts={"choose": "x"})
+    with pytest.raises(ValueError, match="uses \\['oops'\\], which it is not given"):
+        SelfAgreement(prompts={"select": "{oops}"})
+    for name in names():  # every prompting strategy names its prompts
+        templates = by_name(name).all_templates() if hasattr(by_name(name), "all_templates") else {}
+        assert name == "cascade" or templates, name
+
+
+# -- DIV-SE's reusable plan -----------------------------------------------------------------------
+
+
+def test_discovery_keeps_the_pairs_that_do_best_on_a_held_out_slice_and_the_plan_is_reused(tmp_path):
+    from manyminds.strategies.discovery import DiversityPlan, discover
+
+    def reply(messages, params, index):
+        text = messages[-1].content
+        if "Do not solve it" in text:
+            return "Approach 1: count up\nApproach 2: guess\nPersona 1: a teacher\nPersona 2: a coach"
+        gold = re.search(r"What is (\d+) \+ (\d+)", text)
+        right = int(gold.group(1)) + int(gold.group(2))
+        return f"The answer is {right if 'count up' in text else right + 1}."
+
+    tasks = [Task(question=f"What is {k} + {k + 2}?", gold=str(2 * k + 2)) for k in range(10)]
+    plan = discover(tasks, backend=Scripted(reply), propose_on=2, held_out=6, approaches=2, personas=2, keep=2)
+    assert plan.tried == 4 and plan.pairs == (("a teacher", "count up"), ("a coach", "count up"))
+    assert plan.accuracy == (1.0, 1.0)
+    path = plan.save(tmp_path / "plan.json")
+    backend = Scripted(reply)
+    result = DivSE.from_plan(path).solve(tasks[9], backend=backend)
+    assert result.answer == "20" and all("Do not solve" not in r.messages[-1].content for r in backend.requests)
+    assert [str(c.source) for c in result.candidates] == ["pair-1", "pair-2"]
+    assert DiversityPlan.load(path) == plan
+    with pytest.raises(ConfigError, match="no DIV-SE plan"):
+        DiversityPlan.load(tmp_path / "missing.json")
+
+
+def test_div_se_takes_explicit_pairs_instead_of_a_cross_product():
+    backend = Scripted(["The answer is 12."])
+    pairs = (("a teacher", "count up"), ("a coach", "use doubles"), ("a teacher", "use doubles"))
+    DivSE(pairs=pairs).solve("What is 7 + 5?", backend=backend)
+    shown = {(p, a) for r in backend.requests for p, a in pairs
+             if f"You are {p}." in r.messages[-1].content and f"approach: {a}." in r.messages[-1].content}
+    assert len(backend.requests) == 3 and shown == set(pairs)
+    with pytest.raises(ValueError, match="not both"):
+        DivSE(pairs=pairs, given_personas=("x",))

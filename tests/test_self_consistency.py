@@ -96,7 +96,7 @@ def test_cache_instance_is_flushed_not_closed(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"n": 0}, "greater than or equal to 1"), ({"temperature": -1}, "temperature must be >= 0"),
-     ({"prompt": "poem"}, "'cot' or 'direct'"), ({"bogus": 1}, "Extra inputs")],
+     ({"prompt": "poem"}, "'cot', 'direct' or 'raw'"), ({"bogus": 1}, "Extra inputs")],
 )
 def test_bad_config_is_rejected(kwargs, message):
     with pytest.raises(ValidationError, match=message):

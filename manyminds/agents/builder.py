@@ -40,7 +40,8 @@ from manyminds.answers import FORMATS, extract
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.types import (
-    Candidate, Decision, Generation, Message, Result, SamplingParams, Source, Task, Usage, Verdict, trusted,
+    Candidate, Decision, Generation, Message, Result, SamplingParams, Source, Task, Usage, Verdict, response_text,
+    trusted,
 )
 
 if TYPE_CHECKING:
@@ -607,13 +608,15 @@ def _result(task: Task, state: EnsembleState, i: int, decision: Decision, strate
     note = decision.params.get("note")
     if note:
         trace.append(f"{decision.aggregator}: {note}")
+    candidates = state["candidates"][i]
     return trusted(
         Result,
         task=task,
         answer=decision.answer,
+        text=response_text(candidates, decision),
         confidence=decision.confidence,
         tally=decision.tally,
-        candidates=list(state["candidates"][i]),
+        candidates=list(candidates),
         usage=Usage.of([s.generation for s in state["samples"][i]] + state["aux"][i], spare=state["spare"][i]),
         decision=decision,
         strategy=strategy,

@@ -38,6 +38,9 @@ class BestVerified:
                             params={**self.params(), "abstained": True,
                                     "note": "abstained: no candidate passed" if best else "abstained: nothing verified"})
         top = max(best.values())
-        votes = tally([c for c in scored if c.verdict.score >= top - 1e-9])  # type: ignore[union-attr]
+        leaders = [c for c in scored if c.verdict.score >= top - 1e-9]  # type: ignore[union-attr]
+        votes = tally(leaders)
         winner = max(votes, key=lambda k: votes[k])
-        return Decision(answer=winner, confidence=top, tally=best, aggregator=self.name, params=self.params())
+        chosen = next(c.index for c in leaders if c.answer == winner)
+        return Decision(answer=winner, confidence=top, tally=best, aggregator=self.name, params=self.params(),
+                        chosen=chosen)

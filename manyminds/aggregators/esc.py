@@ -46,5 +46,5 @@ class EarlyStoppingWindow:
                     params["note"] = f"window {start}-{start + self.window - 1} unanimous with no readable answer"
                 share = vote.tally.get(answers[0], 0.0) / sum(vote.tally.values()) if answers[0] and vote.tally else 0.0
                 return Decision(answer=answers[0], confidence=share, tally=vote.tally, aggregator=self.name,
-                                params=params)
+                                params=params, chosen=shown[start].index)
         return fell_back(vote, self.name, self.params(), "no unanimous window")

@@ -14,7 +14,11 @@ from typing import Any
 
 from manyminds.aggregators.base import AggregatorSpec, aggregator
 from manyminds.aggregators.selection import endorsed, fell_back
-from manyminds.types import Candidate, Decision, Task, ballots, evidence
+from manyminds.types import AnswerFormat, Candidate, Decision, Task, ballots, evidence
+
+
+def free_form(task: Task) -> bool:
+    return task.format is AnswerFormat.TEXT
 
 
 @aggregator("synthesis")
@@ -37,5 +41,8 @@ class Synthesis:
             return fell_back(vote, self.name, self.params(), "no synthesis")
         last = syntheses[-1]
         if last.answer is None:
+            if free_form(task):  # an open-ended answer has no key to read: the synthesis itself is the answer
+                return Decision(answer=last.text.strip()[:200] or None, confidence=0.0, tally=vote.tally,
+                                aggregator=self.name, params=self.params(), chosen=last.index)
             return fell_back(vote, self.name, self.params(), "no answer in the synthesis")
-        return endorsed(vote, last.answer, self.name, self.params())
+        return endorsed(vote, last.answer, self.name, self.params(), chosen=last.index)

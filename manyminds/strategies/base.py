@@ -18,6 +18,7 @@ from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
 from manyminds.cache import GenerationCache, open_cache
 from manyminds.exemplars import Exemplars
+from manyminds.strategies.prompting import COT_PROMPT, DIRECT_PROMPT
 from manyminds.plugins import Registry
 from manyminds.types import MAX_SAMPLES, Message, Result, SamplingParams, Task
 
@@ -175,6 +176,46 @@ class SampledStrategy(Strategy):
     system: str | None = Field(default=None, description="an optional system message")
     exemplars: Exemplars | None = Field(
         default=None, description="few-shot exemplars before the question: a named set ('gsm8k-cot-8') or pairs")
+    prompts: tuple[tuple[str, str], ...] = Field(
+        default=(), description="replacements for named prompt templates, e.g. {'select': '...{question}...'}")
+
+    templates: ClassVar[dict[str, str]] = {}
+    """The prompts this strategy sends, by name; `prompts=` replaces any of them (`all_templates()`)."""
+
+    @classmethod
+    def all_templates(cls) -> dict[str, str]:
+        """Every named template of the class and its bases (the nearest class's wins)."""
+        found: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            found.update(getattr(klass, "__dict__", {}).get("templates", {}))
+        return found
+
+    @field_validator("prompts", mode="before")
+    @classmethod
+    def _prompts_as_pairs(cls, value: Any) -> Any:
+        return tuple(sorted(value.items())) if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _known_templates(self) -> "SampledStrategy":
+        import string
+
+        known = self.all_templates()
+        for name, text in self.prompts:
+            if name not in known:
+                raise ValueError(f"{self.name} has no prompt {name!r}: its prompts are {', '.join(sorted(known)) or 'none'}")
+            allowed = {f for _, f, _, _ in string.Formatter().parse(known[name]) if f}
+            used = {f for _, f, _, _ in string.Formatter().parse(text) if f}
+            if used - allowed:
+                raise ValueError(f"prompt {name!r} uses {sorted(used - allowed)}, which it is not given: "
+                                 f"its fields are {sorted(allowed)}")
+        return self
+
+    def template(self, name: str) -> str:
+        """The named prompt: the user's replacement, else the strategy's own."""
+        for key, text in self.prompts:
+            if key == name:
+                return text
+        return self.all_templates()[name]
 
     @model_validator(mode="before")
     @classmethod
@@ -182,7 +223,7 @@ class SampledStrategy(Strategy):
         """`temperature=0.5` and the like are accepted as shorthands for `sampling=`'s fields."""
         if isinstance(values, dict) and any(k in values for k in SAMPLING_SETTINGS):
             values = dict(values)
-            base = values.pop("sampling", None) or {}
+            base = values.pop("sampling", None) or cls.model_fields["sampling"].get_default(call_default_factory=True)
             base = base.model_dump() if isinstance(base, SamplingParams) else dict(base)
             values["sampling"] = {**base, **{k: values.pop(k) for k in SAMPLING_SETTINGS if k in values}}
         return values
@@ -244,11 +285,17 @@ class PromptedStrategy(SampledStrategy):
     prompt: Literal["cot", "direct", "raw"] = Field(
         default="cot", description="chain of thought, answer only, or the question exactly as given (raw)")
 
-    def messages(self, task: Task) -> list[Message]:
-        """The question as this strategy asks it, after its few-shot exemplars if any."""
+    templates: ClassVar[dict[str, str]] = {"cot": COT_PROMPT, "direct": DIRECT_PROMPT}
+
+    def ask(self, task: Task) -> str:
+        """The question as this strategy's prompt style asks it (its "cot" or "direct" template; raw as is)."""
         from manyminds.strategies.prompting import question_prompt
 
-        return self.with_shots(task, lambda t: question_prompt(t, self.prompt))
+        return question_prompt(task, self.prompt, dict(self.prompts).get(self.prompt))  # None: the style's own
+
+    def messages(self, task: Task) -> list[Message]:
+        """The question as this strategy asks it, after its few-shot exemplars if any."""
+        return self.with_shots(task, self.ask)
 
 
 class OnePromptStrategy(PromptedStrategy):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
@@ -22,6 +22,8 @@ from manyminds.strategies.prompting import answer_form, render_question
 from manyminds.types import Message, Task
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from langgraph.graph.state import CompiledStateGraph
 
     from manyminds.agents.builder import Pipeline, Request, View
@@ -100,13 +102,15 @@ class DiversityConfig(SampledStrategy):
     given_personas: tuple[str, ...] | None = Field(default=None, description="use these; skip the proposal")
     propose_max_tokens: int = Field(default=256, ge=16)
 
+    templates: ClassVar[dict[str, str]] = {"propose": PROPOSE_PROMPT}
+
     def proposal_messages(self, task: Task) -> list[Message]:
         template = "\n".join(
             [f"Approach {i + 1}: <approach>" for i in range(self.approaches)]
             + [f"Persona {i + 1}: <kind of expert>" for i in range(self.personas)]
         )
         return self.chat(
-            PROPOSE_PROMPT.format(
+            self.template("propose").format(
                 question=render_question(task), k=self.approaches, p=self.personas, template=template
             )
         )
@@ -155,6 +159,32 @@ class DivSE(DiversityConfig, Voting):
     name: ClassVar[str] = "div-se"
 
     samples_per_prompt: int = Field(default=1, ge=1, description="samples of each approach prompt")
+    pairs: tuple[tuple[str, str], ...] | None = Field(
+        default=None, description="(persona, approach) pairs, one prompt each, e.g. a discovered plan; no proposal")
+
+    templates: ClassVar[dict[str, str]] = {"solve": SOLVE_PROMPT}
+
+    @model_validator(mode="after")
+    def _pairs_alone(self) -> "DivSE":
+        if self.pairs is not None:
+            if not self.pairs:
+                raise ValueError("pairs= needs at least one (persona, approach) pair")
+            if self.given_approaches is not None or self.given_personas is not None:
+                raise ValueError("give pairs= or given_approaches=/given_personas=, not both")
+        return self
+
+    @classmethod
+    def from_plan(cls, path: "str | Path", **settings: Any) -> "DivSE":
+        """DIV-SE over the pairs of a plan that `strategies.discovery.discover` saved."""
+        from manyminds.strategies.discovery import DiversityPlan
+
+        return cls(pairs=DiversityPlan.load(path).pairs, **settings)
+
+    def needs_proposal(self) -> bool:
+        return self.pairs is None and super().needs_proposal()
+
+    def slots(self) -> int:
+        return len(self.pairs) if self.pairs is not None else super().slots()
 
     @classmethod
     def for_budget(cls, n: int, **settings: Any) -> "DivSE":
@@ -164,7 +194,7 @@ class DivSE(DiversityConfig, Voting):
                    samples_per_prompt=max(1, n // (approaches * personas)), **settings)
 
     def solve_messages(self, task: Task, approach: str, persona: str) -> list[Message]:
-        return self.with_shots(task, lambda t: SOLVE_PROMPT.format(
+        return self.with_shots(task, lambda t: self.template("solve").format(
             persona=persona, approach=approach, question=render_question(t), form=answer_form(t)))
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
@@ -172,11 +202,17 @@ class DivSE(DiversityConfig, Voting):
         from manyminds.types import Source
 
         def solve(v: "View") -> "list[Request]":
+            if self.pairs is not None:
+                persona, approach = self.pairs[v.slot]
+                messages = self.solve_messages(v.task, approach, persona)
+                return [Request(Source(prompt=f"pair-{v.slot + 1}"), messages, self.samples_per_prompt)]
             approaches, personas = v.get("diversity")
             a, q = divmod(v.slot, len(personas))
             source = Source(prompt=f"approach-{a + 1}/persona-{q + 1}")
             return [Request(source, self.solve_messages(v.task, approaches[a], personas[q]), self.samples_per_prompt)]
 
-        p = self.propose(self.pipeline(backend, state=DiversityState))
+        p = self.pipeline(backend, state=DiversityState)
+        if self.pairs is None:
+            p = self.propose(p)
         p.sample(solve, self.sampling_params(), name="solve", slots=self.slots())
         return p.aggregate(self.aggregation())

@@ -59,6 +59,8 @@ class IDivSE(DiversityConfig, Voting):
 
     samples: int = Field(default=1, ge=1, description="completions of the combined prompt")
 
+    templates: ClassVar[dict[str, str]] = {"solve": IDIV_PROMPT}
+
     @classmethod
     def for_budget(cls, n: int, **settings: Any) -> "IDivSE":
         approaches = min(n, 6)
@@ -66,7 +68,7 @@ class IDivSE(DiversityConfig, Voting):
 
     def combined_messages(self, task: Task, approaches: list[str], persona: str) -> list[Message]:
         listed = "\n".join(f"Approach {i + 1}: {a}" for i, a in enumerate(approaches))
-        return self.with_shots(task, lambda t: IDIV_PROMPT.format(
+        return self.with_shots(task, lambda t: self.template("solve").format(
             persona=persona, k=len(approaches), approaches=listed, question=render_question(t), form=answer_form(t)))
 
     def build(self, backend: Backend) -> "CompiledStateGraph":

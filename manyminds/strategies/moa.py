@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from manyminds.backends.base import Backend
+from manyminds.errors import ConfigError
 from manyminds.strategies.base import ModelDecides, PromptedStrategy
-from manyminds.strategies.prompting import question_prompt
 from manyminds.text import clip
 from manyminds.types import Message, SamplingParams, Task
 
@@ -36,15 +36,15 @@ SYNTHESIZE_SYSTEM = (
 )
 
 
-def synthesis_messages(task: Task, responses: Sequence[str], prompt: str, max_chars: int) -> list[Message]:
-    """The aggregate-and-synthesize prompt over `responses`, then the question itself."""
+def synthesis_messages(question: str, responses: Sequence[str], template: str, max_chars: int | None) -> list[Message]:
+    """The aggregate-and-synthesize system prompt over `responses`, then the question as asked."""
     blocks = []
     for k, text in enumerate(responses, 1):
         text = text.strip() or "(empty)"
-        blocks.append(f"{k}. {clip(text, max_chars)}")
+        blocks.append(f"{k}. {clip(text, max_chars) if max_chars else text}")
     return [
-        Message(role="system", content=SYNTHESIZE_SYSTEM.format(responses="\n\n".join(blocks))),
-        Message(role="user", content=question_prompt(task, prompt)),
+        Message(role="system", content=template.format(responses="\n\n".join(blocks))),
+        Message(role="user", content=question),
     ]
 
 
@@ -55,15 +55,20 @@ class SynthesisConfig(PromptedStrategy, ModelDecides):
     """
 
     decider: ClassVar[str] = "synthesis"
+    templates: ClassVar[dict[str, str]] = {"synthesize": SYNTHESIZE_SYSTEM}
 
-    synthesis_temperature: float = Field(default=0.0, ge=0, description="temperature of synthesis calls")
-    max_chars_per_response: int = Field(default=1500, ge=50, description="each response is cut to this")
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=2048),
+                                     description="every call's parameters; room for long answers by default")
+    synthesis_temperature: float = Field(default=0.7, ge=0, description="temperature of synthesis calls "
+                                         "(0.7, as the reference setup of Wang et al.)")
+    max_chars_per_response: int | None = Field(default=None, ge=50,
+                                               description="cut each quoted response to this (default: never)")
 
     def synthesis_params(self) -> "SamplingParams":
         return self.sampling_params(temperature=self.synthesis_temperature)
 
     def synthesis(self, task: Task, responses: Sequence[str]) -> list[Message]:
-        return synthesis_messages(task, responses, self.prompt, self.max_chars_per_response)
+        return synthesis_messages(self.ask(task), responses, self.template("synthesize"), self.max_chars_per_response)
 
 
 class MixtureOfAgents(SynthesisConfig):
@@ -76,6 +81,14 @@ class MixtureOfAgents(SynthesisConfig):
     proposer_backends: tuple[Any, ...] = Field(
         default=(), exclude=True, description="one backend per proposer; empty: samples of the main backend"
     )
+
+    @classmethod
+    def from_paper(cls, layers: int = 3, proposers: int = 6, **settings: Any) -> "MixtureOfAgents":
+        """MoA as Wang et al. count it: their `layers` include the last one, where the aggregator
+        synthesises, so their 3-layer MoA with 6 proposers is `layers=2, proposers=6` here."""
+        if layers < 2:
+            raise ConfigError(f"the paper's MoA has at least 2 layers (proposers, then the aggregator), got {layers}")
+        return cls(layers=layers - 1, proposers=proposers, **settings)
 
     @classmethod
     def for_budget(cls, n: int, **settings: Any) -> "MixtureOfAgents":

@@ -23,16 +23,18 @@ COT_PROMPT = "{question}\n\nThink step by step, then finish with a line of the f
 DIRECT_PROMPT = "{question}\n\n{instruction}"
 
 
-def question_prompt(task: Task, style: str = "cot") -> str:
+def question_prompt(task: Task, style: str = "cot", template: str | None = None) -> str:
     """The task as a prompt: with chain of thought ("cot"), asking for the answer only ("direct"),
-    or the question exactly as the user wrote it, options included ("raw": free-form tasks)."""
+    or the question exactly as the user wrote it, options included ("raw": free-form tasks).
+
+    `template` replaces the style's own (fields: question, form, instruction).
+    """
     if style == "raw":
         return render_question(task)
-    if task.format is AnswerFormat.CODE:
+    if task.format is AnswerFormat.CODE and template is None:
         return f"{render_question(task)}\n\n{direct_instruction(task)}"
-    if style == "cot":
-        return COT_PROMPT.format(question=render_question(task), form=answer_form(task))
-    return DIRECT_PROMPT.format(question=render_question(task), instruction=direct_instruction(task))
+    chosen = template if template is not None else (COT_PROMPT if style == "cot" else DIRECT_PROMPT)
+    return chosen.format(question=render_question(task), form=answer_form(task), instruction=direct_instruction(task))
 
 
 def render_question(task: Task) -> str:
@@ -48,10 +50,12 @@ def direct_instruction(task: Task) -> str:
     return FORMATS[task.format].direct
 
 
-def numbered(candidates: "Sequence[Candidate]", max_chars: int) -> str:
-    """Candidates as 'Response 1: ...' blocks, each cut to `max_chars` (selection and ranking prompts)."""
+def numbered(candidates: "Sequence[Candidate]", max_chars: int | None = None) -> str:
+    """Candidates as 'Response 1: ...' blocks, each cut to `max_chars` if given (selection and ranking prompts)."""
     from manyminds.text import clip
 
-    return "\n\n".join(
-        f"Response {k}:\n{clip(c.text.strip() or '(empty)', max_chars)}" for k, c in enumerate(candidates, 1)
-    )
+    def shown(text: str) -> str:
+        text = text.strip() or "(empty)"
+        return clip(text, max_chars) if max_chars else text
+
+    return "\n\n".join(f"Response {k}:\n{shown(c.text)}" for k, c in enumerate(candidates, 1))

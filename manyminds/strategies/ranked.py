@@ -38,10 +38,11 @@ class RankedVote(OnePromptStrategy, ModelDecides):
 
     name: ClassVar[str] = "ranked-vote"
     decider: ClassVar[str] = "borda"
+    templates: ClassVar[dict[str, str]] = {"rank": RANK_PROMPT}
 
     n: int = Field(default=6, ge=2, le=MAX_SAMPLES)
     judges: tuple[Any, ...] = Field(default=(), exclude=True, description="judge backends; empty: the main backend")
-    max_chars_per_response: int = Field(default=800, ge=50)
+    max_chars_per_response: int | None = Field(default=None, ge=50, description="cut each ranked response (default: never)")
 
     def params(self) -> dict[str, Any]:
         record = super().params()
@@ -51,7 +52,7 @@ class RankedVote(OnePromptStrategy, ModelDecides):
     def ranking_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
         from manyminds.strategies.prompting import numbered
 
-        return self.chat(RANK_PROMPT.format(question=task.render(), n=len(candidates),
+        return self.chat(self.template("rank").format(question=task.render(), n=len(candidates),
                                             responses=numbered(candidates, self.max_chars_per_response)))
 
     def build(self, backend: Backend) -> "CompiledStateGraph":

@@ -22,13 +22,14 @@ class SelfRefineVote(OnePromptStrategy, Voting):
     """n drafts; each draft refined once; the refined answers vote."""
 
     name: ClassVar[str] = "self-refine-vote"
+    templates: ClassVar[dict[str, str]] = {"refine": REFINE_PROMPT}
 
     def build(self, backend: Any) -> Any:
         from manyminds.agents.builder import Request, View
 
         def refine(v: View) -> list[Request]:
             shown = render_question(v.task), answer_form(v.task)
-            return [Request(f"refine-{k + 1}", self.chat(REFINE_PROMPT.format(
+            return [Request(f"refine-{k + 1}", self.chat(self.template("refine").format(
                 question=shown[0], draft=s.generation.text.strip(), form=shown[1])))
                 for k, s in enumerate(v.samples)]
 

@@ -39,15 +39,17 @@ class SelfAgreement(OnePromptStrategy, ModelDecides):
 
     name: ClassVar[str] = "self-agreement"
     decider: ClassVar[str] = "selection"
+    templates: ClassVar[dict[str, str]] = {"select": SELECT_PROMPT}
 
-    max_chars_per_response: int = Field(default=1200, ge=50, description="each path is cut to this in the selection prompt")
+    max_chars_per_response: int | None = Field(
+        default=None, ge=50, description="cut each path in the selection prompt to this (default: never)")
     select_max_tokens: int = Field(default=256, ge=8)
 
     def selection_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
         from manyminds.strategies.prompting import numbered
 
         return self.chat(
-            SELECT_PROMPT.format(
+            self.template("select").format(
                 question=render_question(task), n=len(candidates),
                 responses=numbered(candidates, self.max_chars_per_response),
             )

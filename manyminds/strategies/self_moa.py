@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from manyminds.agents.builder import Request, View
 
 
-class SelfMoA(OnePromptStrategy, SynthesisConfig):
+class SelfMoA(SynthesisConfig, OnePromptStrategy):
     """n samples of the backend's model, then one synthesis by the same model (Li et al., 2025)."""
 
     name: ClassVar[str] = "self-moa"

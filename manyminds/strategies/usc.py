@@ -29,9 +29,10 @@ class UniversalSelfConsistency(SelfAgreement):
     """n samples; the model selects the response most consistent with the rest (Chen et al., 2023)."""
 
     name: ClassVar[str] = "usc"
+    templates: ClassVar[dict[str, str]] = {"select": USC_PROMPT}
 
     def selection_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
         from manyminds.strategies.prompting import numbered
 
-        return self.chat(USC_PROMPT.format(question=task.render(),
+        return self.chat(self.template("select").format(question=task.render(),
                                            responses=numbered(candidates, self.max_chars_per_response)))
