@@ -100,6 +100,14 @@ def _aggregator_spec(text: str | None):
     return parse_spec(text) if text else None
 
 
+def _plan_pairs(path: Path | None):
+    if path is None:
+        return None
+    from manyminds.strategies.discovery import DiversityPlan
+
+    return DiversityPlan.load(path).pairs
+
+
 def _stop_rule(spec: str | None):
     from manyminds.stopping import parse_rule
 
@@ -113,6 +121,10 @@ VerifierOpt = Annotated[
 AggregatorOpt = Annotated[Optional[str], typer.Option(
     "--aggregator", "-a", help="How samples vote, for voting strategies: " + ", ".join(_aggregator_names())
     + "; parameters as NAME:KEY=VALUE,... (weighted:by=logprob).")]
+PlanOpt = Annotated[Optional[Path], typer.Option(
+    "--plan", help="div-se: the (persona, approach) pairs of a plan saved by `manyminds discover`.")]
+ExemplarsOpt = Annotated[Optional[str], typer.Option(
+    "--exemplars", help="Few-shot exemplars before each question: a named set (gsm8k-cot-8).")]
 StopOpt = Annotated[Optional[str], typer.Option(
     "--stop", help="Sample in waves and stop early: esc, esc:WINDOW, adaptive, adaptive:THRESHOLD.")]
 AllowCodeOpt = Annotated[
@@ -198,6 +210,8 @@ def run(
     strategy_name: Annotated[StrategyName, typer.Option("--strategy", "-s", help="How to combine samples.")] = StrategyName.self_consistency,  # type: ignore[valid-type,attr-defined]
     aggregator: AggregatorOpt = None,
     stop: StopOpt = None,
+    plan: PlanOpt = None,
+    exemplars: ExemplarsOpt = None,
     verifier: VerifierOpt = None,
     allow_code_execution: AllowCodeOpt = False,
     allow_unisolated_code_execution: AllowUnisolatedOpt = False,
@@ -213,7 +227,7 @@ def run(
     strategy = _make(
         strategy_name.value, n, _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution),
         temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
-        aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop),
+        aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop), pairs=_plan_pairs(plan), exemplars=exemplars,
     )
     path = _cache_path(cache, no_cache)
     store = GenerationCache(path) if path is not None else None  # fails before loading a model
@@ -230,10 +244,13 @@ def run(
             json.dumps(
                 {
                     "answer": result.answer,
+                    "text": result.text,
                     "confidence": result.confidence,
                     "tally": result.tally,
+                    "stop_reason": result.stop_reason,
                     "candidates": [
-                        {"index": c.index, "text": c.text, "answer": c.answer} for c in result.candidates
+                        {"index": c.index, "text": c.text, "answer": c.answer, "source": str(c.source),
+                         "votes": c.votes} for c in result.candidates
                     ],
                     "usage": result.usage.model_dump(),
                     "aggregator": result.decision.aggregator,
@@ -299,6 +316,8 @@ def bench(
         help="Chain of thought, answer only, or the question as given (raw); default cot.")] = None,
     aggregator: AggregatorOpt = None,
     stop: StopOpt = None,
+    plan: PlanOpt = None,
+    exemplars: ExemplarsOpt = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Questions in flight at once.")] = 16,
     verifier: VerifierOpt = None,
     allow_code_execution: AllowCodeOpt = False,
@@ -337,11 +356,12 @@ def bench(
             raise ManymindsError(f"{dataset} is scored by running the code: add --allow-code-execution")
         code_verifier = wanted if wanted is not None and wanted.name == "unit-tests" else _verifier(
             VerifierName.unit_tests, chosen, True, allow_unisolated_code_execution)
-    settings = dict(temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed)
+    settings = dict(temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
+                    exemplars=exemplars)
     methods: dict[str, object] = {}
     if baseline:
         methods["single sample"] = _make("self-consistency", 1, None, **settings)
-    settings.update(aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop))
+    settings.update(aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop), pairs=_plan_pairs(plan))
     for name in strategies or [StrategyName.self_consistency]:  # type: ignore[attr-defined]
         for n in sorted(set(budgets or [8])):  # smaller budgets first: the larger reuse their samples
             verifying = by_name(name.value).needs_verifier  # the others do not take one; scoring may
@@ -382,6 +402,39 @@ def bench(
         example = fixed[0] if fixed else most_split(voted)
         note = "one sample was wrong, the vote is right" if fixed else "the closest vote"
         out.print(_tally_table(example, f"votes for {example.task.question[:80]!r} (gold {example.task.gold}; {note})"))
+
+
+@app.command("discover")
+def discover_command(
+    dataset: Annotated[str, typer.Argument(help="A data set with gold answers: " + ", ".join(_dataset_names()) + ".")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to save the plan (JSON).")] = Path("div-se-plan.json"),
+    split: Annotated[Optional[str], typer.Option("--split", help="The data set's split.")] = None,
+    propose_on: Annotated[int, typer.Option(min=1, help="Questions the model proposes approaches on.")] = 4,
+    held_out: Annotated[int, typer.Option(min=1, help="Questions each pair is tried on.")] = 16,
+    approaches: Annotated[int, typer.Option(min=1, help="Approaches to try.")] = 4,
+    personas: Annotated[int, typer.Option(min=1, help="Personas to try.")] = 2,
+    keep: Annotated[int, typer.Option(min=1, help="Pairs to keep.")] = 3,
+    seed: Annotated[Optional[int], typer.Option(help="Which questions (shuffled with this seed).")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Completion tokens per trial.")] = 256,
+    backend: BackendOpt = "local",
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """DIV-SE's discovery step: propose approaches and personas, try every pair on held-out questions, save the best."""
+    from manyminds import datasets
+    from manyminds.backends import from_spec
+    from manyminds.strategies.discovery import discover
+
+    tasks = datasets.load(dataset, split, limit=propose_on + held_out, seed=seed)
+    plan = discover(tasks, backend=from_spec(backend), propose_on=propose_on, held_out=held_out, approaches=approaches,
+                    personas=personas, keep=keep, cache=_cache_path(cache, no_cache), max_tokens=max_tokens)
+    plan.save(out_file)
+    table = Table(title=f"DIV-SE plan for {dataset}: {len(plan.pairs)} of {plan.tried} pairs kept ({out_file})")
+    for column in ("persona", "approach", "held-out accuracy"):
+        table.add_column(column, justify="right" if column == "held-out accuracy" else "left")
+    for (persona, approach), accuracy in zip(plan.pairs, plan.accuracy):
+        table.add_row(persona, approach, f"{accuracy:.0%}")
+    out.print(table)
 
 
 @app.command("report")

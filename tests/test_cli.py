@@ -31,7 +31,8 @@ def test_run_json(tmp_path):
     assert data["tally"] == {"12": 4, "13": 1}
     assert data["confidence"] == 0.8
     assert [c["index"] for c in data["candidates"]] == [0, 1, 2, 3, 4]
-    assert data["candidates"][2] == {"index": 2, "text": "13", "answer": "13"}
+    assert data["candidates"][2] == {"index": 2, "text": "13", "answer": "13", "source": "sample", "votes": True}
+    assert data["text"] == "The answer is 12." and data["stop_reason"] is None
     assert data["usage"]["samples"] == 5 and data["usage"]["calls"] == 1
 
 

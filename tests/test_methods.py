@@ -288,3 +288,87 @@ def test_div_se_takes_explicit_pairs_instead_of_a_cross_product():
     assert len(backend.requests) == 3 and shown == set(pairs)
     with pytest.raises(ValueError, match="not both"):
         DivSE(pairs=pairs, given_personas=("x",))
+
+
+# -- judges and multi-model votes ----------------------------------------------------------------
+
+
+def test_p_true_can_show_the_other_samples_and_ask_in_the_papers_a_b_form():
+    from manyminds.strategies import VerifiedVote
+    from manyminds.verifiers import PTrueJudge
+
+    def reply(messages, params, index):
+        text = messages[-1].content
+        if "Proposed answer" in text:
+            return "A" if "The answer is 12." in text.split("Proposed answer:")[1] else "B"
+        return ["The answer is 12.", "The answer is 13.", "The answer is 12."][index % 3]
+
+    backend = Scripted(reply)
+    judge = PTrueJudge(backend, form="ab", show_others=2, samples=3)
+    result = VerifiedVote(n=3, verifier=judge).solve("What is 7 + 5?", backend=backend)
+    asked = [r for r in backend.requests if "Proposed answer" in r.messages[-1].content]
+    assert asked and all("(A) True" in r.messages[-1].content for r in asked)
+    assert all("other answers to the question" in r.messages[-1].content for r in asked)
+    assert {c.answer: c.verdict.score for c in result.candidates} == {"12": 1.0, "13": 0.0}
+    with pytest.raises(ConfigError, match="form must be"):
+        PTrueJudge(backend, form="yes-no")
+
+
+def test_judges_see_the_reference_answer_only_when_asked():
+    from manyminds.types import Candidate
+    from manyminds.verifiers import GradeJudge, PTrueJudge
+
+    task = Task(question="What is 7 + 5?", gold="12")
+    candidate = Candidate(index=0, text="The answer is 12.", answer="12")
+    assert "Reference answer" not in PTrueJudge(Scripted(["True"])).messages(task, candidate)[0].content
+    assert "Reference answer: 12" in PTrueJudge(Scripted(["True"]), reference=True).messages(task, candidate)[0].content
+    backend = Scripted(["Score: 9"])
+    import asyncio
+
+    asyncio.run(GradeJudge(backend, reference=True).verify(task, candidate))
+    assert "Reference answer: 12" in backend.requests[0].messages[0].content
+
+
+def test_moa_can_decide_by_model_agreement_over_the_last_layer_instead_of_a_synthesis():
+    from manyminds.aggregators import get_aggregator
+    from manyminds.strategies import MixtureOfAgents
+
+    backends = [Scripted(["The answer is 12."]), Scripted(["The answer is 12."]), Scripted(["The answer is 13."])]
+    judge = Scripted(["never used"])
+    result = MixtureOfAgents(layers=2, proposer_backends=tuple(backends), vote="model-agreement").solve(
+        "What is 7 + 5?", backend=judge)
+    assert result.answer == "12" and result.decision.aggregator == "model-agreement"
+    assert not judge.requests, "no synthesis call"
+    assert get_aggregator("model-consistency").name == "model-agreement", "the old name still finds it"
+
+
+def test_verifier_resampling_with_batch_one_is_the_paper_s_sequential_setting():
+    from manyminds.strategies import VerifierResampling
+    from manyminds.verifiers import MathAnswer
+
+    answers = ["13", "11", "12", "12", "12"]
+    backend = replies(answers)
+    result = VerifierResampling(batch=1, budget=5, verifier=MathAnswer()).solve(
+        Task(question="What is 7 + 5?", gold="12"), backend=backend)
+    assert [(r.n, r.first_index) for r in backend.requests] == [(1, 0), (1, 1), (1, 2)], "one at a time, stop at the pass"
+    assert result.answer == "12" and "a candidate passed after 3 samples" in result.stop_reason
+
+
+def test_the_cli_discovers_a_plan_and_runs_div_se_on_it(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    plan = tmp_path / "plan.json"
+    cli = [sys.executable, "-m", "manyminds.cli"]
+    made = subprocess.run([*cli, "discover", "arithmetic", "--out", str(plan), "--propose-on", "1", "--held-out", "3",
+                           "--approaches", "2", "--personas", "1", "--keep", "1", "--backend",
+                           "scripted:Approach 1: add|The answer is 3.", "--no-cache"],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert len(json.loads(plan.read_text())["pairs"]) == 1
+    run = subprocess.run([*cli, "run", "What is 1 + 2?", "-s", "div-se", "-n", "2", "--plan", str(plan),
+                          "--backend", "scripted:The answer is 3.", "--no-cache", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert [c["source"] for c in json.loads(run.stdout)["candidates"]] == ["pair-1"]

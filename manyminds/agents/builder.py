@@ -205,13 +205,17 @@ class Pipeline:
     def verify(self, verifier: Any, *, name: str = "verify", max_parallel: int = 16) -> "Pipeline":
         """Verify every ballot not verified yet, concurrently; the verdict joins the candidate."""
         name = self._unique(name)
+        sees_others = bool(getattr(verifier, "sees_other_samples", False))
 
         async def verify(state: EnsembleState) -> dict[str, Any]:
             limit = asyncio.Semaphore(max_parallel)
 
-            async def check(task: Task, candidate: Candidate) -> Candidate:
+            async def check(task: Task, candidate: Candidate, others: list[Candidate]) -> Candidate:
                 async with limit:
-                    verdict: Verdict = await verifier.verify(task, candidate)
+                    if sees_others:  # a judge shown the question's other samples (P(True) with context)
+                        verdict: Verdict = await verifier.verify(task, candidate, others=others)
+                    else:
+                        verdict = await verifier.verify(task, candidate)
                 return candidate.model_copy(update={"verdict": verdict})
 
             async def work(i: int, task: Task) -> list[Candidate]:
@@ -219,7 +223,8 @@ class Pipeline:
                 todo = [k for k, c in enumerate(cands) if c.source.kind == "sample" and c.verdict is None]
                 if not todo:
                     return cands
-                checked = await asyncio.gather(*(check(task, cands[k]) for k in todo))
+                shown = [c for c in cands if c.source.kind == "sample"]
+                checked = await asyncio.gather(*(check(task, cands[k], shown) for k in todo))
                 out = list(cands)
                 for k, c in zip(todo, checked):
                     out[k] = c

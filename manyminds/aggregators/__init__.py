@@ -4,11 +4,11 @@ from manyminds.aggregators.base import (
     REGISTRY, Aggregator, AggregatorSpec, aggregator, available, get_aggregator, resolve,
 )
 from manyminds.aggregators.majority import Majority, decide, tally
-from manyminds.aggregators.model_consistency import ModelConsistency
+from manyminds.aggregators.model_agreement import ModelAgreement, ModelConsistency
 from manyminds.aggregators.rpc import RPC
 from manyminds.aggregators.weighted import WeightedMajority
 
 __all__ = [
-    "REGISTRY", "RPC", "Aggregator", "AggregatorSpec", "Majority", "ModelConsistency", "WeightedMajority",
+    "REGISTRY", "RPC", "Aggregator", "AggregatorSpec", "Majority", "ModelAgreement", "ModelConsistency", "WeightedMajority",
     "aggregator", "available", "decide", "get_aggregator", "resolve", "tally",
 ]

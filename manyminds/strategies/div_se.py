@@ -6,6 +6,12 @@ personas to solve it; every approach-persona pair becomes its own prompt;
 each prompt is sampled; all answers vote together. The proposal call is
 greedy, so it is one cached row, and it counts in usage. Users may give
 their own approaches and personas and skip the proposal.
+
+Differs from the paper by default: the paper discovers approaches and
+personas once per data set and keeps the combinations that do best on a
+held-out slice; the default here proposes per question, which needs no
+labelled data. The paper's setup is `strategies.discovery.discover` (or
+`manyminds discover`), then `DivSE(pairs=plan.pairs)` / `DivSE.from_plan`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,14 @@ synthesises the answer from the last layer. Proposers may be any mix of
 backends and models; without them, every proposer is a distinct sample of
 the main backend. Proposers of a layer fan out with LangGraph `Send`, one
 slot per proposer, each over the whole batch.
+
+Follows the paper's structure and its reference defaults (synthesis at
+T = 0.7, 2,048 tokens, responses quoted whole). Differences: the paper
+counts the aggregator's layer (its 3-layer MoA is `layers=2` here, or
+`MixtureOfAgents.from_paper(layers=3)`); our aggregate-and-synthesize prompt
+paraphrases theirs (`prompts={"synthesize": ...}` takes their wording); the
+default is 3 proposers of one backend where the paper mixes 6 models;
+`vote=` can decide by an aggregator over the last layer instead.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
+from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.strategies.base import ModelDecides, PromptedStrategy
@@ -81,6 +90,12 @@ class MixtureOfAgents(SynthesisConfig):
     proposer_backends: tuple[Any, ...] = Field(
         default=(), exclude=True, description="one backend per proposer; empty: samples of the main backend"
     )
+    vote: AggregatorSpec | None = Field(
+        default=None, description="decide by this aggregator over the last layer's proposals instead of a "
+                                  "synthesis, e.g. 'model-agreement' for proposers that are different models")
+
+    def aggregation(self) -> AggregatorSpec:
+        return self.vote if self.vote is not None else super().aggregation()
 
     @classmethod
     def from_paper(cls, layers: int = 3, proposers: int = 6, **settings: Any) -> "MixtureOfAgents":
@@ -117,5 +132,6 @@ class MixtureOfAgents(SynthesisConfig):
                                slots=len(proposers), backends=proposers),
             times=self.layers, name="layers",
         )
-        p.ask("synthesis", lambda v: self.synthesis(v.task, [c.text for c in v.ballots]), self.synthesis_params())
+        if self.vote is None:
+            p.ask("synthesis", lambda v: self.synthesis(v.task, [c.text for c in v.ballots]), self.synthesis_params())
         return p.aggregate(self.aggregation())

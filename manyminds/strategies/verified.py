@@ -7,6 +7,11 @@ chances a wrong answer has to slip through. So resampling has a budget, may
 abstain when nothing passes, and every candidate keeps its verdict; with a
 gold answer, `answers.false_positives(result)` counts the candidates that passed but
 are wrong.
+
+Verifier resampling draws `batch` samples a round (default 4, fewer round
+trips); `batch=1` is the paper's sequential setting, one sample at a time
+until one passes. `benchmarks/papers/false_positives.py` draws its
+false-positive curve on HumanEval against tests the verifier never sees.
 """
 
 from __future__ import annotations

@@ -1,12 +1,19 @@
-"""Model-level consistency for multi-model ensembles, after CoRE.
+"""Model agreement: a vote across models, each weighted by its self-consistency and its agreement with the rest.
 
-After "Harnessing Consistency for Robust Test-Time LLM Ensemble" (CoRE,
-2025): each model's answers are weighted by how sure the model is of itself
-(the share of its own samples on its top answer, times its mean token
-probability when logprobs are there) and how much it agrees with the other
-models (the overlap of its answer distribution with theirs). Black-box: it
-needs only samples, and logprobs if available. Candidates are grouped into
-models by their `source` (MoA names proposers that way) or by a function.
+For multi-model ensembles (MoA's proposers, a panel of backends). Each
+model's answers are weighted by how sure the model is of itself (the share
+of its own samples on its top answer, times its mean token probability
+when logprobs are there) and by how much its answer distribution overlaps
+the other models'. Candidates are grouped into models by their source's
+agent (MoA's proposer) or by a function.
+
+What this is not: CoRE ("Harnessing Consistency for Robust Test-Time LLM
+Ensemble", 2025) measures consistency at the token level (how far each
+model's per-token distribution agrees with the others while decoding) and
+combines distributions token by token; that needs every model's logits at
+every step. This aggregator works on answers alone, after sampling, and
+only borrows CoRE's idea of weighting models by agreement. It was called
+`model-consistency`; that name still finds it.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from manyminds.aggregators.base import aggregator
+from manyminds.aggregators.base import REGISTRY, aggregator
 from manyminds.aggregators.majority import decide
 from manyminds.types import Candidate, Decision, Task
 
@@ -25,15 +32,15 @@ def _by_source(candidate: Candidate) -> str:
     return candidate.source.agent
 
 
-@aggregator("model-consistency")
-class ModelConsistency:
+@aggregator("model-agreement")
+class ModelAgreement:
     """Answer scores = sum over models of weight(model) x the model's answer shares.
 
     weight = self-confidence x (agreement with the other models + `floor`).
     A single model reduces to majority vote.
     """
 
-    name = "model-consistency"
+    name = "model-agreement"
 
     def __init__(self, group: Callable[[Candidate], str] | None = None, floor: float = 0.05) -> None:
         self.group = group or _by_source
@@ -69,3 +76,7 @@ class ModelConsistency:
                 scores[k] += weights[m] * share
         decision = decide(scores, self.name, self.params())
         return decision.model_copy(update={"params": {**decision.params, "model_weights": weights}})
+
+
+REGISTRY.register("model-consistency", ModelAgreement)  # the name it had; stored runs and scripts still find it
+ModelConsistency = ModelAgreement
