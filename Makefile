@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores, cached by pip afterwards)
-	$(BIN)/python -m pip install -e ".[local,dev]"
+	$(BIN)/python -m pip install -e ".[local,serve,dev]"
 	touch $(STAMP)
 
 # The code sandbox isolates with bubblewrap; as root, install it where it is missing.
@@ -46,6 +46,7 @@ test: $(STAMP) sandbox-tools $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/warm_cache.py
 	$(BIN)/python benchmarks/embedded.py

@@ -437,6 +437,33 @@ def discover_command(
     out.print(table)
 
 
+@app.command("serve")
+def serve_command(
+    backend: BackendOpt = "local",
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    api_key_env: Annotated[Optional[str], typer.Option(
+        "--api-key-env", help="Name of an environment variable holding the key clients must send as a bearer token.")] = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    max_concurrency: Annotated[int, typer.Option(min=1, help="Ensembles running at once.")] = 8,
+    max_queue: Annotated[int, typer.Option(min=0, help="Requests waiting for a slot; beyond them, 429.")] = 32,
+    max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body accepted.")] = 1_000_000,
+) -> None:
+    """An OpenAI-compatible server whose models are ensembles: POST /v1/chat/completions with model
+    STRATEGY[-N][:UPSTREAM_MODEL] (self-consistency-8, moa-6:gpt-4o-mini); GET /v1/models lists them."""
+    from manyminds.server import ServerConfig, serve
+
+    key = None
+    if api_key_env is not None:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise ManymindsError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
+    config = ServerConfig(backend=backend, cache=_cache_path(cache, no_cache), api_key=key,
+                          max_concurrency=max_concurrency, max_queue=max_queue, max_body_bytes=max_body_bytes)
+    serve(config, host=host, port=port)
+
+
 @app.command("report")
 def report_command(
     db: Annotated[Path, typer.Argument(help="A cache file holding benchmark runs.")],

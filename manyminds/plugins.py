@@ -72,6 +72,7 @@ class Registry(Generic[T]):
         self.package = package
         self._entries: dict[str, T] = {}
         self._scanned: set[str] = set()
+        self._scanned_path: tuple[str, ...] | None = None
         self._plugins_loaded = False
 
     def register(self, name: str, entry: T) -> T:
@@ -91,10 +92,19 @@ class Registry(Generic[T]):
         return register
 
     def _scan(self) -> None:
-        """Import the package's modules not imported yet (their decorators register)."""
+        """Import the package's modules not imported yet (their decorators register).
+
+        The folders are listed again only when the package's search path changed or a
+        lookup missed (`get`), so listing names costs nothing on a hot path (a server's
+        every request).
+        """
         if self.package is not None:
             package = importlib.import_module(self.package)
-            for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
+            path = tuple(getattr(package, "__path__", []))
+            if path == self._scanned_path and self._plugins_loaded:
+                return
+            self._scanned_path = path
+            for info in pkgutil.iter_modules(path):
                 if info.name.startswith("_") or info.name in self._scanned:
                     continue
                 self._scanned.add(info.name)
@@ -117,6 +127,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._entries:
+            self._scanned_path = None  # a miss: look at the folders again (a file may have been added)
             self._scan()
         if name not in self._entries:
             raise ConfigError(f"unknown {self.kind} {name!r}: available are {', '.join(self.names())}")

@@ -9,6 +9,7 @@ such so later requests go straight to one call per sample.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import uuid
@@ -102,6 +103,15 @@ class OpenAICompatible:
 
     def __repr__(self) -> str:
         return f"OpenAICompatible(model={self.model!r}, base_url={self.base_url!r})"
+
+    def with_model(self, model: str) -> "OpenAICompatible":
+        """The same endpoint, key and limits for another model (`manyminds serve`'s `STRATEGY:MODEL`)."""
+        if not model:
+            raise ConfigError("a model name cannot be empty")
+        other = copy.copy(self)
+        other.model = model
+        other._state = None  # its own client and limits per event loop
+        return other
 
     def cache_identity(self) -> dict[str, Any]:
         return {"kind": self.name, "model": self.model, "base_url": self.base_url}

@@ -224,7 +224,7 @@ class SampledStrategy(Strategy):
         if isinstance(values, dict) and any(k in values for k in SAMPLING_SETTINGS):
             values = dict(values)
             base = values.pop("sampling", None) or cls.model_fields["sampling"].get_default(call_default_factory=True)
-            base = base.model_dump() if isinstance(base, SamplingParams) else dict(base)
+            base = base.model_dump(exclude_unset=True) if isinstance(base, SamplingParams) else dict(base)
             values["sampling"] = {**base, **{k: values.pop(k) for k in SAMPLING_SETTINGS if k in values}}
         return values
 
