@@ -90,7 +90,7 @@ def inline_node(func: Callable[[EnsembleState], dict[str, Any]], name: str) -> R
     async def afunc(state: EnsembleState) -> dict[str, Any]:
         return func(state)
 
-    return RunnableLambda(func, afunc=afunc, name=name)
+    return _node(func, afunc, name)
 
 
 def async_node(afunc: Callable[[EnsembleState], Coroutine[Any, Any, dict[str, Any]]], name: str) -> RunnableLambda:
@@ -104,7 +104,17 @@ def async_node(afunc: Callable[[EnsembleState], Coroutine[Any, Any, dict[str, An
     def func(state: EnsembleState) -> dict[str, Any]:
         return run_sync(afunc(state))
 
-    return RunnableLambda(func, afunc=afunc, name=name)
+    return _node(func, afunc, name)
+
+
+def _node(func: Callable[..., Any], afunc: Callable[..., Any], name: str) -> Any:
+    """A node with a sync and an async form. LangGraph's own runnable inspects the functions'
+    signatures once; langchain's RunnableLambda did so on every call (12 times per question)."""
+    try:
+        from langgraph._internal._runnable import RunnableCallable
+    except ImportError:  # a LangGraph without it: the public, slower wrapper
+        return RunnableLambda(func, afunc=afunc, name=name)
+    return RunnableCallable(func, afunc, name=name)
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
