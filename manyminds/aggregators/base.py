@@ -133,3 +133,31 @@ def resolve(spec: "str | dict[str, Any] | AggregatorSpec | Aggregator") -> Aggre
     if isinstance(spec, dict):
         return AggregatorSpec.model_validate(spec).build()
     return get_aggregator(spec)
+
+
+class Decider:
+    """What the aggregators that read a strategy's evidence share: a `fallback` for when it cannot be read.
+
+    The fallback votes over the ballots; its tally is the decision's tally
+    either way, so a model's choice is always shown against the vote.
+    """
+
+    name = "decider"
+
+    def __init__(self, fallback: "str | dict[str, Any] | AggregatorSpec" = "majority") -> None:
+        self.fallback = AggregatorSpec.model_validate(fallback)
+        self._fallback = self.fallback.build()
+
+    def params(self) -> dict[str, Any]:
+        return {"fallback": self.fallback.model_dump()}
+
+    def vote(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
+        """The fallback's decision over the ballots."""
+        from manyminds.types import ballots
+
+        return self._fallback(task, ballots(candidates))
+
+    def fell_back(self, decision: Decision, why: str, **params: Any) -> Decision:
+        """The fallback's decision, recorded as this decider's, saying why it fell back."""
+        return decision.model_copy(update={"aggregator": self.name, "params": {
+            **self.params(), **params, "fallback": decision.aggregator, "note": f"{why}; {decision.aggregator} decided"}})

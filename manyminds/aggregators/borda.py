@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
-from manyminds.aggregators.base import AggregatorSpec, aggregator
-from manyminds.aggregators.selection import fell_back
+from manyminds.aggregators.base import Decider, aggregator
 from manyminds.types import Candidate, Decision, Task, ballots, evidence
 
 
@@ -38,17 +36,10 @@ def borda(rankings: Sequence[Sequence[int]], m: int) -> list[float]:
 
 
 @aggregator("borda")
-class Borda:
+class Borda(Decider):
     """Borda count over the judges' rankings; confidence is the winner's share of the points."""
 
     name = "borda"
-
-    def __init__(self, fallback: "str | dict[str, Any] | AggregatorSpec" = "majority") -> None:
-        self.fallback = AggregatorSpec.model_validate(fallback)
-        self._fallback = self.fallback.build()
-
-    def params(self) -> dict[str, Any]:
-        return {"fallback": self.fallback.model_dump()}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         shown = ballots(candidates)
@@ -56,7 +47,7 @@ class Borda:
         read = [(c, parse_ranking(c.text, len(shown))) for c in replies]
         valid = [r for _, r in read if r]
         if not valid:
-            return fell_back(self._fallback(task, shown), self.name, self.params(), "no readable ranking")
+            return self.fell_back(self.vote(task, shown), "no readable ranking")
         scores: dict[str, float] = {}
         for c, p in zip(shown, borda(valid, len(shown))):
             if c.answer is not None:

@@ -14,30 +14,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from manyminds.aggregators.base import AggregatorSpec, aggregator
-from manyminds.aggregators.selection import fell_back
+from manyminds.aggregators.base import AggregatorSpec, Decider, aggregator
 from manyminds.types import Candidate, Decision, Task, ballots
 
 
 @aggregator("esc")
-class EarlyStoppingWindow:
+class EarlyStoppingWindow(Decider):
     """The answer of the first unanimous window of `window` ballots (in index order), else `fallback`."""
 
     name = "esc"
 
     def __init__(self, window: int = 5, unreadable_stops: bool = True,
                  fallback: "str | dict[str, Any] | AggregatorSpec" = "majority") -> None:
+        super().__init__(fallback)
         self.window = window
         self.unreadable_stops = unreadable_stops
-        self.fallback = AggregatorSpec.model_validate(fallback)
-        self._fallback = self.fallback.build()
 
     def params(self) -> dict[str, Any]:
-        return {"window": self.window, "unreadable_stops": self.unreadable_stops, "fallback": self.fallback.model_dump()}
+        return {"window": self.window, "unreadable_stops": self.unreadable_stops, **super().params()}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         shown = sorted(ballots(candidates), key=lambda c: c.index)
-        vote = self._fallback(task, shown)
+        vote = self.vote(task, shown)
         for start in range(0, len(shown) - self.window + 1, self.window):
             answers = [c.answer for c in shown[start:start + self.window]]
             if all(a == answers[0] for a in answers) and (answers[0] is not None or self.unreadable_stops):
@@ -47,4 +45,4 @@ class EarlyStoppingWindow:
                 share = vote.tally.get(answers[0], 0.0) / sum(vote.tally.values()) if answers[0] and vote.tally else 0.0
                 return Decision(answer=answers[0], confidence=share, tally=vote.tally, aggregator=self.name,
                                 params=params, chosen=shown[start].index)
-        return fell_back(vote, self.name, self.params(), "no unanimous window")
+        return self.fell_back(vote, "no unanimous window")

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from manyminds.aggregators.base import AggregatorSpec, aggregator
+from manyminds.aggregators.base import Decider, aggregator
 from manyminds.answers import extract
 from manyminds.types import Candidate, Decision, Task, ballots, evidence
 
@@ -46,34 +46,21 @@ def endorsed(fallback: Decision, answer: str, name: str, params: dict[str, Any],
                     chosen=chosen)
 
 
-def fell_back(decision: Decision, name: str, params: dict[str, Any], why: str) -> Decision:
-    return decision.model_copy(update={
-        "aggregator": name, "params": {**params, "fallback": decision.aggregator, "note": f"{why}; {decision.aggregator} decided"},
-    })
-
-
 @aggregator("selection")
-class Selection:
+class Selection(Decider):
     """The ballot the model selected (the last selection reply); `fallback` when none maps back."""
 
     name = "selection"
 
-    def __init__(self, fallback: "str | dict[str, Any] | AggregatorSpec" = "majority") -> None:
-        self.fallback = AggregatorSpec.model_validate(fallback)
-        self._fallback = self.fallback.build()
-
-    def params(self) -> dict[str, Any]:
-        return {"fallback": self.fallback.model_dump()}
-
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         shown = ballots(candidates)
-        vote = self._fallback(task, shown)
+        vote = self.vote(task, shown)
         replies = evidence(candidates, "selection")
         if not replies:
-            return fell_back(vote, self.name, self.params(), "no selection")
+            return self.fell_back(vote, "no selection")
         chosen = read_selection(replies[-1].text, task, shown)
         if chosen is None:
-            return fell_back(vote, self.name, self.params(), "selection not mapped to a response")
+            return self.fell_back(vote, "selection not mapped to a response")
         position = next(k for k, c in enumerate(shown) if c is chosen)
         params = {**self.params(), "chosen": chosen.index, "note": f"chose response {position + 1}"}
         return endorsed(vote, chosen.answer, self.name, params, chosen=chosen.index)  # type: ignore[arg-type]
