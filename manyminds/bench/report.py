@@ -269,7 +269,8 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
         ticks = sorted({p["k"] for s in curves for p in s.curve})  # type: ignore[union-attr]
         ax.set_xticks(ticks, [str(k) for k in ticks])
         ax.minorticks_off()
-        save(fig, ax, "accuracy_vs_samples", f"Accuracy against samples: {curves[0].dataset}",
+        sets = ", ".join(dict.fromkeys(str(s.dataset) for s in curves if s.dataset)) or "stored runs"
+        save(fig, ax, "accuracy_vs_samples", f"Accuracy against samples: {sets}",
              "samples per question (k, majority vote over random subsets)", "accuracy (%)", legend=8)
     if summaries:
         priced = all(s.cost_per_question is not None for s in summaries)
