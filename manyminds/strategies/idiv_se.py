@@ -4,6 +4,10 @@ Naik et al., "Diversity of Thought Improves Reasoning Abilities of LLMs"
 (2023), the in-call variant: one prompt asks for a solution by each approach
 in turn; the answers are parsed out of the one completion and vote together.
 A missing or malformed section is a candidate without a vote, not a crash.
+
+Differs as DIV-SE does: approaches are proposed per question by default
+(`given_approaches=` / `given_personas=` for a data set's discovered ones);
+explicit (persona, approach) pairs are DIV-SE's only.
 """
 
 from __future__ import annotations

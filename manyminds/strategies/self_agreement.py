@@ -5,6 +5,10 @@ Language Models in (Almost) All Scenarios" (2023). Works when answers are
 free text: the model's selection is mapped back to one of the candidates
 (by its response number, else by its answer); if it cannot be, the majority
 vote decides and the trace records the fallback.
+
+Follows the paper's two steps. Differs: the selection call is greedy and its
+wording is ours (`prompts={"select": ...}` for theirs); paths are quoted whole
+unless `max_chars_per_response` is set; the paper has no fallback.
 """
 
 from __future__ import annotations

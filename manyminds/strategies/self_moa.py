@@ -7,6 +7,10 @@ Self-MoA-Seq: the samples are synthesised with a sliding window, so the
 context never holds them all: round 1 synthesises the first `window`
 samples; every later round synthesises the running answer with the next
 `window` samples; N samples take ceil(N / window) rounds and none is skipped.
+
+Follows the paper, Seq drawing each round's samples when the round comes.
+Differs: the synthesize prompt paraphrases MoA's (`prompts={"synthesize": ...}`);
+Seq takes no stopping rule (refused rather than ignored).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ Chen et al., "Universal Self-Consistency for Large Language Model Generation"
 all sampled responses go into one prompt, and the model names the response
 most consistent with the others. Shares its selection node with
 Self-Agreement; an unreadable choice falls back to the majority vote.
+
+Follows the paper: responses quoted whole, the choice by response number,
+`result.text` the chosen response in full (free-form tasks: `prompt="raw"`).
+Differs: the fallback to the vote, which the paper does not have.
 """
 
 from __future__ import annotations
