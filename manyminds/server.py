@@ -428,12 +428,6 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
             raise bad_request(str(error), param="manyminds.verifier") from None
     elif verifier is not None:
         raise bad_request(f"{name.strategy} takes no verifier", param="manyminds.verifier")
-    if "sampling" in settings and any(k in settings for k in ("temperature", "top_p", "seed", "max_tokens")):
-        sampling = dict(settings.pop("sampling"))
-        for key in ("temperature", "top_p", "seed", "max_tokens"):
-            if key in settings:
-                sampling[key] = settings.pop(key)
-        settings["sampling"] = sampling
     n = name.n if name.n is not None else default_budget(cls)
     try:
         return make(name.strategy, n, **settings), backend, answer_format

@@ -447,7 +447,7 @@ class Pipeline:
                     idle.append(i)
                 return await _run_requests(backend, params, requests)
 
-            new = await per_task(state, work, count=(lambda i: True) if sampling.finishes else None)
+            new = await per_task(state, work, finishes=sampling.finishes)
             update = await _absorb(state, new, sampling)
             if idle:
                 update["stop_reasons"] = [

@@ -130,21 +130,20 @@ async def per_task(
     state: EnsembleState,
     work: Callable[[int, Task], Awaitable[T]],
     *,
-    count: Callable[[int], bool] | None = None,
+    finishes: bool = False,
 ) -> list[T]:
     """Run `work` for every task of the batch, at most `concurrency` tasks at once.
 
-    `count(i)` says whether task i is finished once its work is (the run's
-    progress advances then).
+    With `finishes`, a task is done once its work is: the run's progress advances then.
     """
     context = run_context()
     limit = asyncio.Semaphore(context.concurrency)
-    progress = context.progress if count is not None else None
+    progress = context.progress if finishes else None
 
     async def one(i: int, task: Task) -> T:
         async with limit:
             out = await work(i, task)
-        if progress is not None and count(i):  # type: ignore[misc]
+        if progress is not None:
             progress(1)
         return out
 

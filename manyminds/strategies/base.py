@@ -220,12 +220,21 @@ class SampledStrategy(Strategy):
     @model_validator(mode="before")
     @classmethod
     def _flat_sampling(cls, values: Any) -> Any:
-        """`temperature=0.5` and the like are accepted as shorthands for `sampling=`'s fields."""
-        if isinstance(values, dict) and any(k in values for k in SAMPLING_SETTINGS):
-            values = dict(values)
-            base = values.pop("sampling", None) or cls.model_fields["sampling"].get_default(call_default_factory=True)
-            base = base.model_dump(exclude_unset=True) if isinstance(base, SamplingParams) else dict(base)
-            values["sampling"] = {**base, **{k: values.pop(k) for k in SAMPLING_SETTINGS if k in values}}
+        """`temperature=0.5` and the like are shorthands for `sampling=`'s fields, and a partial
+        `sampling={...}` keeps the class's own defaults (MoA's 2,048 tokens) for the rest."""
+        if not isinstance(values, dict):
+            return values
+        given = values.get("sampling")
+        flat = {k: values[k] for k in SAMPLING_SETTINGS if k in values}
+        if not flat and not isinstance(given, dict):
+            return values
+        values = {k: v for k, v in values.items() if k not in flat}
+        if isinstance(given, SamplingParams):  # a whole SamplingParams is the caller's, as given
+            base = given.model_dump(exclude_unset=True)
+        else:
+            default = cls.model_fields["sampling"].get_default(call_default_factory=True)
+            base = {**default.model_dump(exclude_unset=True), **(given or {})}
+        values["sampling"] = {**base, **flat}
         return values
 
     @classmethod

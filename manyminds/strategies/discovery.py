@@ -94,24 +94,20 @@ async def adiscover(
     params = asker.sampling_params(temperature=0.0, max_tokens=asker.propose_max_tokens)
     found_a: list[list[str]] = []
     found_p: list[list[str]] = []
-    wrapped = backend
-    if cache is not None:
-        from manyminds.cache import open_cache
+    from manyminds.session import Session
 
-        opened, _ = open_cache(cache)
-        wrapped = opened.wrap(backend) if opened is not None else backend
-    for task in tasks[:propose_on]:
-        (reply,) = await wrapped.generate(asker.proposal_messages(task), params, 1)
-        a, p = parse_proposal(reply.text)
-        found_a.append(a)
-        found_p.append(p)
-    candidates = [(persona, approach) for persona in _most_common(found_p, personas, DEFAULT_PERSONAS)
-                  for approach in _most_common(found_a, approaches, DEFAULT_APPROACHES)]
-    scores = []
-    for pair in candidates:
-        trial = DivSE(pairs=(pair,), **settings)
-        results = await trial.asolve_many(slice_, backend=backend, cache=cache)
-        scores.append(sum(bool(is_correct(r)) for r in results) / len(results))
+    with Session(backend, cache=cache, keep_pools=True) as session:  # one cache for proposals and trials
+        for task in tasks[:propose_on]:
+            (reply,) = await session.wrapped.generate(asker.proposal_messages(task), params, 1)
+            a, p = parse_proposal(reply.text)
+            found_a.append(a)
+            found_p.append(p)
+        candidates = [(persona, approach) for persona in _most_common(found_p, personas, DEFAULT_PERSONAS)
+                      for approach in _most_common(found_a, approaches, DEFAULT_APPROACHES)]
+        scores = []
+        for pair in candidates:
+            results = await session.asolve_many(DivSE(pairs=(pair,), **settings), slice_)
+            scores.append(sum(bool(is_correct(r)) for r in results) / len(results))
     ranked = sorted(range(len(candidates)), key=lambda k: (-scores[k], k))[:keep]
     return DiversityPlan(pairs=tuple(candidates[k] for k in ranked), accuracy=tuple(scores[k] for k in ranked),
                          tried=len(candidates), held_out=held_out, model=f"{backend.name}:{backend.model}",
