@@ -2,7 +2,7 @@
 
 Faults are a finite plan consumed one per request, so every fault test is
 bounded in count; after the plan, requests pass through. The proxy counts the
-requests it forwards and can delay every one (to make a run slow enough to
+requests it forwards (and those whose client had already hung up) and can delay every one (to make a run slow enough to
 kill mid-way). It runs its own event loop on a thread and stops by itself
 when the test's `with` block ends.
 """
@@ -23,6 +23,10 @@ FAULTS = ("429", "500", "503", "drop", "slow", "malformed", "html", "empty", "ec
 @dataclass
 class ProxyLog:
     forwarded: int = 0
+    abandoned: int = 0
+    in_flight: int = 0
+    """Connections accepted and not yet answered, faulted or dropped."""
+    """Forwarded requests whose client had hung up (timed out) before the reply came back."""
     faults: list[str] = field(default_factory=list)
     bodies: list[dict] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
@@ -83,6 +87,9 @@ class FaultProxy:
             return self.plan.pop(0) if self.plan else None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        completion = False
+        with self._lock:
+            self.log.in_flight += 1
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
@@ -92,7 +99,8 @@ class FaultProxy:
             body = await reader.readexactly(length) if length else b""
             self.log.paths.append(path)
             path = path.split("?", 1)[0]
-            fault = self._next_fault() if path.endswith("/chat/completions") else None
+            completion = path.endswith("/chat/completions")
+            fault = self._next_fault() if completion else None
             if fault:
                 self.log.faults.append(fault)
                 await self._fault(fault, writer, headers, lines[0])
@@ -106,15 +114,18 @@ class FaultProxy:
                     content=body,
                     headers={"content-type": "application/json"},
                 )
-            if path.endswith("/chat/completions"):
+            if completion:
                 with self._lock:
                     self.log.forwarded += 1
+                    self.log.abandoned += reader.at_eof()
                     self.log.bodies.append(json.loads(body or b"{}"))
             self._respond(writer, upstream.status_code, upstream.content)
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            with self._lock:
+                self.log.in_flight -= 1
             writer.close()
 
     async def _fault(self, fault: str, writer: asyncio.StreamWriter, headers: dict, request_line: str) -> None:

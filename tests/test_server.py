@@ -211,7 +211,8 @@ def test_shutdown_lets_a_request_in_flight_finish_and_keeps_its_samples(tmp_path
 
     db = tmp_path / "c.db"
     port = free_port()
-    app = create_app(ServerConfig(backend=Scripted(votes, latency=1.0), cache=db))
+    backend = Scripted(votes, latency=1.0)
+    app = create_app(ServerConfig(backend=backend, cache=db))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=10))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -221,7 +222,9 @@ def test_shutdown_lets_a_request_in_flight_finish_and_keeps_its_samples(tmp_path
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(lambda: client(f"http://127.0.0.1:{port}/v1").chat.completions.create(
             model="self-consistency-3", messages=ASK, extra_body=NUMBERS))
-        time.sleep(0.3)
+        arrived = time.monotonic() + 20
+        while not backend.requests and time.monotonic() < arrived:  # the request is in flight upstream
+            time.sleep(0.02)
         server.should_exit = True  # as SIGTERM does
         reply = pending.result(timeout=20)
     thread.join(20)
