@@ -122,9 +122,9 @@ AggregatorOpt = Annotated[Optional[str], typer.Option(
     "--aggregator", "-a", help="How samples vote, for voting strategies: " + ", ".join(_aggregator_names())
     + "; parameters as NAME:KEY=VALUE,... (weighted:by=logprob).")]
 PlanOpt = Annotated[Optional[Path], typer.Option(
-    "--plan", help="div-se: the (persona, approach) pairs of a plan saved by `manyminds discover`.")]
+    "--plan", help="div-se, idiv-se: the (persona, approach) pairs of a plan saved by `manyminds discover`.")]
 ExemplarsOpt = Annotated[Optional[str], typer.Option(
-    "--exemplars", help="Few-shot exemplars before each question: a named set (gsm8k-cot-8).")]
+    "--exemplars", help="Few-shot exemplars before each question: a named set (gsm8k-cot-8, mmlu-5).")]
 StopOpt = Annotated[Optional[str], typer.Option(
     "--stop", help="Sample in waves and stop early: esc, esc:WINDOW, adaptive, adaptive:THRESHOLD.")]
 AllowCodeOpt = Annotated[

@@ -140,6 +140,35 @@ def test_exemplars_as_one_text_block_and_given_as_pairs():
         Exemplars(items=())
 
 
+def test_mmlu_5_shows_the_five_dev_questions_of_the_task_s_own_subject_with_their_options():
+    from manyminds.datasets import load
+
+    assert len(named("mmlu-5")) == 285 and len({e.subject for e in named("mmlu-5")}) == 57
+    anatomy = next(t for t in load("mmlu", seed=3, limit=400) if t.metadata["subject"] == "anatomy")
+    backend = Scripted(["The answer is (B)."])
+    SelfConsistency(n=1, prompt="direct", exemplars="mmlu-5").solve(anatomy, backend=backend)
+    messages = backend.requests[0].messages
+    assert [m.role for m in messages] == ["user", "assistant"] * 5 + ["user"]
+    dev = [e for e in named("mmlu-5") if e.subject == "anatomy"]
+    for shot, (asked, answered) in zip(dev, zip(messages[0:10:2], messages[1:10:2])):
+        assert asked.content.startswith(shot.question) and f"(D) {shot.choices[3]}" in asked.content
+        assert answered.content == shot.answer and re.fullmatch(r"The answer is [A-D]\.", shot.answer)
+    assert messages[-1].content.startswith(anatomy.question) and "(A)" in messages[-1].content
+    with pytest.raises(ConfigError, match="holds exemplars by subject, and task 'What is 2 [+] 3[?]' has no subject"):
+        SelfConsistency(n=1, exemplars="mmlu-5").solve("What is 2 + 3?", backend=backend)
+
+
+def test_exemplars_given_with_options_are_rendered_as_the_task_s_options_are():
+    task = Task(question="Which is a fruit?", choices=("car", "apple"), format=AnswerFormat.CHOICE)
+    shot = {"question": "Which is a colour?", "choices": ["red", "rock"], "answer": "The answer is A."}
+    backend = Scripted(["The answer is B."])
+    strategy = SelfConsistency(n=1, prompt="direct", exemplars=[shot])
+    strategy.solve(task, backend=backend)
+    assert "Which is a colour?\n\nOptions:\n(A) red\n(B) rock" in backend.requests[0].messages[0].content
+    plain = SelfConsistency(n=1, exemplars=[{"question": "What is 1 + 1?", "answer": "The answer is 2."}])
+    assert plain.params()["exemplars"] == {"items": [{"question": "What is 1 + 1?", "answer": "The answer is 2."}]}
+
+
 def test_div_se_prompts_carry_the_exemplars_too():
     backend = Scripted(["The answer is 12."])
     DivSE(given_approaches=("add",), given_personas=("a teacher",),
@@ -290,6 +319,30 @@ def test_div_se_takes_explicit_pairs_instead_of_a_cross_product():
         DivSE(pairs=pairs, given_personas=("x",))
 
 
+def test_idiv_se_groups_explicit_pairs_by_persona_one_combined_prompt_each():
+    from manyminds.strategies import IDivSE
+
+    def reply(messages, params, index):
+        text = messages[-1].content
+        if "You are a teacher." in text:
+            return "Approach 1: 7, 8, ... 12. The answer is 12.\nApproach 2: 6 + 6 = 12. The answer is 12."
+        return "Approach 1: 7 + 5 = 13. The answer is 13."
+
+    backend = Scripted(reply)
+    pairs = (("a teacher", "count up"), ("a coach", "use doubles"), ("a teacher", "use doubles"))
+    result = IDivSE(pairs=pairs).solve("What is 7 + 5?", backend=backend)
+    prompts = [r.messages[-1].content for r in backend.requests]
+    assert len(prompts) == 2 and not any("Do not solve" in text for text in prompts)
+    teacher = next(text for text in prompts if "You are a teacher." in text)
+    assert "Approach 1: count up\nApproach 2: use doubles" in teacher and "2 times" in teacher
+    assert "Approach 1: use doubles" in next(text for text in prompts if "You are a coach." in text)
+    assert [(str(c.source), c.answer) for c in result.candidates] == [
+        ("persona-1/approach-1", "12"), ("persona-1/approach-2", "12"), ("persona-2/approach-1", "13")]
+    assert result.answer == "12"
+    with pytest.raises(ValueError, match="not both"):
+        IDivSE(pairs=pairs, given_approaches=("x",))
+
+
 # -- judges and multi-model votes ----------------------------------------------------------------
 
 
@@ -312,6 +365,29 @@ def test_p_true_can_show_the_other_samples_and_ask_in_the_papers_a_b_form():
     assert {c.answer: c.verdict.score for c in result.candidates} == {"12": 1.0, "13": 0.0}
     with pytest.raises(ConfigError, match="form must be"):
         PTrueJudge(backend, form="yes-no")
+
+
+def test_a_panel_passes_the_other_samples_to_the_judges_that_read_them():
+    from manyminds.strategies import VerifiedVote
+    from manyminds.verifiers import GradeJudge, PTrueJudge, panel
+
+    def reply(messages, params, index):
+        text = messages[-1].content
+        if "Proposed answer" in text:
+            return "A" if "The answer is 12." in text.split("Proposed answer:")[1] else "B"
+        if "Score" in text or "score" in text:
+            return "Score: 9"
+        return ["The answer is 12.", "The answer is 13.", "The answer is 12."][index % 3]
+
+    backend = Scripted(reply)
+    jury = panel([PTrueJudge(backend, form="ab", show_others=2, samples=1), GradeJudge(backend)], combine="mean")
+    assert jury.sees_other_samples
+    VerifiedVote(n=3, verifier=jury).solve("What is 7 + 5?", backend=backend)
+    p_true = [r for r in backend.requests if "Proposed answer" in r.messages[-1].content]
+    assert len(p_true) >= 3 and all("other answers to the question" in r.messages[-1].content for r in p_true)
+    graded = [r for r in backend.requests if "Score: N" in r.messages[-1].content]
+    assert len(graded) == 3 and not any("other answers" in r.messages[-1].content for r in graded)
+    assert not panel([GradeJudge(backend)]).sees_other_samples
 
 
 def test_judges_see_the_reference_answer_only_when_asked():

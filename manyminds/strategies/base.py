@@ -277,7 +277,8 @@ class SampledStrategy(Strategy):
         shots = exemplars if exemplars is not None else self.exemplars
         if shots is None:
             return self.chat(render(task))
-        asked = [render(task.model_copy(update={"question": e.question, "choices": None, "gold": None, "id": None}))
+        shots = shots.for_task(task)
+        asked = [render(task.model_copy(update={"question": e.question, "choices": e.choices, "gold": None, "id": None}))
                  for e in shots.items]
         if shots.style == "text":
             blocks = [f"Q: {q}\nA: {e.answer}" for q, e in zip(asked, shots.items)]

@@ -106,9 +106,27 @@ class DiversityConfig(SampledStrategy):
     personas: int = Field(default=1, ge=1, le=len(DEFAULT_PERSONAS), description="personas per question")
     given_approaches: tuple[str, ...] | None = Field(default=None, description="use these; skip the proposal")
     given_personas: tuple[str, ...] | None = Field(default=None, description="use these; skip the proposal")
+    pairs: tuple[tuple[str, str], ...] | None = Field(
+        default=None, description="(persona, approach) pairs, e.g. a discovered plan; no proposal")
     propose_max_tokens: int = Field(default=256, ge=16)
 
     templates: ClassVar[dict[str, str]] = {"propose": PROPOSE_PROMPT}
+
+    @model_validator(mode="after")
+    def _pairs_alone(self) -> "DiversityConfig":
+        if self.pairs is not None:
+            if not self.pairs:
+                raise ValueError("pairs= needs at least one (persona, approach) pair")
+            if self.given_approaches is not None or self.given_personas is not None:
+                raise ValueError("give pairs= or given_approaches=/given_personas=, not both")
+        return self
+
+    @classmethod
+    def from_plan(cls, path: "str | Path", **settings: Any) -> Any:
+        """This strategy over the pairs of a plan that `strategies.discovery.discover` saved."""
+        from manyminds.strategies.discovery import DiversityPlan
+
+        return cls(pairs=DiversityPlan.load(path).pairs, **settings)
 
     def proposal_messages(self, task: Task) -> list[Message]:
         template = "\n".join(
@@ -122,11 +140,14 @@ class DiversityConfig(SampledStrategy):
         )
 
     def needs_proposal(self) -> bool:
-        return self.given_approaches is None or self.given_personas is None
+        return self.pairs is None and (self.given_approaches is None or self.given_personas is None)
 
     def propose(self, p: "Pipeline") -> "Pipeline":
         """Ask for approaches and personas (greedy, one cached row, counted in usage) unless given,
-        then settle each task's `diversity`, filling a short proposal from the defaults."""
+        then settle each task's `diversity`, filling a short proposal from the defaults.
+        Explicit `pairs` need neither step."""
+        if self.pairs is not None:
+            return p
         params = self.sampling_params(temperature=0.0, max_tokens=self.propose_max_tokens)
         p.ask("proposal", lambda v: self.proposal_messages(v.task) if self.needs_proposal() else None, params,
               name="propose")
@@ -154,6 +175,8 @@ class DiversityConfig(SampledStrategy):
         return p.update(choose, "choose")  # type: ignore[arg-type]
 
     def slots(self) -> int:
+        if self.pairs is not None:
+            return len(self.pairs)
         a = len(self.given_approaches) if self.given_approaches is not None else self.approaches
         p = len(self.given_personas) if self.given_personas is not None else self.personas
         return a * p
@@ -165,32 +188,8 @@ class DivSE(DiversityConfig, Voting):
     name: ClassVar[str] = "div-se"
 
     samples_per_prompt: int = Field(default=1, ge=1, description="samples of each approach prompt")
-    pairs: tuple[tuple[str, str], ...] | None = Field(
-        default=None, description="(persona, approach) pairs, one prompt each, e.g. a discovered plan; no proposal")
 
     templates: ClassVar[dict[str, str]] = {"solve": SOLVE_PROMPT}
-
-    @model_validator(mode="after")
-    def _pairs_alone(self) -> "DivSE":
-        if self.pairs is not None:
-            if not self.pairs:
-                raise ValueError("pairs= needs at least one (persona, approach) pair")
-            if self.given_approaches is not None or self.given_personas is not None:
-                raise ValueError("give pairs= or given_approaches=/given_personas=, not both")
-        return self
-
-    @classmethod
-    def from_plan(cls, path: "str | Path", **settings: Any) -> "DivSE":
-        """DIV-SE over the pairs of a plan that `strategies.discovery.discover` saved."""
-        from manyminds.strategies.discovery import DiversityPlan
-
-        return cls(pairs=DiversityPlan.load(path).pairs, **settings)
-
-    def needs_proposal(self) -> bool:
-        return self.pairs is None and super().needs_proposal()
-
-    def slots(self) -> int:
-        return len(self.pairs) if self.pairs is not None else super().slots()
 
     @classmethod
     def for_budget(cls, n: int, **settings: Any) -> "DivSE":
@@ -217,8 +216,6 @@ class DivSE(DiversityConfig, Voting):
             source = Source(prompt=f"approach-{a + 1}/persona-{q + 1}")
             return [Request(source, self.solve_messages(v.task, approaches[a], personas[q]), self.samples_per_prompt)]
 
-        p = self.pipeline(backend, state=DiversityState)
-        if self.pairs is None:
-            p = self.propose(p)
+        p = self.propose(self.pipeline(backend, state=DiversityState))
         p.sample(solve, self.sampling_params(), name="solve", slots=self.slots())
         return p.aggregate(self.aggregation())

@@ -6,8 +6,10 @@ in turn; the answers are parsed out of the one completion and vote together.
 A missing or malformed section is a candidate without a vote, not a crash.
 
 Differs as DIV-SE does: approaches are proposed per question by default
-(`given_approaches=` / `given_personas=` for a data set's discovered ones);
-explicit (persona, approach) pairs are DIV-SE's only.
+(`given_approaches=` / `given_personas=` for a data set's discovered ones).
+Explicit (persona, approach) pairs, such as a discovered plan's, are grouped
+by persona: one combined prompt per persona, listing that persona's
+approaches in the order given.
 """
 
 from __future__ import annotations
@@ -75,18 +77,34 @@ class IDivSE(DiversityConfig, Voting):
         return self.with_shots(task, lambda t: self.template("solve").format(
             persona=persona, k=len(approaches), approaches=listed, question=render_question(t), form=answer_form(t)))
 
+    def persona_groups(self) -> list[tuple[str, list[str]]]:
+        """Explicit pairs as (persona, its approaches), personas in order of first appearance."""
+        groups: dict[str, list[str]] = {}
+        for persona, approach in self.pairs or ():
+            groups.setdefault(persona, []).append(approach)
+        return list(groups.items())
+
     def build(self, backend: Backend) -> "CompiledStateGraph":
         from manyminds.agents.builder import Request, View
 
+        given = self.persona_groups()
+        # Sections expected in a combined completion, by its prompt's name.
+        sections_of = {f"persona-{i + 1}": len(approaches) for i, (_, approaches) in enumerate(given)}
+
         def combined(v: View) -> list[Request]:
-            approaches, personas = v.get("diversity")
-            return [Request(f"persona-{p + 1}", self.combined_messages(v.task, approaches, persona), self.samples)
-                    for p, persona in enumerate(personas)]
+            if given:
+                groups = given
+            else:
+                approaches, personas = v.get("diversity")
+                groups = [(persona, approaches) for persona in personas]
+            return [Request(f"persona-{i + 1}", self.combined_messages(v.task, approaches, persona), self.samples)
+                    for i, (persona, approaches) in enumerate(groups)]
 
         def split(task: Task, sample: Sample) -> list[tuple[Source, str]]:
-            k = self.slots() // (len(self.given_personas) if self.given_personas is not None else self.personas)
-            sections = split_sections(sample.generation.text, k)
             base = sample.source.prompt
+            k = sections_of.get(base) or self.slots() // (
+                len(self.given_personas) if self.given_personas is not None else self.personas)
+            sections = split_sections(sample.generation.text, k)
             return [(Source(prompt=f"{base}/approach-{j + 1}"), part or "") for j, part in enumerate(sections)]
 
         p = self.propose(self.pipeline(backend, state=DiversityState))

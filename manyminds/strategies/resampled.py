@@ -57,8 +57,9 @@ class ExemplarResampling(OnePromptStrategy, Voting):
         from manyminds.agents.builder import Request
         from manyminds.strategies.prompting import question_prompt
 
+        pool = self.pool.for_task(task)
         return [Request(f"shots-{i + 1}", self.with_shots(task, lambda t: question_prompt(t, self.prompt),
-                                                          self.pool.draw(self.k, _key(self, task, i))), 1, first_index=i)
+                                                          pool.draw(self.k, _key(self, task, i))), 1, first_index=i)
                 for i in range(first, first + size)]
 
 

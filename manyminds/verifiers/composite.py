@@ -51,8 +51,17 @@ class Combined:
         return {"rule": self.rule, "weights": self.weights, "threshold": self.threshold,
                 "members": [{"name": v.name, **v.params()} for v in self.verifiers]}
 
-    async def verify(self, task: Task, candidate: Candidate) -> Verdict:
-        verdicts = await asyncio.gather(*(v.verify(task, candidate) for v in self.verifiers))
+    @property
+    def sees_other_samples(self) -> bool:
+        """True when a member (a P(True) judge with `show_others`) reads the question's other samples."""
+        return any(getattr(v, "sees_other_samples", False) for v in self.verifiers)
+
+    async def verify(self, task: Task, candidate: Candidate, others: Sequence[Candidate] = ()) -> Verdict:
+        """Every member's verdict; the other samples go to the members that read them."""
+        verdicts = await asyncio.gather(*(
+            v.verify(task, candidate, others=others) if getattr(v, "sees_other_samples", False)
+            else v.verify(task, candidate)
+            for v in self.verifiers))
         scores = [v.score for v in verdicts]
         if self.rule == "all":
             score, passed = min(scores), all(v.passed for v in verdicts)
