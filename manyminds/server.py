@@ -11,7 +11,9 @@ sample. Strategy settings ride in the request's `manyminds` field (the
 OpenAI SDK's `extra_body={"manyminds": {...}}`), validated as the Python API
 validates them: `{"stop": "esc", "aggregator": "rpc", "format": "number",
 "prompt": "cot", "verifier": "math"}`. `format` says how to read answers
-(default `text`: free-form, the question sent as written).
+(default `text`: free-form, the question sent as written). The last message
+is the question; earlier user and assistant messages are its `Task.history`,
+sent as turns (system and developer messages become the strategy's system).
 
 The reply is an ordinary chat completion: the message is the winning
 sample's full text (or the synthesis, for MoA-style methods), `usage` sums
@@ -54,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from manyminds.backends.base import Backend
 from manyminds.errors import BackendError, ConfigError, ManymindsError
-from manyminds.types import MAX_SAMPLES, AnswerFormat, Result, Task
+from manyminds.types import MAX_SAMPLES, AnswerFormat, Message, Result, Task
 
 log = logging.getLogger("manyminds.server")
 
@@ -282,8 +284,8 @@ def create_app(config: ServerConfig) -> Any:
 
     @app.post("/v1/chat/completions", responses=_ERRORS)
     async def chat(body: ChatRequest, request: Request) -> Any:
-        task, system = _chat_task(body)
-        return await _answer(state, body, task, system, request, chat=True)
+        question, history, system = _chat_task(body)
+        return await _answer(state, body, question, system, request, chat=True, history=history)
 
     @app.post("/v1/completions", responses=_ERRORS)
     async def completions(body: CompletionRequest, request: Request) -> Any:
@@ -372,20 +374,16 @@ def _check_key(given: str, key: str | None) -> None:
                        code="invalid_api_key")
 
 
-def _chat_task(body: ChatRequest) -> tuple[str, str | None]:
-    """The question (the last user turn, earlier turns as a transcript) and the system message."""
+def _chat_task(body: ChatRequest) -> tuple[str, tuple[Message, ...], str | None]:
+    """The question (the last user turn), the conversation's earlier turns and the system message."""
     system = [m.text() for m in body.messages if m.role in ("system", "developer")]
     turns = [m for m in body.messages if m.role not in ("system", "developer")]
     if not turns or turns[-1].role != "user":
         raise bad_request("the last message must be the user's", param="messages")
     if any(not m.text().strip() for m in turns):
         raise bad_request("a message has no text", param="messages")
-    if len(turns) == 1:
-        question = turns[0].text()
-    else:
-        history = "\n\n".join(f"{m.role.capitalize()}: {m.text()}" for m in turns[:-1])
-        question = f"{history}\n\nUser: {turns[-1].text()}"
-    return question, "\n\n".join(system) if system else None
+    history = tuple(Message(role=m.role, content=m.text()) for m in turns[:-1])  # type: ignore[arg-type]
+    return turns[-1].text(), history, "\n\n".join(system) if system else None
 
 
 def _strategy(state: _State, body: _Common, name: ModelName, system: str | None) -> tuple[Any, Backend, AnswerFormat]:
@@ -464,11 +462,12 @@ def _upstream(state: _State, model: str | None) -> Backend:
     return state.upstreams[model]
 
 
-async def _answer(state: _State, body: _Common, text: str, system: str | None, request: Any, *, chat: bool) -> Any:
+async def _answer(state: _State, body: _Common, text: str, system: str | None, request: Any, *, chat: bool,
+                  history: tuple[Message, ...] = ()) -> Any:
     names_known = _known()
     name = parse_model(body.model, names_known)
     strategy, backend, answer_format = _strategy(state, body, name, system)
-    task = Task(question=text, format=answer_format)
+    task = Task(question=text, format=answer_format, history=history)
     assert state.admission is not None
     async with state.admission.slot(state.config.retry_after):
         result = await _run_cancellable(strategy, task, backend, request)

@@ -92,6 +92,21 @@ class Task(BaseModel):
     id: str | None = None
     """A stable identifier (data set id), kept in results and run records."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    history: tuple[Message, ...] = ()
+    """Earlier turns of a conversation (user and assistant), before `question`, the last user turn.
+
+    Prompts that ask the question in a message of its own send them as earlier turns; prompts
+    that quote the question (selection, synthesis, judges) quote them as a transcript."""
+
+    @field_validator("history")
+    @classmethod
+    def _history_turns(cls, value: tuple[Message, ...]) -> tuple[Message, ...]:
+        for k, message in enumerate(value):
+            if message.role == "system":
+                raise ValueError(f"history[{k}] is a system message: give it as the strategy's system= instead")
+            if not message.content.strip():
+                raise ValueError(f"history[{k}] ({message.role}) has no text")
+        return value
 
     @field_validator("question")
     @classmethod
@@ -108,11 +123,21 @@ class Task(BaseModel):
         return value
 
     def render(self) -> str:
-        """The question as a model sees it: followed by lettered options for multiple choice."""
-        if not self.choices:
-            return self.question
-        options = "\n".join(f"({OPTION_LETTERS[i]}) {text}" for i, text in enumerate(self.choices))
-        return f"{self.question}\n\nOptions:\n{options}"
+        """The question as a model sees it: followed by lettered options for multiple choice, and
+        after a transcript of the conversation so far when there is one."""
+        question = self.question
+        if self.choices:
+            options = "\n".join(f"({OPTION_LETTERS[i]}) {text}" for i, text in enumerate(self.choices))
+            question = f"{question}\n\nOptions:\n{options}"
+        if not self.history:
+            return question
+        transcript = "\n\n".join(f"{m.role.capitalize()}: {m.content}" for m in self.history)
+        return f"The conversation so far:\n\n{transcript}\n\nThe user's last message:\n\n{question}"
+
+    def last_turn(self) -> "Task":
+        """This task without its history: the last user turn alone, for prompts that send the
+        history as turns of their own."""
+        return self.model_copy(update={"history": ()}) if self.history else self
 
     @classmethod
     def of(cls, task: "Task | str") -> "Task":

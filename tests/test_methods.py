@@ -169,6 +169,31 @@ def test_exemplars_given_with_options_are_rendered_as_the_task_s_options_are():
     assert plain.params()["exemplars"] == {"items": [{"question": "What is 1 + 1?", "answer": "The answer is 2."}]}
 
 
+def test_a_conversation_s_earlier_turns_follow_the_exemplars_and_synthesis_keeps_them():
+    from manyminds.strategies import SelfMoA
+    from manyminds.types import Message
+
+    history = (Message(role="user", content="I have 7 apples."), Message(role="assistant", content="Noted."))
+    task = Task(question="I buy 5 more. How many now?", history=history)
+    backend = Scripted(["The answer is 12."])
+    shot = {"question": "What is 1 + 1?", "answer": "The answer is 2."}
+    SelfConsistency(n=1, exemplars=[shot], system="Be brief.").solve(task, backend=backend)
+    roles = [(m.role, m.content.split("\n")[0]) for m in backend.requests[0].messages]
+    assert roles[:5] == [("system", "Be brief."), ("user", "What is 1 + 1?"), ("assistant", "The answer is 2."),
+                         ("user", "I have 7 apples."), ("assistant", "Noted.")]
+    assert roles[5][0] == "user" and roles[5][1].startswith("I buy 5 more.") and len(roles) == 6
+    backend = Scripted(["The answer is 12."])
+    SelfMoA(n=2).solve(task, backend=backend)
+    synthesis = backend.requests[-1].messages
+    assert [m.role for m in synthesis] == ["system", "user", "assistant", "user"]
+    assert "Responses:" in synthesis[0].content and synthesis[1].content == "I have 7 apples."
+    assert "The conversation so far" in task.render() and "The conversation so far" not in task.last_turn().render()
+    with pytest.raises(ValueError, match=r"history\[0\] is a system message"):
+        Task(question="Hi", history=(Message(role="system", content="x"),))
+    with pytest.raises(ValueError, match=r"history\[1\] \(assistant\) has no text"):
+        Task(question="Hi", history=(Message(role="user", content="a"), Message(role="assistant", content=" ")))
+
+
 def test_div_se_prompts_carry_the_exemplars_too():
     backend = Scripted(["The answer is 12."])
     DivSE(given_approaches=("add",), given_personas=("a teacher",),

@@ -112,6 +112,23 @@ def test_models_completions_and_the_model_grammar():
             api.chat.completions.create(model="self-consistency-3:gpt-4o-mini", messages=ASK)
 
 
+def test_a_conversation_reaches_the_model_as_turns_not_a_flattened_transcript():
+    backend = Scripted(votes)
+    conversation = [{"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "I have 7 apples."},
+                    {"role": "assistant", "content": "Noted: 7 apples."},
+                    {"role": "user", "content": "I buy 5 more. How many now?"}]
+    with served(backend) as url:
+        client(url).chat.completions.create(model="self-consistency-2", messages=conversation, extra_body=NUMBERS)
+        client(url).chat.completions.create(model="usc-2", messages=conversation, extra_body=NUMBERS)
+    sampled = backend.requests[0].messages
+    assert [(m.role, m.content.split("\n")[0]) for m in sampled[:3]] == [
+        ("system", "Be brief."), ("user", "I have 7 apples."), ("assistant", "Noted: 7 apples.")]
+    assert sampled[3].role == "user" and sampled[3].content.startswith("I buy 5 more.") and len(sampled) == 4
+    selection = backend.requests[-1].messages[-1].content  # USC quotes the conversation as a transcript
+    assert "User: I have 7 apples.\n\nAssistant: Noted: 7 apples." in selection and "I buy 5 more." in selection
+
+
 def test_an_api_key_is_required_when_configured():
     with served(Scripted(votes), api_key="server-key") as url:
         with pytest.raises(AuthenticationError, match="missing or wrong API key"):

@@ -272,21 +272,23 @@ class SampledStrategy(Strategy):
         """The question as `render` asks it, after the few-shot exemplars (the strategy's, or those given).
 
         "turns": each exemplar's question asked as `render` asks the real one, its answer as
-        the assistant's reply; "text": one block of Q:/A: pairs ending with the question.
+        the assistant's reply; "text": one block of Q:/A: pairs ending with the question. A
+        conversation's earlier turns (`task.history`) are sent as turns before the last one.
         """
         shots = exemplars if exemplars is not None else self.exemplars
+        head = [Message(role="system", content=self.system)] if self.system else []
+        history, task = list(task.history), task.last_turn()
         if shots is None:
-            return self.chat(render(task))
+            return head + history + [Message(role="user", content=render(task))]
         shots = shots.for_task(task)
         asked = [render(task.model_copy(update={"question": e.question, "choices": e.choices, "gold": None, "id": None}))
                  for e in shots.items]
         if shots.style == "text":
             blocks = [f"Q: {q}\nA: {e.answer}" for q, e in zip(asked, shots.items)]
-            return self.chat("\n\n".join(blocks + [f"Q: {render(task)}\nA:"]))
+            return head + history + [Message(role="user", content="\n\n".join(blocks + [f"Q: {render(task)}\nA:"]))]
         turns = [m for q, e in zip(asked, shots.items)
                  for m in (Message(role="user", content=q), Message(role="assistant", content=e.answer))]
-        head = [Message(role="system", content=self.system)] if self.system else []
-        return head + turns + [Message(role="user", content=render(task))]
+        return head + turns + history + [Message(role="user", content=render(task))]
 
 
 class PromptedStrategy(SampledStrategy):

@@ -77,7 +77,10 @@ class SynthesisConfig(PromptedStrategy, ModelDecides):
         return self.sampling_params(temperature=self.synthesis_temperature)
 
     def synthesis(self, task: Task, responses: Sequence[str]) -> list[Message]:
-        return synthesis_messages(self.ask(task), responses, self.template("synthesize"), self.max_chars_per_response)
+        """The synthesis prompt, then the conversation's earlier turns and its last one as asked."""
+        system, last = synthesis_messages(self.ask(task.last_turn()), responses, self.template("synthesize"),
+                                          self.max_chars_per_response)
+        return [system, *task.history, last]
 
 
 class MixtureOfAgents(SynthesisConfig):
