@@ -371,17 +371,21 @@ def test_idiv_se_groups_explicit_pairs_by_persona_one_combined_prompt_each():
 # -- judges and multi-model votes ----------------------------------------------------------------
 
 
+def judged_reply(messages, params, index):
+    """Samples 12, 13, 12; a P(True) judge says (A) to 12 only, a grade judge gives 9."""
+    text = messages[-1].content
+    if "Proposed answer" in text:
+        return "A" if "The answer is 12." in text.split("Proposed answer:")[1] else "B"
+    if "Score: N" in text:
+        return "Score: 9"
+    return ["The answer is 12.", "The answer is 13.", "The answer is 12."][index % 3]
+
+
 def test_p_true_can_show_the_other_samples_and_ask_in_the_papers_a_b_form():
     from manyminds.strategies import VerifiedVote
     from manyminds.verifiers import PTrueJudge
 
-    def reply(messages, params, index):
-        text = messages[-1].content
-        if "Proposed answer" in text:
-            return "A" if "The answer is 12." in text.split("Proposed answer:")[1] else "B"
-        return ["The answer is 12.", "The answer is 13.", "The answer is 12."][index % 3]
-
-    backend = Scripted(reply)
+    backend = Scripted(judged_reply)
     judge = PTrueJudge(backend, form="ab", show_others=2, samples=3)
     result = VerifiedVote(n=3, verifier=judge).solve("What is 7 + 5?", backend=backend)
     asked = [r for r in backend.requests if "Proposed answer" in r.messages[-1].content]
@@ -396,15 +400,7 @@ def test_a_panel_passes_the_other_samples_to_the_judges_that_read_them():
     from manyminds.strategies import VerifiedVote
     from manyminds.verifiers import GradeJudge, PTrueJudge, panel
 
-    def reply(messages, params, index):
-        text = messages[-1].content
-        if "Proposed answer" in text:
-            return "A" if "The answer is 12." in text.split("Proposed answer:")[1] else "B"
-        if "Score" in text or "score" in text:
-            return "Score: 9"
-        return ["The answer is 12.", "The answer is 13.", "The answer is 12."][index % 3]
-
-    backend = Scripted(reply)
+    backend = Scripted(judged_reply)
     jury = panel([PTrueJudge(backend, form="ab", show_others=2, samples=1), GradeJudge(backend)], combine="mean")
     assert jury.sees_other_samples
     VerifiedVote(n=3, verifier=jury).solve("What is 7 + 5?", backend=backend)

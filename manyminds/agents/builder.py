@@ -204,18 +204,16 @@ class Pipeline:
 
     def verify(self, verifier: Any, *, name: str = "verify", max_parallel: int = 16) -> "Pipeline":
         """Verify every ballot not verified yet, concurrently; the verdict joins the candidate."""
+        from manyminds.verifiers.base import check  # verifiers load only for pipelines that verify
+
         name = self._unique(name)
-        sees_others = bool(getattr(verifier, "sees_other_samples", False))
 
         async def verify(state: EnsembleState) -> dict[str, Any]:
             limit = asyncio.Semaphore(max_parallel)
 
-            async def check(task: Task, candidate: Candidate, others: list[Candidate]) -> Candidate:
-                async with limit:
-                    if sees_others:  # a judge shown the question's other samples (P(True) with context)
-                        verdict: Verdict = await verifier.verify(task, candidate, others=others)
-                    else:
-                        verdict = await verifier.verify(task, candidate)
+            async def judged(task: Task, candidate: Candidate, others: list[Candidate]) -> Candidate:
+                async with limit:  # the other samples reach the judges that read them (P(True) with context)
+                    verdict: Verdict = await check(verifier, task, candidate, others)
                 return candidate.model_copy(update={"verdict": verdict})
 
             async def work(i: int, task: Task) -> list[Candidate]:
@@ -224,7 +222,7 @@ class Pipeline:
                 if not todo:
                     return cands
                 shown = [c for c in cands if c.source.kind == "sample"]
-                checked = await asyncio.gather(*(check(task, cands[k], shown) for k in todo))
+                checked = await asyncio.gather(*(judged(task, cands[k], shown) for k in todo))
                 out = list(cands)
                 for k, c in zip(todo, checked):
                     out[k] = c

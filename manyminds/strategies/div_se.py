@@ -17,7 +17,7 @@ labelled data. The paper's setup is `strategies.discovery.discover` (or
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
 
 from pydantic import Field, model_validator
 
@@ -122,7 +122,7 @@ class DiversityConfig(SampledStrategy):
         return self
 
     @classmethod
-    def from_plan(cls, path: "str | Path", **settings: Any) -> Any:
+    def from_plan(cls, path: "str | Path", **settings: Any) -> Self:
         """This strategy over the pairs of a plan that `strategies.discovery.discover` saved."""
         from manyminds.strategies.discovery import DiversityPlan
 

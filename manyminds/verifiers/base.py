@@ -7,7 +7,7 @@ strategies that use verifiers keep every verdict for inspection.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -17,7 +17,7 @@ from manyminds.types import Candidate, Task, Verdict
 if TYPE_CHECKING:
     from manyminds.backends.base import Backend
 
-__all__ = ["REGISTRY", "Verdict", "Verifier", "VerifierOptions", "make_verifier", "verifier"]
+__all__ = ["REGISTRY", "Verdict", "Verifier", "VerifierOptions", "check", "make_verifier", "reads_others", "verifier"]
 
 
 @runtime_checkable
@@ -31,6 +31,19 @@ class Verifier(Protocol):
     def params(self) -> dict[str, Any]:
         """The settings recorded with every verdict."""
         ...
+
+
+def reads_others(verifier: Verifier) -> bool:
+    """Whether `verifier` reads the question's other samples (a P(True) judge with `show_others`,
+    or a combination with such a member): those take `verify(..., others=)`."""
+    return bool(getattr(verifier, "sees_other_samples", False))
+
+
+async def check(verifier: Verifier, task: Task, candidate: Candidate, others: Sequence[Candidate] = ()) -> Verdict:
+    """`verifier`'s verdict on `candidate`, shown the question's other samples if it reads them."""
+    if reads_others(verifier):
+        return await verifier.verify(task, candidate, others=others)  # type: ignore[call-arg]
+    return await verifier.verify(task, candidate)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from manyminds.errors import ConfigError
 from manyminds.types import Candidate, Task, Verdict
-from manyminds.verifiers.base import Verifier
+from manyminds.verifiers.base import Verifier, check, reads_others
 
 Rule = Literal["all", "any", "vote", "mean", "weighted"]
 
@@ -54,14 +54,11 @@ class Combined:
     @property
     def sees_other_samples(self) -> bool:
         """True when a member (a P(True) judge with `show_others`) reads the question's other samples."""
-        return any(getattr(v, "sees_other_samples", False) for v in self.verifiers)
+        return any(reads_others(v) for v in self.verifiers)
 
     async def verify(self, task: Task, candidate: Candidate, others: Sequence[Candidate] = ()) -> Verdict:
         """Every member's verdict; the other samples go to the members that read them."""
-        verdicts = await asyncio.gather(*(
-            v.verify(task, candidate, others=others) if getattr(v, "sees_other_samples", False)
-            else v.verify(task, candidate)
-            for v in self.verifiers))
+        verdicts = await asyncio.gather(*(check(v, task, candidate, others) for v in self.verifiers))
         scores = [v.score for v in verdicts]
         if self.rule == "all":
             score, passed = min(scores), all(v.passed for v in verdicts)
