@@ -7,10 +7,21 @@ VLLM_STAMP := $(VENV)/.vllm-stamp
 
 .PHONY: install sandbox-tools vllm demo test bench bench-all lint clean
 
-$(STAMP): pyproject.toml
+# llama-cpp-python compiles llama.cpp for this CPU (about 6 minutes on 2 cores). Its AMX kernels
+# crash (SIGSEGV in ggml_backend_amx_mul_mat on the first decode) on the Xeon hosts these machines
+# run on, so it is built once without them and the wheel kept outside the tree; pip's own wheel
+# cache cannot be used for that, since it does not key wheels by build flags.
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
+LLAMA_WHEELS := $(HOME)/.cache/manyminds/wheels/llama-cpp-python-0.3.36-noamx
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores, cached by pip afterwards)
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS='-DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"' \
+	  $(BIN)/python -m pip wheel -q --no-cache-dir --no-deps -w $(LLAMA_WHEELS) "$(LLAMA_CPP)"
+	$(BIN)/python -m pip install -q --find-links $(LLAMA_WHEELS) "$(LLAMA_CPP)"
 	$(BIN)/python -m pip install -e ".[local,serve,dev]"
 	touch $(STAMP)
 

@@ -36,7 +36,7 @@ from manyminds.bench.code import humaneval_tasks  # noqa: E402
 from manyminds.strategies import BestOfN, VerifierResampling  # noqa: E402
 from manyminds.types import Task  # noqa: E402
 from manyminds.verifiers import Limits, UnitTests  # noqa: E402
-from manyminds.verifiers.unit_tests import program  # noqa: E402
+from manyminds.verifiers.unit_tests import one_script  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
 TASKS = 20
@@ -49,7 +49,7 @@ LIMITS = Limits(timeout=10, memory_mb=512)
 
 
 def throughput(tasks: list[Task]) -> dict:
-    scripts = [program(t, t.metadata["canonical"]) for t in tasks]
+    scripts = [one_script(t, t.metadata["canonical"]) for t in tasks]
     verifier = UnitTests(allow_code_execution=True, limits=LIMITS)
     start = time.perf_counter()
     sandboxed = [verifier.check(t, t.metadata["canonical"]).passed for t in tasks]

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from manyminds.errors import ManymindsError
+from manyminds.redact import public_text, redact
 from manyminds.types import MAX_SAMPLES, AnswerFormat
 
 app = typer.Typer(
@@ -95,9 +96,14 @@ def _make(name: str, n: int, verifier, **settings):
 
 
 def _aggregator_spec(text: str | None):
+    """The aggregator a user named, built once to check it before anything is opened or created."""
     from manyminds.aggregators.base import parse_spec
 
-    return parse_spec(text) if text else None
+    if not text:
+        return None
+    spec = parse_spec(text)
+    spec.build()
+    return spec
 
 
 def _plan_pairs(path: Path | None):
@@ -375,23 +381,27 @@ def bench(
             low, high = r.interval()
             print(json.dumps({"run": r.run_id, "label": r.label, "strategy": r.strategy, "questions": r.questions,
                               "accuracy": r.accuracy, "interval": [low, high], "failures": r.failures,
-                              "usage": r.usage.model_dump(), "resumed": r.resumed, "meta": r.meta}))
+                              "usage": r.usage.model_dump(), "usage_this_attempt": r.usage_this_attempt.model_dump(),
+                              "resumed": r.resumed, "meta": r.meta}))
         return
     first = report.runs[0].meta
     where = f"{first.get('dataset')}" + (f" ({first.get('split')})" if first.get("split") else "")
-    table = Table(title=f"{where}: {report.runs[0].questions} questions, backend {backend}")
+    table = Table(title=f"{where}: {report.runs[0].questions} questions, backend {public_text(backend)}")
     for column, justify in [("method", "left"), ("accuracy", "right"), ("95% CI", "right"),
                             ("samples/q", "right"), ("tokens/q", "right"), ("cached", "right"),
                             ("calls", "right"), ("failed", "right"), ("run", "right")]:
         table.add_column(column, justify=justify, no_wrap=column == "method")  # type: ignore[arg-type]
     for r in report.runs:
-        u, low_high = r.usage, r.interval()
+        u, now, low_high = r.usage, r.usage_this_attempt, r.interval()
         scored = len(r.scored) or 1
         table.add_row(r.label, f"{r.accuracy:.1%} ({r.correct:g}/{len(r.scored)})",
                       f"{low_high[0]:.1%}-{low_high[1]:.1%}", f"{u.samples / scored:.3g}",
-                      f"{u.total_tokens / scored:.0f}", str(u.cached_samples), str(u.calls), str(r.failures),
+                      f"{u.total_tokens / scored:.0f}", str(now.cached_samples), str(now.calls), str(r.failures),
                       "-" if path is None else f"{r.run_id}{' resumed' if r.resumed else ''}")
     out.print(table)
+    if any(r.resumed for r in report.runs):
+        out.print("samples/q and tokens/q are the whole run's; cached and calls, this attempt's (resumed runs read "
+                  "back the questions done before)")
     from manyminds.answers import is_correct
 
     voting = [r for r in report.runs if r.label != "single sample" and r.results and any(x.tally for x in r.results)]
@@ -425,6 +435,11 @@ def discover_command(
     from manyminds.backends import from_spec
     from manyminds.strategies.discovery import discover
 
+    if out_file.is_dir() or not out_file.expanduser().parent.is_dir():
+        raise ManymindsError(f"--out {out_file}: {'is a folder' if out_file.is_dir() else 'its folder does not exist'}"
+                             "; give a file path in an existing folder (nothing was generated)")
+    if not os.access(out_file.expanduser().parent, os.W_OK):
+        raise ManymindsError(f"--out {out_file}: its folder is not writable (nothing was generated)")
     tasks = datasets.load(dataset, split, limit=propose_on + held_out, seed=seed)
     plan = discover(tasks, backend=from_spec(backend), propose_on=propose_on, held_out=held_out, approaches=approaches,
                     personas=personas, keep=keep, cache=_cache_path(cache, no_cache), max_tokens=max_tokens)
@@ -482,6 +497,10 @@ def report_command(
             table[model or "*"] = float(value)
         except ValueError:
             raise ManymindsError(f"--price {spec!r}: expected MODEL=PRICE or PRICE (a number per token)") from None
+        if not 0 <= table[model or "*"] < float("inf"):
+            raise ManymindsError(f"--price {spec!r}: a price is a finite number >= 0 per token")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ManymindsError(f"--out {out_dir} is a file: give a folder for the report")
     written = write_report(load_runs(db, runs), out_dir, prices=table or None, title=f"Benchmark report: {db.name}")
     for name, path in written.items():
         out.print(f"{name}: {path}")
@@ -594,18 +613,28 @@ def main() -> None:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except ManymindsError as error:
-        _fail(str(error))
+        _fail(str(error), error.exit_status)
     except ValidationError as error:
         _fail(_one_line(error))
     except ValueError as error:  # e.g. an unknown --format value
         _fail(str(error))
+    except RecursionError:
+        _fail("the input is nested too deeply to read")
+    except OSError as error:  # a file that cannot be read or written, a port in use, a full disk
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        _fail(f"{error.strerror or error}{where}", 1)
+    except Exception as error:  # noqa: BLE001 - no traceback reaches a user unless asked for
+        if os.environ.get("MANYMINDS_DEBUG"):
+            raise
+        _fail(f"unexpected {type(error).__name__}: {error} (set MANYMINDS_DEBUG=1 for the traceback; "
+              "please report it)", 1)
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _fail(message: str) -> None:
-    message = " ".join(message.split()).replace("Value error, ", "")
+def _fail(message: str, status: int = 2) -> None:
+    message = redact(" ".join(message.split()).replace("Value error, ", ""))
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,16 @@ from __future__ import annotations
 class ManymindsError(Exception):
     """Base of the errors manyminds raises on purpose; the CLI prints them in one line."""
 
+    exit_status = 2
+    """The CLI's exit status: 2 for input a user can fix, 1 for work that was tried and failed."""
+
+
+class RunFailed(ManymindsError):
+    """Work was tried and did not succeed (every question of a benchmark run failed, say);
+    what was done is recorded."""
+
+    exit_status = 1
+
 
 class ConfigError(ManymindsError, ValueError):
     """A bad argument: an unknown backend spec, an impossible parameter."""

@@ -21,7 +21,9 @@ pyproject.toml for a source tree that was never installed.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
+import typing
 import pkgutil
 import types
 from collections.abc import Callable
@@ -138,3 +140,40 @@ def spec_of(obj: Any) -> dict[str, Any]:
     """What an object was built with, as recorded in results: its name and parameters."""
     params = obj.params() if hasattr(obj, "params") else {}
     return {"name": getattr(obj, "name", type(obj).__name__), **params}
+
+
+def checked_call(factory: Callable[..., T], params: dict[str, Any], what: str) -> T:
+    """`factory(**params)`, once each parameter is known to it and of its annotated type.
+
+    The one check between user input (a CLI spec such as `weighted:by=nothing`, a JSON
+    setting) and a plugin's constructor: an unknown or ill-typed parameter is a
+    ConfigError naming it, never a TypeError from deep inside.
+    """
+    from pydantic import ConfigDict, ValidationError, create_model
+
+    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+    try:
+        signature = inspect.Signature() if target is object.__init__ else inspect.signature(target)
+    except (TypeError, ValueError):
+        return factory(**params)
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception:  # an annotation that cannot be resolved here is not checked
+        hints = {}
+    accepted = {name: p for name, p in signature.parameters.items()
+                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise ConfigError(f"{what} takes no {', '.join(unknown)} (it takes {', '.join(accepted) or 'nothing'})")
+    fields: dict[str, Any] = {name: (hints.get(name, Any), ...) for name in params if name in accepted}
+    model = create_model("Parameters", __config__=ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False),
+                         **fields)
+    try:
+        model(**{k: v for k, v in params.items() if k in fields})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+                             for e in error.errors())
+        raise ConfigError(f"{what}: {problems}") from None
+    return factory(**params)
+

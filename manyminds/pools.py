@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from manyminds.answers import NUMBER_ONLY, extract, normalise_number
 from manyminds.errors import ConfigError
@@ -54,7 +54,7 @@ def _candidate(index: int, text: str, answer: str | None, logprobs: Sequence[flo
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
 
 class NativeSample(_Record):
@@ -62,6 +62,13 @@ class NativeSample(_Record):
     answer: str | None = None
     logprobs: list[float] | None = None
     tokens: int | None = None
+
+    @field_validator("logprobs")
+    @classmethod
+    def _log_probabilities(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(lp > 0 for lp in value):
+            raise ValueError(f"a log-probability is at most 0, got {max(value)}")
+        return value
 
 
 class NativeRecord(_Record):
@@ -161,26 +168,22 @@ def _token_count(raw: Any, where: str) -> int | None:
     if raw is None or raw == "":
         return None
     try:
-        return int(float(raw))
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: a token count must be a number, got {raw!r}") from None
+        count = int(float(raw))
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where}: a token count must be a finite number, got {raw!r}") from None
+    if count < 0:
+        raise ConfigError(f"{where}: a token count cannot be negative, got {raw!r}")
+    return count
 
 
 def load_pool(path: str | Path) -> list[PoolQuestion]:
     """Read a pool file (native, ESC or ConSol format) into tasks with candidates."""
+    from manyminds.datasets.catalog import read_json_lines
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"pool file not found: {path}")
-    out = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ConfigError(f"{path}:{number}: not JSON: {error}") from error
-                out.append(parse_pool_line(row, number, f"{path}:{number}"))
-    return out
+    return [parse_pool_line(row, number, f"{path}:{number}") for number, row in read_json_lines(path)]
 
 
 def write_pool(path: str | Path, results: Iterable[Result]) -> int:

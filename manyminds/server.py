@@ -38,12 +38,14 @@ flushed and closed.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import json
 import logging
 import re
 import time
 import uuid
+from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -574,8 +576,27 @@ def _event(data: dict[str, Any]) -> bytes:
 
 
 def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, graceful_seconds: int = 30) -> None:
-    """Run the server until it is stopped (SIGINT/SIGTERM: requests in flight finish, the cache is flushed)."""
+    """Run the server until it is stopped (SIGINT/SIGTERM: requests in flight finish, the cache is flushed).
+
+    What can be checked before serving is checked first, each failure one ConfigError line: the
+    backend spec, the cache path and the port (uvicorn would print a traceback for each).
+    """
+    import socket
+
     import uvicorn
 
+    from manyminds.backends import from_spec
+    from manyminds.cache.store import check_cache_path
+
+    if isinstance(config.backend, str):
+        from_spec(config.backend)  # an unknown or malformed spec fails here, not in the server's startup
+    if config.cache is not None and not hasattr(config.cache, "wrap"):
+        check_cache_path(Path(config.cache).expanduser())
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}"
+                          + (" (pass another --port)" if error.errno == errno.EADDRINUSE else "")) from None
     uvicorn.run(create_app(config), host=host, port=port, log_level="info",
                 timeout_graceful_shutdown=graceful_seconds, access_log=False)

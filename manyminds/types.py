@@ -67,6 +67,17 @@ class AnswerFormat(str, enum.Enum):
     """A Blocksworld plan, one action per line: plans with the same actions vote together."""
 
 
+def utf8_text(value: str, what: str) -> str:
+    """`value`, if it can be written as UTF-8 (a byte that was not UTF-8 on a command line becomes a
+    lone surrogate, which no cache, JSON file or HTTP body can hold)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = value[error.start:error.end].encode("utf-8", "surrogateescape")
+        raise ValueError(f"{what} is not UTF-8 text (byte {bad!r} at character {error.start})") from None
+    return value
+
+
 class Message(BaseModel):
     """One chat message, as OpenAI-style chat APIs take it."""
 
@@ -74,6 +85,11 @@ class Message(BaseModel):
 
     role: Literal["system", "user", "assistant"]
     content: str
+
+    @field_validator("content")
+    @classmethod
+    def _content_utf8(cls, value: str) -> str:
+        return utf8_text(value, "a message's content")
 
 
 class Task(BaseModel):
@@ -113,7 +129,7 @@ class Task(BaseModel):
     def _question_not_empty(cls, value: str) -> str:
         if not value or not value.strip():
             raise ValueError("question is empty: give the text of the question to answer")
-        return value
+        return utf8_text(value, "the question")
 
     @field_validator("choices")
     @classmethod
@@ -153,7 +169,7 @@ class SamplingParams(BaseModel):
     samples of it are asked for.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     temperature: float = 0.7
     """Softmax temperature; 0 means greedy decoding (all samples are identical)."""

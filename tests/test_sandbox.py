@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from manyminds.errors import CapabilityError
 from manyminds.types import Task
 from manyminds.verifiers import Limits, UnitTests, run_python
 from manyminds.verifiers import sandbox
+from manyminds.verifiers.cgroups import RunCgroup
 
 HELPER = Path(__file__).with_name("sandbox_helper.py")
 LIMITS = Limits(timeout=4, cpu_seconds=4, memory_mb=256, max_processes=8)
@@ -54,11 +56,16 @@ MODES = [
 ]
 
 
-def attack(mode: str, code: str) -> dict:
-    """Run `code` in the sandbox from a helper process of the given mode; its outcome."""
+def attack(mode: str, code: str, *, task: dict | None = None) -> dict:
+    """Run `code` in the sandbox from a helper process of the given mode; its outcome.
+
+    With `task`, `code` is a candidate solution judged by the unit-test verifier instead.
+    """
     prefix = ["unshare", "--user", "--map-user=1000", "--map-group=1000"] if mode == "user" and ROOT else []
     env = {**os.environ, "OPENAI_API_KEY": SECRET}
-    done = subprocess.run([*prefix, sys.executable, str(HELPER)], input=code, capture_output=True, text=True,
+    args = [*prefix, sys.executable, str(HELPER)] + (["unit-tests"] if task else [])
+    stdin = json.dumps({"code": code, "task": task}) if task else code
+    done = subprocess.run(args, input=stdin, capture_output=True, text=True,
                           env=env, timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, f"the caller did not survive: rc={done.returncode} {done.stderr[-800:]}"
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
@@ -312,7 +319,9 @@ def test_busy_loop_hits_the_cpu_limit():
 
 @needs_isolation
 def test_fork_bomb_is_bounded():
-    if sandbox._PidsCgroup(1).path is None and ROOT:
+    probe = RunCgroup(max_processes=1, memory_bytes=64 * 1024 ** 2)
+    probe.kill_and_remove()
+    if "pids" not in probe.bounds and ROOT:
         pytest.skip("no writable pids cgroup: the kernel exempts root-owned processes from RLIMIT_NPROC")
     code = ("import os, sys\nn = 0\nwhile True:\n    try:\n        pid = os.fork()\n    except OSError:\n"
             "        break\n    if pid == 0:\n        import time; time.sleep(5); os._exit(0)\n    n += 1\n"
@@ -326,6 +335,81 @@ def test_fork_bomb_is_bounded():
 def test_memory_bomb_is_contained():
     result = sandboxed("x = bytearray(4 * 1024 ** 3)\nprint('allocated')")
     assert not result.ok and "allocated" not in result.stdout and "MemoryError" in result.stderr
+
+
+MEMORY_ATTACKS = {
+    "files in the root tmpfs": (
+        "import os\nchunk = b'x' * (1024 * 1024)\nfor d in ('/', '/etc', '/var'):\n    held = 0\n    try:\n"
+        "        for k in range(10):\n            with open(os.path.join(d, f'fill{k}'), 'wb') as f:\n"
+        "                for i in range(15):\n                    f.write(chunk)\n                    held += 1\n"
+        "        print('wrote', d, held)\n    except OSError as e:\n        print('refused', d, e.errno, held)\n"),
+    "a memfd of 750 MiB": (
+        "import os\nfd = os.memfd_create('x')\nchunk = b'x' * (1024 * 1024)\n"
+        "for i in range(750):\n    os.write(fd, chunk)\nprint('held', i + 1)\n"),
+    "many memfds of 16 MiB": (
+        "import os\nfds = []\nchunk = b'x' * (1024 * 1024)\n"
+        "for k in range(40):\n    fd = os.memfd_create('x')\n    fds.append(fd)\n"
+        "    for i in range(16):\n        os.write(fd, chunk)\nprint('held', len(fds) * 16)\n"),
+    "six children of 200 MB each": (
+        "import os, time\npids = []\nfor k in range(6):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        block = bytearray(200 * 1024 * 1024)\n        for i in range(0, len(block), 4096):\n"
+        "            block[i] = 1\n        time.sleep(3)\n        os._exit(0)\n    pids.append(pid)\n"
+        "ok = sum(os.waitpid(p, 0)[1] == 0 for p in pids)\nprint('held', ok * 200)\n"),
+}
+
+
+@needs_isolation
+@pytest.mark.parametrize("name", list(MEMORY_ATTACKS))
+def test_memory_is_bounded_for_the_whole_run(name):
+    """256 MiB for the run: processes, tmpfs and memfd files together (a memory cgroup where one can
+    be made; the root file system is read-only everywhere)."""
+    probe = RunCgroup(max_processes=4, memory_bytes=64 * 1024 ** 2)
+    probe.kill_and_remove()
+    result = sandboxed(MEMORY_ATTACKS[name], Limits(timeout=20, cpu_seconds=20, memory_mb=256, max_processes=8))
+    assert "wrote" not in result.stdout, result
+    if name == "files in the root tmpfs":
+        assert result.stdout.count("refused") == 3, result
+        return
+    if "memory" not in probe.bounds:
+        pytest.skip("no writable memory cgroup here: memory is bounded per process only")
+    assert result.memory_bounded, result
+    held = int(result.stdout.split()[-1]) if "held" in result.stdout else 0
+    assert held <= 256, result
+
+
+@needs_isolation
+def test_multiprocessing_pool_works_in_the_sandbox():
+    code = ("from multiprocessing import Pool\n\ndef square(x):\n    return x * x\n\n"
+            "with Pool(2) as pool:\n    print(sum(pool.map(square, range(10))))\n")
+    result = sandboxed(code, Limits(timeout=20, cpu_seconds=20, memory_mb=512, max_processes=8))
+    assert result.ok and result.stdout.strip() == "285", result
+
+
+@needs_isolation
+def test_a_killed_caller_leaves_nothing_behind(tmp_path):
+    """No folder on the caller's disk, and its cgroups are swept by the next run."""
+    from manyminds.verifiers import cgroups
+
+    before = set(Path(tempfile.gettempdir()).glob("manyminds-sandbox-*"))
+    caller = subprocess.Popen([sys.executable, str(HELPER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).resolve().parents[1])
+    caller.stdin.write("import time\nprint('started', flush=True)\ntime.sleep(30)")
+    caller.stdin.close()
+    deadline = time.monotonic() + 30
+    groups: list[Path] = []
+    while time.monotonic() < deadline and not groups:
+        groups = [g for parent in {p for c in ("pids", "memory") for p in cgroups._parents(c)}
+                  for g in parent.glob(f"manyminds-sandbox-{caller.pid}-*")]
+        time.sleep(0.05)
+    caller.kill()
+    caller.wait()
+    assert set(Path(tempfile.gettempdir()).glob("manyminds-sandbox-*")) <= before
+    if not groups:
+        return  # no writable cgroup here: nothing to leave behind
+    for parent in {g.parent for g in groups}:
+        cgroups.sweep_stale.cache_clear()
+        cgroups.sweep_stale(parent)
+    assert not any(g.exists() for g in groups), groups
 
 
 @needs_isolation

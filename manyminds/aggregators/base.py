@@ -60,11 +60,9 @@ def get_aggregator(spec: "str | AggregatorSpec | Aggregator", **params: Any) -> 
         return spec.build()
     if not isinstance(spec, str):
         return spec
-    factory = REGISTRY.get(spec)
-    try:
-        return factory(**params)
-    except TypeError as error:
-        raise ConfigError(f"aggregator {spec!r} does not take {sorted(params)}: {error}") from error
+    from manyminds.plugins import checked_call
+
+    return checked_call(REGISTRY.get(spec), params, f"aggregator {spec!r}")
 
 
 class AggregatorSpec(BaseModel):

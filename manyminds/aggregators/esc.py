@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from manyminds.aggregators.base import AggregatorSpec, Decider, aggregator
+from manyminds.errors import ConfigError
 from manyminds.types import Candidate, Decision, Task, ballots
 
 
@@ -26,6 +27,8 @@ class EarlyStoppingWindow(Decider):
 
     def __init__(self, window: int = 5, unreadable_stops: bool = True,
                  fallback: "str | dict[str, Any] | AggregatorSpec" = "majority") -> None:
+        if window < 1:
+            raise ConfigError(f"esc: window must be at least 1, got {window}")
         super().__init__(fallback)
         self.window = window
         self.unreadable_stops = unreadable_stops

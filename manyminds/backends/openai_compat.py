@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from manyminds.backends.base import Capabilities, sample_seed
 from manyminds.backends.retry import parse_retry_after, with_retries
 from manyminds.errors import BackendError, CapabilityError, ConfigError
-from manyminds.redact import public_url, redact, url_secrets
+from manyminds.redact import public_url, redact, register, url_secrets
 from manyminds.text import clip
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
@@ -92,6 +92,7 @@ class OpenAICompatible:
         """The endpoint without credentials: what is shown, logged and stored."""
         self._api_key = api_key  # kept out of cache_identity and repr
         self._secrets = [api_key if api_key != "not-needed" else None, *url_secrets(base_url)]
+        register(*self._secrets)  # masked in every message and log line of the process from now on
         self._client_url, self._default_query = _client_url(base_url)
         self.timeout = timeout
         self.retry_deadline = retry_deadline

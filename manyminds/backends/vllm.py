@@ -16,16 +16,23 @@ and refuses to start when that much is not free; the default here is what
 a small model needs (about 3 GiB) rather than vLLM's 0.92, and a failed start
 is reported with the setting to change; chunked prefill is off there, since
 the CPU worker cannot rewind the generator of a seeded request that chunked
-prefill splits (vLLM 0.32 fails with "CPU Generator does not use offset"). Scripts that start the engine need
-an `if __name__ == "__main__":` guard: vLLM spawns worker processes.
+prefill splits (vLLM 0.32 fails with "CPU Generator does not use offset"). vLLM starts its engine in
+a process of its own, which imports the main module again: a script without an
+`if __name__ == "__main__":` guard around its work (or a program read from stdin) would run
+twice and the engine fail to start. Where the main module is such a one, the engine runs in
+process instead (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), and the log says so.
 `VLLM()` without a model, or the spec `vllm:embedded`, serves the embedded
 SmolLM2 converted to Hugging Face format (`hf_model_from_gguf`).
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import contextlib
+import logging
 import os
+import sys
 import queue
 import threading
 import uuid
@@ -36,6 +43,67 @@ from typing import Any
 from manyminds.backends.base import Capabilities, sample_seed
 from manyminds.errors import ConfigError
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
+
+
+log = logging.getLogger("manyminds.vllm")
+
+
+def unguarded_main() -> str | None:
+    """Why a process that imports the main module again would rerun the user's program, or None.
+
+    The main module is read from its file: its top-level code that is running now (in the main
+    thread) must be inside `if __name__ == "__main__":`. A main module with no file (stdin, `-c`)
+    cannot be imported again at all.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return None  # `python -m package`: spawned processes import the module by name, guarded or not
+    if not path or not os.path.isfile(path):
+        return f"the main program has no file to import again ({path or 'stdin or -c'})"
+    frame = sys._current_frames().get(threading.main_thread().ident or -1)
+    top = None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
+            top = frame
+        frame = frame.f_back
+    if top is None:
+        return None  # the main module has finished its top-level code (an interactive session, a server)
+    try:
+        tree = ast.parse(open(path, encoding="utf-8").read())
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_guard(node.test) and node.lineno <= top.f_lineno <= (
+                node.end_lineno or node.lineno):
+            return None
+    return f"{path} starts it at line {top.f_lineno}, outside an `if __name__ == \"__main__\":` guard"
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, *test.comparators]
+    names = {s.id for s in sides if isinstance(s, ast.Name)}
+    values = {s.value for s in sides if isinstance(s, ast.Constant)}
+    return names == {"__name__"} and values == {"__main__"}
+
+
+@contextlib.contextmanager
+def _in_process_engine(wanted: bool):
+    """Run vLLM's engine core in this process while the engine is built (when `wanted`)."""
+    if not wanted:
+        yield
+        return
+    previous = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = previous
 
 
 @dataclass
@@ -104,8 +172,12 @@ class VLLM:
                 args.setdefault("enable_chunked_prefill", False)
                 if not args["enable_chunked_prefill"]:
                     args.setdefault("max_num_batched_tokens", max(8192, int(args.get("max_model_len") or 0)))
+            unsafe = unguarded_main()
+            if unsafe is not None:
+                log.info("starting vLLM's engine in this process: %s", unsafe)
             try:
-                self._llm = LLM(model=self.model, **args)
+                with _in_process_engine(unsafe is not None):
+                    self._llm = LLM(model=self.model, **args)
             except RuntimeError as error:
                 if not cpu or "initialization failed" not in str(error):
                     raise

@@ -187,7 +187,15 @@ def write_report(runs: Sequence[RunReport], out: str | Path, *, prices: dict[str
                  title: str = "manyminds benchmark report") -> dict[str, Path]:
     """report.md, report.json and the plots in `out`; returns what was written."""
     folder = Path(out).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"report folder {folder} is a file: give --out a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create the report folder {folder}: {error.strerror or error}") from None
+    for name, price in (prices or {}).items():
+        if not (price >= 0 and price != float("inf")):
+            raise ConfigError(f"price {price!r} for {name!r}: a price is a finite number >= 0 per token")
     summaries = [summarise(r, prices) for r in runs]
     written = {"json": folder / "report.json", "markdown": folder / "report.md"}
     written["json"].write_text(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2) + "\n")

@@ -32,15 +32,21 @@ from manyminds._perf import run_sync
 from manyminds.backends.base import Backend
 from manyminds.bench.scoring import Score, Scorer, scorer_for
 from manyminds.cache import GenerationCache
-from manyminds.errors import ConfigError, ManymindsError
+from manyminds.errors import ConfigError, RunFailed
 from manyminds.strategies.base import Strategy
 from manyminds.types import Result, Task, Usage
 
 log = logging.getLogger(__name__)
 
 
-class TooManyFailures(ManymindsError):
+class TooManyFailures(RunFailed):
     """More questions failed than `max_failures` allows; what was done is recorded."""
+
+
+class NothingSucceeded(RunFailed):
+    """Every question a run tried failed (a dead backend, a broken scorer): a failed run, never a
+    table of 0% (0/0). Raised after the first chunk in which nothing has succeeded yet, so a dead
+    backend fails the run in one chunk's time; what was done is recorded."""
 
 
 class QuestionRecord(BaseModel):
@@ -50,6 +56,8 @@ class QuestionRecord(BaseModel):
     score: Score | None = None
     error: str | None = None
     """Why the question failed (generation or scoring), when it did."""
+    earlier: bool = False
+    """Done by an earlier attempt of the run and read back on resuming: its usage was paid then."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "QuestionRecord":
@@ -111,9 +119,19 @@ class RunReport(BaseModel):
 
     @property
     def usage(self) -> Usage:
+        """What every question's result cost, whichever attempt of the run paid for it."""
         total = Usage()
         for r in self.records:
             if r.result is not None:
+                total = total + r.result.usage
+        return total
+
+    @property
+    def usage_this_attempt(self) -> Usage:
+        """What this call paid: questions read back from an earlier attempt of a resumed run cost nothing now."""
+        total = Usage()
+        for r in self.records:
+            if r.result is not None and not r.earlier:
                 total = total + r.result.usage
         return total
 
@@ -276,7 +294,7 @@ async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict
     records: dict[int, QuestionRecord] = {}
     for row in store.run_rows(run_id):
         if row["error"] is None and row["result"] is not None and row["position"] < len(tasks):
-            records[row["position"]] = QuestionRecord.from_row(row)
+            records[row["position"]] = QuestionRecord.from_row(row).model_copy(update={"earlier": True})
     todo = [k for k in range(len(tasks)) if k not in records]
     task_bar = bar.add(label, len(tasks), records.values())
     failures = 0
@@ -307,6 +325,11 @@ async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict
             first = next(r.error for r in records.values() if r.error)
             raise TooManyFailures(f"{label}: {failures} questions failed (more than --max-failures {max_failures}); "
                                   f"the first: {first}. Done so far is recorded as run {run_id}; rerun to resume")
+        if all(r.error is not None for r in records.values()):
+            store.finish_run(run_id, "failed: no question succeeded")
+            first = next(r.error for r in records.values() if r.error)
+            raise NothingSucceeded(f"{label}: none of the {len(records)} questions tried succeeded; the first "
+                                   f"error: {first}")
     store.finish_run(run_id, "finished" if not failures else f"finished, {failures} failed")
     return RunReport(label=label, run_id=run_id, strategy=strategy.name, params=strategy.params(), meta=run_meta,
                      records=[records[k] for k in range(len(tasks))], resumed=resumed)

@@ -34,16 +34,22 @@ class StoredRuns:
         Samples are flushed first: a stored result never refers to unsaved samples."""
         if self.read_only:
             raise CacheError(f"cache {self.path} was opened read-only")
+        from manyminds.cache.store import database_error
+
         self.flush()
         with self._read_lock:
             conn = self._reader
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # a full disk may already have ended it
+                        conn.execute("ROLLBACK")
+                    raise
+            except (sqlite3.OperationalError, OSError) as error:
+                raise database_error(self.path, error, self.busy_timeout) from None
 
     def record_run(self, label: str, results: "Sequence[Result]") -> int:
         """Store a run's results (every candidate included); returns the run id."""

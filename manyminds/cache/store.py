@@ -84,8 +84,34 @@ def _flush_all_at_exit() -> None:
             log.warning("could not flush cache %s at exit: %s", cache.path, error)
 
 
+def database_error(path: Path, error: BaseException, busy_timeout: float | None = None) -> CacheError:
+    """A SQLite or file-system failure on the cache as one line that says what to do."""
+    text = str(error)
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(error, PermissionError) or "readonly" in text or "unable to open" in text:
+        who = ""
+        try:
+            info = path.stat()
+            who = f" (owner uid {info.st_uid}, mode {info.st_mode & 0o777:o})"
+        except OSError:
+            pass
+        return CacheError(f"cannot use the cache {path}{who}: {getattr(error, 'strerror', None) or text}. "
+                          "Pass a cache of your own with --cache, or inspect this one with `manyminds cache stats`")
+    if "locked" in text or "busy" in text or code in (5, 6):
+        waited = f" (waited {busy_timeout:g} s for its write lock)" if busy_timeout else ""
+        return CacheError(f"the cache {path} is locked by another process{waited}: let it finish, or pass "
+                          "another --cache; nothing already stored is lost")
+    if "disk is full" in text or code == 13 or getattr(error, "errno", None) == 28:
+        return CacheError(f"the disk holding the cache {path} is full: free some space and run the same command "
+                          "again; samples already generated are kept and are not generated again")
+    return CacheError(f"the cache {path} failed: {text}")
+
+
 def check_cache_path(path: Path) -> None:
     """Refuse, without touching anything, a path we must not or cannot use."""
+    if path.is_symlink() and not path.exists():
+        raise CacheError(f"cache path {path} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                         "nothing was created: point it at an existing cache or pass another path")
     if path.is_dir():
         raise CacheError(f"cache path {path} is a directory: give a file path such as {path}/cache.db")
     if not path.parent.exists():
@@ -93,7 +119,11 @@ def check_cache_path(path: Path) -> None:
             f"cache directory {path.parent} does not exist: create it or pass another cache path"
         )
     if path.exists() and path.stat().st_size > 0:
-        with path.open("rb") as handle:
+        try:
+            handle = path.open("rb")
+        except OSError as error:
+            raise database_error(path, error) from None
+        with handle:
             if handle.read(16) != SQLITE_MAGIC:
                 raise CacheError(
                     f"{path} is not a SQLite database; it was left untouched: pass another cache path"
@@ -148,8 +178,12 @@ class GenerationCache(StoredRuns):
                 self._reader = self._connect()
                 self._check_ours(self._reader)
                 self._migrate(self._reader)
+        except sqlite3.OperationalError as error:
+            raise database_error(self.path, error, self.busy_timeout) from None
         except sqlite3.DatabaseError as error:
             raise CacheError(f"{self.path} cannot be used as a cache: {error}") from error
+        except OSError as error:
+            raise database_error(self.path, error) from None
         self._writer = threading.Thread(target=self._write_loop, name="manyminds-cache", daemon=True)
         if not read_only:
             self._writer.start()
@@ -167,12 +201,32 @@ class GenerationCache(StoredRuns):
         return conn
 
     def _open_read_only(self) -> sqlite3.Connection:
+        """Open for inspection, writing nothing beside the file.
+
+        With no write-ahead log beside it (no writer has the file open), the file is opened
+        `immutable`: SQLite then creates no `-wal`/`-shm` files, so a cache in a folder the
+        reader cannot write to (another user's) can be read. With a log present, a writer may be
+        at work: `mode=ro` sees its committed rows; where that cannot share the writer's index
+        (an unwritable folder) the file is read as it is on disk, without the log's newest rows.
+        """
         if not self.path.is_file():
             raise CacheError(f"no cache file at {self.path}")
-        conn = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True,
-                               check_same_thread=False, isolation_level=None)
-        self._check_ours(conn)
-        return conn
+        base = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        wal = Path(f"{self.path}-wal")
+        attempts = [base, base + "&immutable=1"] if wal.exists() else [base + "&immutable=1"]
+        for k, uri in enumerate(attempts):
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            try:
+                self._check_ours(conn)
+                if k:
+                    log.warning("reading %s without its write-ahead log (the folder is not writable): rows a "
+                                "running writer has not checkpointed yet are not shown", self.path)
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+                if k == len(attempts) - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _create(self) -> None:
         """Create the database under a temporary name (mode 0600), then link it into place,

@@ -11,12 +11,14 @@ an error naming the file and record, not a silent zero.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import gzip
 import hashlib
 import json
 import random
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,27 +83,48 @@ def _version(files: tuple[str, ...]) -> str:
 def _open(path: Path):
     if not path.exists():
         raise DataError(f"data file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a data file")
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _reading(path: Path, where: Callable[[], str]) -> Iterator[None]:
+    """Turn what a bad file raises while being read into one DataError naming `where` it was."""
+    try:
+        yield
+    except DataError:
+        raise
+    except UnicodeDecodeError as error:
+        raise DataError(f"{where()}: not UTF-8 text (byte {error.object[error.start:error.start + 1]!r} at "
+                        f"{error.start})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise DataError(f"{path.name}: not a readable gzip file ({error})") from None
+    except RecursionError:
+        raise DataError(f"{where()}: nested too deeply to be a record") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{where()}: not JSON ({error.msg})") from None
+    except ValueError as error:  # e.g. a number with more digits than Python converts
+        raise DataError(f"{where()}: {error}") from None
 
 
 def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-blank line of a JSON-lines file (.gz too); a line
-    that is not JSON is an error naming `file:line`."""
-    with _open(path) as handle:
+    that is not JSON (or not UTF-8, or nested past reason) is an error naming `file:line`."""
+    at = [1]  # the line being read, for the error message
+    with _reading(path, lambda: f"{path}:{at[0]}"), _open(path) as handle:
         for number, line in enumerate(handle, 1):
+            at[0] = number
             if line.strip():
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{path.name}:{number}: not JSON ({error.msg})") from None
+                record = json.loads(line)
+                at[0] = number + 1
+                yield number, record
+            at[0] = number + 1
 
 
 def read_json(path: Path) -> Any:
-    with _open(path) as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path.name}: not JSON ({error.msg} at line {error.lineno})") from None
+    with _reading(path, lambda: str(path)), _open(path) as handle:
+        return json.load(handle)
 
 
 def _field(record: dict[str, Any], key: str, where: str) -> Any:

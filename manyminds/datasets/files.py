@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from manyminds.datasets.catalog import DataError, _version, read_json, read_json_lines
+from manyminds.datasets.catalog import DataError, _reading, _version, read_json, read_json_lines
 from manyminds.errors import ConfigError
 from manyminds.types import OPTION_LETTERS, AnswerFormat, Task
 
@@ -26,7 +26,14 @@ def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+        with _reading(path, lambda: path.name):
+            rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+        for k, row in enumerate(rows):
+            if None in row:  # DictReader keeps a row's surplus values under the key None
+                raise DataError(f"{path.name}:{k + 2}: {len(row[None])} more value(s) than the header has columns "
+                                f"({', '.join(str(c) for c in row if c is not None)})")
+            if any(value is None for value in row.values()):
+                raise DataError(f"{path.name}:{k + 2}: fewer values than the header has columns")
         return [(f"{path.name}:{k + 2}", row) for k, row in enumerate(rows)]  # line 1 is the header
     if path.suffix.lower() == ".json":
         data = read_json(path)
@@ -34,6 +41,21 @@ def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
             raise DataError(f"{path.name}: expected a JSON list of records")
         return [(f"{path.name} record {k}", row) for k, row in enumerate(data)]
     return [(f"{path.name}:{number}", row) for number, row in read_json_lines(path)]
+
+
+_SCALARS = (str, int, float)
+
+
+def _text(value: Any, where: str, field: str, *, truth: bool = False) -> str:
+    """A question or gold answer: text or a number (or, with `truth`, true/false), never a list or an object."""
+    if isinstance(value, bool) and truth:
+        return str(value)
+    if isinstance(value, bool) or not isinstance(value, _SCALARS):
+        raise DataError(f"{where}: field {field!r} must be text or a number, not {type(value).__name__} "
+                        f"({json.dumps(value)[:60] if not isinstance(value, float) else value})")
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        raise DataError(f"{where}: field {field!r} is {value}, not an answer")
+    return str(value)
 
 
 def _choices(value: Any, where: str, field: str) -> tuple[str, ...]:
@@ -48,13 +70,13 @@ def _choices(value: Any, where: str, field: str) -> tuple[str, ...]:
             value = [part.strip() for part in stripped.split("|")]
     if not isinstance(value, list) or not value:
         raise DataError(f"{where}: field {field!r} must be a list of options")
-    return tuple(str(v) for v in value)
+    return tuple(_text(v, where, f"{field}[{k}]") for k, v in enumerate(value))
 
 
 def _gold(value: Any, format: AnswerFormat, choices: tuple[str, ...] | None, where: str) -> str:
     from manyminds.answers import extract, normalise_text
 
-    text = str(value).strip()
+    text = _text(value, where, "answer", truth=format is AnswerFormat.YES_NO).strip()
     if format is AnswerFormat.CHOICE:
         if choices is None:
             raise DataError(f"{where}: a choice task needs --choices-field")
@@ -101,8 +123,9 @@ def from_file(
                 raise DataError(f"{where}: no {field!r} field (the record has {', '.join(record) or 'no fields'})")
         choices = _choices(record[choices_field], where, choices_field) if choices_field else None
         ident = str(record[id_field]) if id_field and id_field in record else str(k)
-        tasks.append(Task(question=str(record[question_field]), format=format, choices=choices,
-                          gold=_gold(record[answer_field], format, choices, where), id=f"{source.stem}/{ident}",
+        tasks.append(Task(question=_text(record[question_field], where, question_field), format=format, choices=choices,
+                          gold=_gold(_text(record[answer_field], where, answer_field, truth=format is AnswerFormat.YES_NO), format,
+                                    choices, where), id=f"{source.stem}/{ident}",
                           metadata={"dataset": source.name, "split": "file", "dataset_version": version}))
     if not tasks:
         raise DataError(f"{source.name}: no records")

@@ -12,7 +12,7 @@ import math
 from typing import Any, Literal
 
 from manyminds.backends.retry import parse_retry_after, with_retries
-from manyminds.redact import public_url, redact, url_secrets
+from manyminds.redact import public_url, redact, register, url_secrets
 from manyminds.errors import BackendError
 from manyminds.types import Candidate, Task, Verdict
 
@@ -37,6 +37,7 @@ class RewardEndpoint:
         self.model = model
         self.url = base_url.rstrip("/") + path
         self._secrets = [api_key, *url_secrets(base_url)]
+        register(*self._secrets)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.scale, self.low, self.high = scale, low, high
         self.threshold = threshold

@@ -8,21 +8,28 @@ with or without root. Each run gets:
   none), has no network but its own loopback, and borrows no real uid;
 - a file system of its own: the system's directories and the interpreter
   read-only, a private, size-limited `/tmp`, `/var/tmp` and `/dev/shm`, a
-  fresh `/proc`, and nothing of the caller's working files or home;
+  fresh `/proc`, a read-only root, and nothing of the caller's working files
+  or home (the program's source comes in through a memfd; nothing is
+  written to the caller's disk);
 - a scrubbed environment (no API keys), resource limits (wall clock, CPU,
-  address space, file size, open files, processes), captured output up to
-  a cap; at the end the whole namespace is killed, so no process outlives
-  its run. Where the pids cgroup is writable (root) it bounds the number of
-  processes too, since the kernel exempts root-owned processes from
-  RLIMIT_NPROC.
+  address space, file size, open files), captured output up to a cap; at
+  the end the whole namespace is killed, so no process outlives its run.
+- control groups (`cgroups.py`) where writable (root, or a delegated tree):
+  a memory bound on the whole run, its tmpfs and memfd files included, and
+  a bound on its processes (the kernel exempts root-owned processes from
+  RLIMIT_NPROC). Elsewhere the bounds are per process and a warning says so.
 
-The verdict is not the exit status: a harness runs the program and, only
-once the last line has run without an exception, writes a per-run random
-token (read from a pipe, never on disk, in argv or in the environment) to
-a second pipe. A program that calls `sys.exit(0)`, `os._exit(0)` or exits
-from an `atexit` hook cannot produce it. (Code that scrapes the harness's
-own memory for the token is outside this model: it is deliberate
-tampering, not a wrong answer that happens to exit 0.)
+The verdict is not the exit status. `run_python` runs one program and a
+harness writes a per-run random token (read from a pipe, never on disk, in
+argv or in the environment) to a second pipe only once the last line has
+run, so `sys.exit(0)`, `os._exit(0)` or an `atexit` hook cannot produce it.
+For unit tests that is not enough: code in the same interpreter as the
+token can patch `os._exit`, walk frames to the token, or return an object
+whose `__eq__` is always true. So `run_tests` runs the candidate and the
+tests in two sandboxes joined by two pipes: the tests call the candidate's
+functions through stubs, values cross as plain data (`plain.py`), and only
+the tests' process, which runs no candidate code, holds the token
+(`harness.py`).
 
 Where bubblewrap cannot run, nothing runs unless the caller opts in to
 unisolated execution by name (`allow_unisolated_execution=True` or
@@ -36,7 +43,7 @@ is true (a flag given by the caller, or MANYMINDS_ALLOW_CODE_EXECUTION=1).
 from __future__ import annotations
 
 import functools
-import itertools
+import json
 import logging
 import os
 import resource
@@ -52,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from manyminds.errors import CapabilityError
+from manyminds.verifiers.cgroups import PREFIX, RunCgroup, owner_gone, owner_tag
 
 log = logging.getLogger("manyminds.sandbox")
 
@@ -62,43 +70,20 @@ SANDBOX_UID = 65534
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SYSTEM_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime")
-_PIDS_CGROUPS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
-_runs = itertools.count()
+MIB = 1024 * 1024
 
-# Runs the program, then proves it reached the end. argv: token fd, report fd,
-# program path, process limit.
-_HARNESS = r'''
-import os, resource, sys, traceback
 
-def _harness():
-    token_fd, report_fd, path, nproc = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-    token = os.read(token_fd, 64)
-    os.close(token_fd)
-    if nproc > 0:
-        try:
-            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        except (ValueError, OSError):
-            pass
-    with open(path, encoding="utf-8") as handle:
-        source = handle.read()
-    sys.argv = [path]
-    namespace = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
-    try:
-        exec(compile(source, path, "exec"), namespace)
-    except SystemExit as stop:
-        sys.stderr.write("manyminds sandbox: the program exited (%r) before its last line ran\n" % (stop.code,))
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(1)
-    except BaseException:
-        traceback.print_exc()
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(1)
-    sys.stdout.flush(); sys.stderr.flush()
-    os.write(report_fd, token)
-    os.close(report_fd)
-
-_harness()
-'''
+@functools.lru_cache(maxsize=None)
+def _harness_source() -> str:
+    """plain.py and harness.py as one script (their package imports dropped: the names are defined above)."""
+    here = Path(__file__).parent
+    lines = []
+    for name in ("plain.py", "harness.py"):
+        for line in (here / name).read_text(encoding="utf-8").splitlines():
+            if line.startswith(("from __future__ import", "from manyminds")):
+                continue
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def allow_code_execution(flag: bool = False) -> bool:
@@ -136,9 +121,10 @@ class Limits:
     """Wall-clock seconds before the whole sandbox is killed."""
     cpu_seconds: int = 10
     memory_mb: int = 512
-    """Address-space limit (RLIMIT_AS) of each process."""
+    """Memory of the whole run (every process, and files in its tmpfs or in memfds) where a memory
+    cgroup can be made (root, or a delegated tree); also each process's address-space limit."""
     max_processes: int = 16
-    """Processes the program may run at once (pids cgroup where writable, else RLIMIT_NPROC)."""
+    """Processes the program may run at once (a pids cgroup where writable, else RLIMIT_NPROC)."""
     max_output_bytes: int = 64 * 1024
     """stdout and stderr are each kept up to this; the rest is read and dropped."""
     max_file_bytes: int = 16 * 1024 * 1024
@@ -160,6 +146,10 @@ class SandboxResult:
     """True when the program ran in bubblewrap's namespaces; False only after an explicit opt-in."""
     completed: bool = False
     """The harness saw the program's last line run and reported it with the run's token."""
+    memory_bounded: bool = False
+    """A memory cgroup bounded the whole run (processes, tmpfs and memfd files), not only each process."""
+    out_of_memory: bool = False
+    """The run reached its memory bound."""
 
     @property
     def ok(self) -> bool:
@@ -223,7 +213,7 @@ def _interpreter() -> tuple[str, list[str]]:
     return python, sorted(needed)
 
 
-def _bwrap_command(bwrap: str, workdir: Path, limits: Limits, python: str, python_dirs: list[str]) -> list[str]:
+def _bwrap_command(bwrap: str, limits: Limits, python: str, python_dirs: list[str]) -> list[str]:
     size = str(limits.tmp_bytes)
     command = [
         bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
@@ -236,75 +226,15 @@ def _bwrap_command(bwrap: str, workdir: Path, limits: Limits, python: str, pytho
     for path in [*python_dirs, *limits.read_only_paths]:
         command += ["--ro-bind", path, path]
     command += [
-        "--ro-bind", str(workdir), "/sandbox",
         "--proc", "/proc", "--dev", "/dev",
         "--size", size, "--tmpfs", "/tmp",
         "--size", size, "--tmpfs", "/var/tmp",
         "--size", size, "--tmpfs", "/dev/shm",
+        "--remount-ro", "/",  # bwrap's own root is a tmpfs of no set size: nothing may be written there
         "--chdir", "/tmp", "--",
         python,
     ]
     return command
-
-
-class _PidsCgroup:
-    """A pids cgroup that bounds and later kills every process of one run (where writable)."""
-
-    def __init__(self, limit: int) -> None:
-        self.path: Path | None = None
-        for root in _PIDS_CGROUPS:
-            if not (root / "cgroup.procs").exists() or not _has_pids_controller(root):
-                continue
-            path = root / f"manyminds-sandbox-{os.getpid()}-{next(_runs)}"
-            try:
-                path.mkdir()
-                (path / "pids.max").write_text(str(limit))
-            except OSError:
-                try:
-                    path.rmdir()
-                except OSError:
-                    pass
-                continue
-            self.path = path
-            return
-
-    def enter(self) -> None:
-        """Called in the child before exec: move itself (and so all it starts) into the group."""
-        if self.path is not None:
-            fd = os.open(self.path / "cgroup.procs", os.O_WRONLY)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-
-    def kill_and_remove(self) -> None:
-        if self.path is None:
-            return
-        for _ in range(50):
-            try:
-                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-            except OSError:
-                pids = []
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.02)
-        try:
-            self.path.rmdir()
-        except OSError as error:  # pragma: no cover - a process stuck in the kernel
-            log.warning("could not remove sandbox cgroup %s: %s", self.path, error)
-        self.path = None
-
-
-def _has_pids_controller(root: Path) -> bool:
-    if root.name == "pids":
-        return True
-    controllers = root / "cgroup.controllers"
-    return controllers.exists() and "pids" in controllers.read_text().split()
 
 
 # -- running --------------------------------------------------------------------------
@@ -317,17 +247,17 @@ def _limit(kind: int, value: int) -> None:
         pass
 
 
-def _child_setup(limits: Limits, cgroup: _PidsCgroup) -> None:
-    """Runs in the child between fork and exec: cgroup, then limits inherited by all it starts."""
+def _child_setup(limits: Limits, cgroup: RunCgroup) -> None:
+    """Runs in the child between fork and exec: cgroups, then limits inherited by all it starts."""
     try:
         cgroup.enter()
     except OSError:
-        os._exit(125)  # refuse to run outside the process bound we set up
+        os._exit(125)  # refuse to run outside the bounds we set up
     try:  # soft limit: SIGXCPU; one second later the hard limit kills
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
     except (ValueError, OSError):
         pass
-    _limit(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024)
+    _limit(resource.RLIMIT_AS, limits.memory_mb * MIB)
     _limit(resource.RLIMIT_FSIZE, limits.max_file_bytes)
     _limit(resource.RLIMIT_NOFILE, limits.max_open_files)
     _limit(resource.RLIMIT_CORE, 0)
@@ -344,6 +274,125 @@ def _drain(stream, cap: int, into: list[bytes]) -> None:
             kept += len(into[-1])
 
 
+def _memfd(name: str, text: str) -> int:
+    """An in-memory file holding `text`, positioned at its start (nothing on disk to leave behind)."""
+    fd = os.memfd_create(name)
+    data = text.encode("utf-8")
+    while data:
+        data = data[os.write(fd, data):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+@functools.lru_cache(maxsize=None)
+def _sweep_scratch() -> None:
+    """Remove unisolated runs' scratch folders whose caller was killed before it could."""
+    for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        if owner_gone(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class _Sandboxed:
+    """One harness call running in a sandbox of its own: namespaces, cgroups, rlimits, drained output.
+
+    `call` is the harness function's call with `{nproc}` left for the process bound that
+    applies when no pids cgroup does; `fds` are inherited under the same numbers.
+    """
+
+    def __init__(self, call: str, fds: tuple[int, ...], limits: Limits, bwrap: str | None) -> None:
+        self.limits = limits
+        self.cgroup = RunCgroup(max_processes=limits.max_processes + 2,  # + bwrap's own two processes
+                                memory_bytes=limits.memory_mb * MIB)
+        self.scratch: Path | None = None
+        self.out_of_memory = False
+        nproc = 0 if "pids" in self.cgroup.bounds else limits.max_processes
+        script = _harness_source() + call.format(nproc=nproc) + "\n"
+        if bwrap is not None:
+            python, dirs = _interpreter()
+            command = [*_bwrap_command(bwrap, limits, python, dirs), "-I", "-B", "-c", script]
+            cwd, env = "/", {"PATH": "/usr/bin:/bin"}
+        else:
+            _sweep_scratch()
+            self.scratch = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{owner_tag()}-"))
+            command = [sys.executable, "-I", "-B", "-c", script]
+            cwd = str(self.scratch)
+            env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8",
+                   "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+        self.out: list[bytes] = []
+        self.err: list[bytes] = []
+        try:
+            self.process = subprocess.Popen(
+                command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True, close_fds=True, pass_fds=fds,
+                preexec_fn=lambda: _child_setup(limits, self.cgroup),
+            )
+        except BaseException:
+            self.cleanup()
+            raise
+        self.readers = [
+            threading.Thread(target=_drain, args=(self.process.stdout, limits.max_output_bytes, self.out),
+                             daemon=True),
+            threading.Thread(target=_drain, args=(self.process.stderr, limits.max_output_bytes, self.err),
+                             daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.out_of_memory = self.cgroup.out_of_memory()
+        self.cgroup.kill_and_remove()
+        self.process.wait()
+        for reader in self.readers:
+            reader.join(timeout=5)
+
+    @property
+    def stdout(self) -> str:
+        return b"".join(self.out).decode("utf-8", "replace")
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self.err).decode("utf-8", "replace")
+
+    def cleanup(self) -> None:
+        self.cgroup.kill_and_remove()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _prepare(allow: bool, allow_unisolated: bool) -> str | None:
+    require_opt_in(allow)
+    require_isolation(allow_unisolated)
+    bwrap, why = bwrap_status()
+    if bwrap is None:
+        log.warning("running model-written code WITHOUT ISOLATION (%s): only resource limits apply", why)
+    return bwrap
+
+
+def _warn_unbounded(run: _Sandboxed) -> None:
+    missing = {"memory", "pids"} - run.cgroup.bounds
+    if missing:
+        _warn_once(f"no writable {' or '.join(sorted(missing))} cgroup here (not root, nothing delegated): "
+                   "the sandbox bounds memory and processes per process only (rlimits, tmpfs sizes)")
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    log.warning(message)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def run_python(
     code: str, limits: Limits = Limits(), *, allow: bool = False, allow_unisolated: bool = False
 ) -> SandboxResult:
@@ -352,90 +401,115 @@ def run_python(
     Raises CapabilityError when code execution was not opted in to, or when
     bubblewrap cannot isolate it and unisolated execution was not accepted.
     """
-    require_opt_in(allow)
-    require_isolation(allow_unisolated)
-    bwrap, why = bwrap_status()
-    if bwrap is None:
-        log.warning("running model-written code WITHOUT ISOLATION (%s): only resource limits apply", why)
-    workdir = Path(tempfile.mkdtemp(prefix="manyminds-sandbox-"))
-    cgroup = _PidsCgroup(limits.max_processes + 2)  # + bwrap's own two processes
+    bwrap = _prepare(allow, allow_unisolated)
     token = secrets.token_hex(16).encode()
     token_r, token_w = os.pipe()
     report_r, report_w = os.pipe()
+    source = _memfd("program", code)
+    os.write(token_w, token)
+    _close(token_w)
+    run: _Sandboxed | None = None
     try:
-        (workdir / "harness.py").write_text(_HARNESS)
-        (workdir / "program.py").write_text(code)
-        os.write(token_w, token)
-        os.close(token_w)
-        token_w = -1
-        nproc = 0 if cgroup.path is not None else limits.max_processes
-        if bwrap is not None:
-            python, dirs = _interpreter()
-            command = _bwrap_command(bwrap, workdir, limits, python, dirs)
-            command += ["-I", "-B", "/sandbox/harness.py", str(token_r), str(report_w), "/sandbox/program.py",
-                        str(nproc)]
-            cwd, env = "/", {"PATH": "/usr/bin:/bin"}
-        else:
-            scratch = workdir / "tmp"
-            scratch.mkdir()
-            command = [sys.executable, "-I", "-B", str(workdir / "harness.py"), str(token_r), str(report_w),
-                       str(workdir / "program.py"), str(nproc)]
-            cwd = str(scratch)
-            env = {"PATH": "/usr/bin:/bin", "HOME": str(scratch), "TMPDIR": str(scratch), "LANG": "C.UTF-8",
-                   "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
         start = time.monotonic()
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-            pass_fds=(token_r, report_w),
-            preexec_fn=lambda: _child_setup(limits, cgroup),
-        )
-        os.close(token_r)
-        os.close(report_w)
-        token_r = report_w = -1
-        out: list[bytes] = []
-        err: list[bytes] = []
+        run = _Sandboxed(f"run_program({token_r}, {report_w}, {source}, {{nproc}})",
+                         (token_r, report_w, source), limits, bwrap)
+        _warn_unbounded(run)
+        _close(token_r, report_w, source)
+        token_r = report_w = source = -1
         report: list[bytes] = []
-        readers = [
-            threading.Thread(target=_drain, args=(process.stdout, limits.max_output_bytes, out), daemon=True),
-            threading.Thread(target=_drain, args=(process.stderr, limits.max_output_bytes, err), daemon=True),
-            threading.Thread(target=_drain, args=(os.fdopen(report_r, "rb"), 256, report), daemon=True),
-        ]
+        reader = threading.Thread(target=_drain, args=(os.fdopen(report_r, "rb"), 256, report), daemon=True)
         report_r = -1  # owned by the reader's file object now
-        for r in readers:
-            r.start()
-        timed_out = False
-        try:
-            process.wait(timeout=limits.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            cgroup.kill_and_remove()
-            process.wait()
-            for r in readers:
-                r.join(timeout=5)
+        reader.start()
+        timed_out = _wait(run, limits.timeout)
+        run.kill()
+        reader.join(timeout=5)
         return SandboxResult(
-            returncode=None if timed_out else process.returncode,
-            stdout=b"".join(out).decode("utf-8", "replace"),
-            stderr=b"".join(err).decode("utf-8", "replace"),
-            timed_out=timed_out,
-            seconds=time.monotonic() - start,
-            isolated=bwrap is not None,
-            completed=b"".join(report) == token,
+            returncode=None if timed_out else run.process.returncode, stdout=run.stdout, stderr=run.stderr,
+            timed_out=timed_out, seconds=time.monotonic() - start, isolated=bwrap is not None,
+            completed=b"".join(report) == token, memory_bounded="memory" in run.cgroup.bounds,
+            out_of_memory=run.out_of_memory,
         )
     finally:
-        for fd in (token_r, token_w, report_r, report_w):
-            if fd >= 0:
-                os.close(fd)
-        cgroup.kill_and_remove()
-        shutil.rmtree(workdir, ignore_errors=True)
+        _close(token_r, report_r, report_w, source)
+        if run is not None:
+            run.cleanup()
+
+
+def _wait(run: _Sandboxed, timeout: float) -> bool:
+    """Wait for the run to end; True when it was still going at the timeout."""
+    try:
+        run.process.wait(timeout=max(timeout, 0.0))
+        return False
+    except subprocess.TimeoutExpired:
+        return True
+
+
+@dataclass(frozen=True)
+class TestProgram:
+    """What the tests' process runs: setup, the task's own header, the tests, and an entry point."""
+
+    tests: str
+    setup: str = ""
+    prelude: str = ""
+    """Trusted code of the task (HumanEval's prompt: helpers such as `poly` that tests call)."""
+    entry: str | None = None
+    """HumanEval: the tests define `check`, called with the candidate's `entry` function."""
+
+
+def run_tests(
+    candidate: str, tests: TestProgram, limits: Limits = Limits(), *, allow: bool = False,
+    allow_unisolated: bool = False,
+) -> SandboxResult:
+    """Run `candidate` and `tests` in two sandboxes that share only two pipes (blocking).
+
+    The tests call the candidate's functions through stubs; arguments and results cross
+    as plain data (`plain.py`). The verdict (`completed`) is the tests' process reporting
+    the run's token after their last line: the candidate's process never holds it, and
+    nothing it returns is more than builtin data. `stdout` is the candidate's; `stderr`
+    the tests' (a failed assertion's traceback), then the candidate's.
+    """
+    bwrap = _prepare(allow, allow_unisolated)
+    token = secrets.token_hex(16).encode()
+    token_r, token_w = os.pipe()
+    report_r, report_w = os.pipe()
+    requests_r, requests_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    source = _memfd("candidate", candidate)
+    spec = _memfd("tests", json.dumps({"tests": tests.tests, "setup": tests.setup, "prelude": tests.prelude,
+                                       "entry": tests.entry}))
+    os.write(token_w, token)
+    _close(token_w)
+    runs: list[_Sandboxed] = []
+    try:
+        start = time.monotonic()
+        runs.append(_Sandboxed(f"serve_candidate({source}, {requests_r}, {replies_w}, {{nproc}})",
+                               (source, requests_r, replies_w), limits, bwrap))
+        runs.append(_Sandboxed(f"run_tests({token_r}, {report_w}, {spec}, {requests_w}, {replies_r}, {{nproc}})",
+                               (token_r, report_w, spec, requests_w, replies_r), limits, bwrap))
+        _warn_unbounded(runs[0])
+        # Only the two sandboxes hold the pipes now: one ending is the other's EOF.
+        _close(source, requests_r, replies_w, token_r, report_w, spec, requests_w, replies_r)
+        source = requests_r = replies_w = token_r = report_w = spec = requests_w = replies_r = -1
+        report: list[bytes] = []
+        reader = threading.Thread(target=_drain, args=(os.fdopen(report_r, "rb"), 256, report), daemon=True)
+        report_r = -1
+        reader.start()
+        candidate_run, tests_run = runs
+        timed_out = _wait(tests_run, limits.timeout)
+        for run in runs:
+            run.kill()
+        reader.join(timeout=5)
+        stderr = tests_run.stderr
+        if candidate_run.stderr.strip():
+            stderr += "\n--- the candidate's stderr ---\n" + candidate_run.stderr
+        return SandboxResult(
+            returncode=None if timed_out else tests_run.process.returncode, stdout=candidate_run.stdout,
+            stderr=stderr, timed_out=timed_out, seconds=time.monotonic() - start, isolated=bwrap is not None,
+            completed=b"".join(report) == token,
+            memory_bounded=all("memory" in run.cgroup.bounds for run in runs),
+            out_of_memory=any(run.out_of_memory for run in runs),
+        )
+    finally:
+        _close(token_r, report_r, report_w, source, spec, requests_r, requests_w, replies_r, replies_w)
+        for run in runs:
+            run.cleanup()

@@ -16,21 +16,34 @@ from typing import Any
 from manyminds.answers import extract_code
 from manyminds.errors import ConfigError
 from manyminds.types import Candidate, Task, Verdict
-from manyminds.verifiers.sandbox import Limits, require_isolation, require_opt_in, run_python
+from manyminds.verifiers.sandbox import Limits, TestProgram, require_isolation, require_opt_in, run_tests
 from manyminds.verifiers.base import VerifierOptions, verifier
 
 
-def program(task: Task, code: str) -> str:
-    """The script that passes exactly when `code` passes the task's tests."""
+def program(task: Task, code: str) -> tuple[str, TestProgram]:
+    """The candidate's script and the tests that call into it (run in two sandboxes).
+
+    The task's setup runs on both sides; its prompt (HumanEval's header, with helpers
+    such as `poly` that the tests call) runs with the tests as trusted code, and with
+    the candidate's code when that is a completion of the function's body.
+    """
     meta = task.metadata
     if "tests" not in meta:
         raise ConfigError(f"task {task.id or task.question[:40]!r} has no metadata['tests'] to run")
     entry = meta.get("entry_point")
     if entry and f"def {entry}" not in code and meta.get("prompt"):
         code = meta["prompt"] + code  # a completion of the function body
-    parts = [meta.get("setup", ""), code, meta["tests"]]
-    if entry:
-        parts.append(f"check({entry})")
+    setup = meta.get("setup", "")
+    candidate = "\n\n".join(p for p in (setup, code) if p)
+    return candidate, TestProgram(tests=meta["tests"], setup=setup, prelude=meta.get("prompt", "") if entry else "",
+                                  entry=entry or None)
+
+
+def one_script(task: Task, code: str) -> str:
+    """Code and tests as one script, as HumanEval's own harness runs them (for comparison only:
+    a verdict from it can be forged by the code it runs)."""
+    candidate, tests = program(task, code)
+    parts = [candidate, tests.tests, f"check({tests.entry})" if tests.entry else ""]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -47,8 +60,12 @@ class UnitTests:
             MANYMINDS_ALLOW_UNISOLATED_EXECUTION=1); without it such a
             machine refuses, at construction, to run anything.
 
-    A candidate passes only when the harness reports, with the run's secret
-    token, that the last test ran: exiting early with status 0 fails.
+    The tests run in a sandbox of their own and call the candidate's functions,
+    which run in another, over a pipe; values cross as plain data. A candidate
+    passes only when the tests' process reports, with the run's secret token,
+    that the last test ran: nothing the candidate's interpreter can reach
+    (an early exit, a patched `os._exit`, a frame walk to the token, an
+    object whose `__eq__` is always true) decides the verdict.
     """
 
     name = "unit-tests"
@@ -73,11 +90,14 @@ class UnitTests:
 
     def check(self, task: Task, code: str) -> Verdict:
         """Run the tests against `code` (blocking)."""
-        outcome = run_python(program(task, code), self.limits, allow=self.allow, allow_unisolated=self.allow_unisolated)
+        candidate, tests = program(task, code)
+        outcome = run_tests(candidate, tests, self.limits, allow=self.allow, allow_unisolated=self.allow_unisolated)
         if outcome.ok:
             reason = "passed"
         elif outcome.out_of_time:
             reason = "timed out"
+        elif outcome.out_of_memory:
+            reason = "out of memory"
         elif outcome.returncode == 0:
             reason = "exited before the tests finished"
         else:
