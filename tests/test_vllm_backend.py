@@ -6,6 +6,7 @@ counts, logprobs, sample indices) turned into Generations.
 """
 
 import asyncio
+import os
 import sys
 import types
 from dataclasses import dataclass, field
@@ -132,3 +133,27 @@ def test_spec_and_missing_vllm(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(ConfigError, match="not installed"):
         asyncio.run(VLLM("m").generate(MSGS, SamplingParams(), 1))
+
+
+@pytest.mark.parametrize(("how", "unsafe"), [("unguarded", True), ("guarded", False), ("stdin", True),
+                                              ("module", False)])
+def test_a_main_module_that_would_run_again_is_recognised(tmp_path, how, unsafe):
+    """What decides whether vLLM's engine may run in a process of its own (which imports __main__ again)."""
+    import subprocess
+    import sys
+
+    body = "from manyminds.backends.vllm import unguarded_main\nprint('WHY', unguarded_main())\n"
+    if how == "guarded":
+        body = "def main():\n    " + body.replace("\n", "\n    ").rstrip() + "\n\nif __name__ == '__main__':\n    main()\n"
+    script = tmp_path / "prog.py"
+    script.write_text(body)
+    if how == "stdin":
+        args, stdin = [sys.executable, "-"], body
+    elif how == "module":
+        args, stdin = [sys.executable, "-m", "prog"], None
+    else:
+        args, stdin = [sys.executable, str(script)], None
+    done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    why = done.stdout.split("WHY", 1)[1].strip()
+    assert (why != "None") is unsafe, (how, done.stdout, done.stderr[-1000:])

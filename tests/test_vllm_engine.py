@@ -111,3 +111,27 @@ def test_a_seeded_batch_larger_than_one_engine_step_runs(engine):
     outputs = run(all_of_them())
     assert all(len(out) == 8 for out in outputs)
     assert sum(out[0].prompt_tokens for out in outputs) * 8 > 8192  # beyond one step of the engine
+
+
+UNGUARDED = """
+import asyncio
+from manyminds.backends.vllm import VLLM, cpu_memory_fraction
+from manyminds.types import Message, SamplingParams
+backend = VLLM(None, enforce_eager=True, max_model_len=512, gpu_memory_utilization=cpu_memory_fraction(int(2.2 * 2**30)))
+out = asyncio.run(backend.generate([Message(role="user", content="Hi")], SamplingParams(max_tokens=4, seed=1), 2))
+print("SAMPLES", len(out))
+backend.close()
+"""
+
+
+def test_a_script_without_a_main_guard_starts_the_engine(tmp_path):
+    """vLLM's engine process imports the main module again; a script without a guard used to fail
+    with a misleading 'Most often it is memory' error. It now gets an in-process engine."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=400, cwd=tmp_path,
+                          env={**os.environ, "VLLM_HOST_IP": "127.0.0.1"})
+    assert done.returncode == 0 and "SAMPLES 2" in done.stdout, done.stderr[-3000:]
