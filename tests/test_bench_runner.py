@@ -54,9 +54,27 @@ def test_rerunning_the_same_comparison_resumes_it_and_generates_nothing(tmp_path
     assert again.runs[0].resumed and again.runs[0].run_id == first.runs[0].run_id
     assert again_backend.samples_generated == 0
     assert again.runs[0].accuracy == first.runs[0].accuracy
+    # what the run cost stays the run's; what this attempt paid is nothing (it was all read back)
+    assert again.runs[0].usage == first.runs[0].usage and first.runs[0].usage.calls > 0
+    assert again.runs[0].usage_this_attempt.calls == 0 and again.runs[0].usage_this_attempt.samples == 0
+    assert first.runs[0].usage_this_attempt == first.runs[0].usage
     other = mm.bench.run("gsm8k", [SelfConsistency(n=3)], backend=Scripted([GOLD_REPLY]), cache=db, limit=4, seed=1,
                          progress=False)
     assert not other.runs[0].resumed  # other questions, another run
+
+
+def test_a_run_in_which_no_question_succeeds_fails_after_one_chunk(tmp_path):
+    from manyminds.bench.runner import NothingSucceeded
+
+    tasks = [Task(question=f"Question {k} POISON", gold="18", id=f"q{k}") for k in range(12)]
+    backend = Scripted(_failing_on("POISON"))
+    with pytest.raises(NothingSucceeded, match="none of the 4 questions tried succeeded; the first error: "
+                                               "BackendError: the server said no") as failed:
+        mm.bench.run(tasks, [SelfConsistency(n=2)], backend=backend, cache=tmp_path / "c.db", progress=False, chunk=4)
+    assert failed.value.exit_status == 1
+    with GenerationCache(tmp_path / "c.db", read_only=True) as store:
+        (run,) = store.runs()
+        assert run["status"] == "failed: no question succeeded" and len(store.run_rows(run["id"])) == 4
 
 
 def _failing_on(word: str):

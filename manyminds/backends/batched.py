@@ -19,7 +19,7 @@ import ctypes
 from dataclasses import dataclass, field
 from typing import Any
 
-from manyminds.backends.base import sample_seed
+from manyminds.backends.base import request_fingerprint, sample_seed
 from manyminds.types import SamplingParams, TokenLogprob
 
 DEFAULT_TOP_K = 40
@@ -190,7 +190,8 @@ class BatchedSampler:
         for s in range(1, n):
             cpp.llama_memory_seq_cp(self._memory, 0, s, -1, -1)
         first = self._logits(1)[0].copy()
-        seqs = [_Sequence(index=i, rng=np.random.default_rng(sample_seed(params.seed, i))) for i in indices]
+        request = request_fingerprint(messages, params)
+        seqs = [_Sequence(index=i, rng=np.random.default_rng(sample_seed(params.seed, i, request))) for i in indices]
         logits = np.repeat(first[None, :], n, axis=0)
         live = list(range(n))
         position = len(prompt)

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from manyminds.backends.base import Capabilities, sample_seed
+from manyminds.backends.base import SEEDING, Capabilities, request_fingerprint, sample_seed
 from manyminds.errors import ConfigError
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
@@ -117,7 +117,8 @@ class Local:
 
     def cache_identity(self) -> dict[str, Any]:
         # The file's name and size, not its path: the cache stays valid across virtualenvs.
-        identity = {"kind": self.name, "model": self.model, "bytes": self.model_path.stat().st_size}
+        identity = {"kind": self.name, "model": self.model, "bytes": self.model_path.stat().st_size,
+                    "seeding": SEEDING}
         if self.weights != "as-is":  # other numerics, other samples
             identity["weights"] = self.weights
         return identity
@@ -150,7 +151,7 @@ class Local:
             top_p=params.top_p,
             max_tokens=params.max_tokens,
             stop=list(params.stop) or None,
-            seed=sample_seed(params.seed, index),
+            seed=sample_seed(params.seed, index, request_fingerprint(messages, params)),
             logits_processor=LogitsProcessorList([recorder]) if recorder else None,
             # unset: llama.cpp's own defaults (top_k 40, min_p 0.05), as before these existed
             **params.extras(),

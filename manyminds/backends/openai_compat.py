@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from manyminds.backends.base import Capabilities, sample_seed
+from manyminds.backends.base import Capabilities, request_fingerprint, sample_seed
 from manyminds.backends.retry import parse_retry_after, with_retries
 from manyminds.errors import BackendError, CapabilityError, ConfigError
 from manyminds.redact import public_url, redact, register, url_secrets
@@ -164,7 +164,7 @@ class OpenAICompatible:
         if params.stop:
             body["stop"] = list(params.stop)
         if params.seed is not None:
-            body["seed"] = sample_seed(params.seed, first_index)
+            body["seed"] = sample_seed(params.seed, first_index, request_fingerprint(messages, params))
         extras = params.extras()
         if extras:  # vLLM's and llama.cpp's servers take these; OpenAI's API does not
             body["extra_body"] = extras

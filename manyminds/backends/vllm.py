@@ -40,7 +40,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from manyminds.backends.base import Capabilities, sample_seed
+from manyminds.backends.base import SEEDING, Capabilities, request_fingerprint, sample_seed
 from manyminds.errors import ConfigError
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
@@ -154,7 +154,7 @@ class VLLM:
         return f"VLLM(model={self.model!r})"
 
     def cache_identity(self) -> dict[str, Any]:
-        return {"kind": self.name, "model": self.model}
+        return {"kind": self.name, "model": self.model, "seeding": SEEDING}
 
     def _engine(self) -> Any:
         if self._llm is None:
@@ -242,7 +242,7 @@ class VLLM:
                 top_p=r.params.top_p,
                 max_tokens=r.params.max_tokens,
                 stop=list(r.params.stop) or None,
-                seed=sample_seed(r.params.seed, r.first_index),
+                seed=sample_seed(r.params.seed, r.first_index, request_fingerprint(r.messages, r.params)),
                 logprobs=max(1, r.params.top_logprobs) if r.params.logprobs else None,
                 **r.params.extras(),
             )

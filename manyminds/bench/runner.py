@@ -32,7 +32,7 @@ from manyminds._perf import run_sync
 from manyminds.backends.base import Backend
 from manyminds.bench.scoring import Score, Scorer, scorer_for
 from manyminds.cache import GenerationCache
-from manyminds.errors import ConfigError, RunFailed
+from manyminds.errors import BackendError, ConfigError, RunFailed
 from manyminds.strategies.base import Strategy
 from manyminds.types import Result, Task, Usage
 
@@ -183,24 +183,38 @@ def _tasks(data: str | Sequence[Task | str], split: str | None, limit: int | Non
 
 async def _solve_chunk(strategy: Strategy, tasks: list[Task], backend: Backend, cache: GenerationCache,
                        concurrency: int) -> list[Result | BaseException]:
-    """The chunk's results; where the batch fails, each question alone, so one bad question
-    fails only itself. A ConfigError is the user's to fix and ends the run."""
+    """The chunk's results; where the batch fails, each question alone (concurrently), so one bad
+    question fails only itself. A ConfigError is the user's to fix and ends the run.
+
+    A backend that stayed unreachable for a whole retry deadline (a retryable error, given up on)
+    failed the chunk, not one of its questions: asking each question again would wait that long
+    once more per question (a dead endpoint used to take a chunk's size times the deadline to fail).
+    Its questions are recorded as failed with that error and are tried again on resuming.
+    """
     try:
         return list(await strategy.asolve_many(tasks, backend=backend, cache=cache, concurrency=concurrency,
                                                progress=False))
     except ConfigError:
         raise
+    except BackendError as batch_error:
+        if batch_error.retryable:
+            log.info("the backend failed a batch of %d questions after its retries (%s)", len(tasks), batch_error)
+            return [batch_error] * len(tasks)
+        log.info("a batch of %d questions failed (%s); running them one by one", len(tasks), batch_error)
     except Exception as batch_error:  # noqa: BLE001 - isolated below, question by question
         log.info("a batch of %d questions failed (%s); running them one by one", len(tasks), batch_error)
-    out: list[Result | BaseException] = []
-    for task in tasks:
-        try:
-            out.append(await strategy.asolve(task, backend=backend, cache=cache))
-        except ConfigError:
-            raise
-        except Exception as error:  # noqa: BLE001 - recorded as this question's failure
-            out.append(error)
-    return out
+    gate = asyncio.Semaphore(concurrency)
+
+    async def alone(task: Task) -> Result | BaseException:
+        async with gate:
+            try:
+                return await strategy.asolve(task, backend=backend, cache=cache)
+            except ConfigError:
+                raise
+            except Exception as error:  # noqa: BLE001 - recorded as this question's failure
+                return error
+
+    return list(await asyncio.gather(*(alone(task) for task in tasks)))
 
 
 def _describe(error: BaseException) -> str:

@@ -23,7 +23,16 @@ def params_record(params: SamplingParams) -> dict[str, Any]:
 
 
 def request_key(identity: dict[str, Any], messages: list[Message], params: SamplingParams) -> str:
-    """The hash of a request's canonical JSON: what decides its samples, but not how many."""
+    """The hash of a request's canonical JSON: what decides its samples, but not how many.
+
+    A request with a base seed records the seeding scheme too (backends that always seed carry
+    it in their identity): its samples were drawn with seeds derived as `backends.base.SEEDING`
+    says, and entries drawn under an older scheme must not be served for them.
+    """
+    from manyminds.backends.base import SEEDING
+
+    if params.seed is not None and "seeding" not in identity:
+        identity = {**identity, "seeding": SEEDING}
     canonical = json.dumps(
         {
             "backend": identity,
