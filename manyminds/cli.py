@@ -336,6 +336,8 @@ def bench(
     id_field: Annotated[Optional[str], typer.Option(help="--data: a record id field.")] = None,
     answer_format: Annotated[AnswerFormat, typer.Option("--format", help="--data: how to read answers.")] = AnswerFormat.NUMBER,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per run.")] = False,
+    allow_greedy: Annotated[bool, typer.Option(
+        "--allow-greedy", help="Run voting strategies at temperature 0 (as one draw each, not n copies).")] = False,
 ) -> None:
     """Compare strategies and budgets on the same questions of a data set; resumable with the same command."""
     from manyminds.backends import from_spec
@@ -375,7 +377,7 @@ def bench(
     path = _cache_path(cache, no_cache)
     report = run_bench(source, methods, backend=chosen, cache=path, split=split, limit=limit, seed=seed,
                        verifier=code_verifier, judge=judge_backend, concurrency=concurrency,
-                       max_failures=max_failures)
+                       max_failures=max_failures, allow_greedy=allow_greedy)
     if as_json:
         for r in report.runs:
             low, high = r.interval()

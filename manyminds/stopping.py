@@ -213,11 +213,12 @@ class ESC(BaseModel):
 class AdaptiveConsistency(BaseModel):
     """Stop when the posterior says the leading answer is the most likely one (Aggarwal et al., 2023).
 
-    `criterion="dirichlet"` (the paper's default): P(the leader has the
+    `criterion="beta"` (the default, as the official code and README run
+    it, at 0.95): P(leader beats runner-up) under Beta(leader + 1, runner-up
+    + 1). `criterion="dirichlet"` (the paper's text): P(the leader has the
     largest share) under a Dirichlet posterior over the `top_k` most frequent
     answers; with fewer than three distinct answers it is the Beta rule, as
-    in the official code. `criterion="beta"`: P(leader beats runner-up) under
-    Beta(leader + 1, runner-up + 1). Unreadable answers are one more answer
+    in the official code. Unreadable answers are one more answer
     (`count_unreadable`, as the official code counts whatever the parser
     returned); the decision is the vote over the readable ones. The official
     code integrates the Dirichlet by Monte Carlo; here it is a deterministic
@@ -229,7 +230,7 @@ class AdaptiveConsistency(BaseModel):
     argument: ClassVar[str] = "threshold"
 
     threshold: float = Field(default=0.95, gt=0.5, lt=1)
-    criterion: Literal["dirichlet", "beta"] = Field(default="dirichlet")
+    criterion: Literal["dirichlet", "beta"] = Field(default="beta")
     top_k: int = Field(default=5, ge=2, description="answers the Dirichlet criterion looks at")
     count_unreadable: bool = Field(default=True, description="an unreadable answer is one more answer")
     wave_size: int = Field(default=1, ge=1, description="samples per wave (one backend request)")
@@ -268,7 +269,14 @@ class AdaptiveConsistency(BaseModel):
 
 
 class _Sequential(BaseModel):
-    """What the sequential tests share: one sample per wave, leader against runner-up."""
+    """What the sequential tests share: one sample per wave, leader against runner-up.
+
+    The leader is whichever answer leads when the test is looked at, so the test is two-sided:
+    each direction (A over B, B over A) is tested at alpha / 2, and stopping on a tie (the
+    error) happens with probability at most alpha (Wald's bound for the SPRT, Ville's for the
+    mixture). Testing the leader at alpha, as first built, stopped on 14.9% of exact ties at
+    alpha = 0.1.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -286,7 +294,7 @@ class _Sequential(BaseModel):
 
     def fewest_to_stop(self, answers: Sequence[str | None], limit: int = 4096) -> int:
         a, b = _leader_runner_up(answers, self.count_unreadable)
-        bound = -log(self.alpha)
+        bound = self.bound()
         extra = max(0, self.min_samples - len(answers))
         while extra < limit and self.log_ratio(a + extra, b) < bound:
             extra += 1
@@ -299,10 +307,14 @@ class _Sequential(BaseModel):
         if a == 0:
             return None
         ratio = self.log_ratio(a, b)
-        if ratio >= -log(self.alpha):
-            return (f"{self.name}: log likelihood ratio {ratio:.2f} >= log(1/{self.alpha:g}), "
+        if ratio >= self.bound():
+            return (f"{self.name}: log likelihood ratio {ratio:.2f} >= log(2/{self.alpha:g}), "
                     f"{a} against {b}, after {len(answers)} samples")
         return None
+
+    def bound(self) -> float:
+        """log(2 / alpha): each of the two directions at alpha / 2."""
+        return log(2 / self.alpha)
 
 
 @stopping_rule("sprt")
@@ -312,8 +324,9 @@ class SPRT(_Sequential):
     Among samples giving the leader or the runner-up, H0: the leader's share
     is 1/2 (they are tied), H1: it is `p1`. Each sample for the leader adds
     log(2 p1) to the log likelihood ratio, each for the runner-up log(2 (1 - p1));
-    sampling stops (H0 rejected) once it reaches log(1 / alpha). A tie never
-    stops it; the cap does.
+    sampling stops (H0 rejected) once it reaches log(2 / alpha), the leader
+    being chosen after the fact (see `_Sequential`). A tie rarely stops it;
+    the cap does.
     """
 
     name: ClassVar[str] = "sprt"
@@ -330,8 +343,9 @@ class MixtureSPRT(_Sequential):
     """The mixture SPRT: the likelihood ratio averaged over a uniform prior on the leader's share.
 
     LR = 2^(a+b) B(a + 1, b + 1) for a samples on the leader and b on the
-    runner-up; stopping at LR >= 1 / alpha bounds the error at alpha however
-    long one samples (Ville's inequality), with no alternative to choose.
+    runner-up; stopping at LR >= 2 / alpha (each direction at alpha / 2) bounds
+    the error at alpha however long one samples (Ville's inequality), with no
+    alternative to choose.
     """
 
     name: ClassVar[str] = "msprt"

@@ -54,3 +54,17 @@ def test_user_aggregator_registers_by_decorator():
             return Decision(answer=candidates[0].answer, confidence=1.0, aggregator=self.name)
 
     assert get_aggregator("always-first")(TASK, cands("x", "y")).answer == "x"
+
+
+def test_self_agreement_prefers_the_answer_the_model_states_usc_the_response_number():
+    from manyminds.aggregators.selection import read_selection
+    from manyminds.strategies import SelfAgreement, UniversalSelfConsistency
+
+    task = Task(question="q")
+    cands = [Candidate(index=i, text=f"The answer is {a}.", answer=a) for i, a in enumerate(["42", "42", "41"])]
+    reply = "The most consistent answer is 42 (Response 3)."
+    assert read_selection(reply, task, cands, "answer").answer == "42"
+    assert read_selection(reply, task, cands, "number").answer == "41"
+    assert read_selection("The most consistent answer is 7 (Response 3).", task, cands, "answer").answer == "41"
+    assert SelfAgreement(n=3).aggregation().params["prefer"] == "answer"
+    assert "prefer" not in UniversalSelfConsistency(n=3).aggregation().params

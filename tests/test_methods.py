@@ -62,9 +62,16 @@ def test_the_dirichlet_probability_matches_a_monte_carlo_estimate():
         assert dirichlet_leader_probability(counts) == pytest.approx(estimate, abs=0.004), counts
 
 
-def test_adaptive_consistency_uses_dirichlet_over_the_top_answers_and_beta_with_two():
+def test_adaptive_consistency_defaults_to_beta_as_the_official_code_runs_it():
     rule = AdaptiveConsistency()
-    assert rule.criterion == "dirichlet" and rule.top_k == 5
+    assert rule.criterion == "beta" and rule.threshold == 0.95
+    many = ["a"] * 6 + ["b", "c", "d", "e", "f", "g"]
+    assert rule.probability(many) == beta_leader_probability(6, 1)
+
+
+def test_adaptive_consistency_dirichlet_looks_at_the_top_answers_and_is_beta_with_two():
+    rule = AdaptiveConsistency(criterion="dirichlet")
+    assert rule.top_k == 5
     two = ["a"] * 5 + ["b"]
     assert rule.probability(two) == beta_leader_probability(5, 1), "fewer than three answers: the Beta rule"
     many = ["a"] * 6 + ["b", "c", "d", "e", "f", "g"]
@@ -81,10 +88,10 @@ def test_unreadable_answers_count_as_one_more_answer_unless_told_not_to():
 # -- sequential tests ------------------------------------------------------------------------------
 
 
-def test_sprt_stops_when_the_log_likelihood_ratio_crosses_log_one_over_alpha():
+def test_sprt_stops_when_the_log_likelihood_ratio_crosses_log_two_over_alpha():
     rule = SPRT(alpha=0.1, p1=0.75)
     per_vote = math.log(1.5)
-    needed = math.ceil(math.log(10) / per_vote)
+    needed = math.ceil(math.log(20) / per_vote)
     assert replay(rule, ["7"] * 40, 40)[0] == needed
     assert replay(rule, ["7", "8"] * 20, 40)[0] == 40, "a tie never stops it"
     assert "log likelihood ratio" in replay(rule, ["7"] * 40, 40)[1]
@@ -96,7 +103,19 @@ def test_the_mixture_sprt_ratio_is_the_beta_integral_and_needs_no_alternative():
     expected = (a + b) * math.log(2) + math.log(math.factorial(a) * math.factorial(b) / math.factorial(a + b + 1))
     assert rule.log_ratio(a, b) == pytest.approx(expected)
     used, _ = replay(rule, ["7"] * 40, 40)
-    assert 2 ** used / (used + 1) >= 20 > 2 ** (used - 1) / used
+    assert 2 ** used / (used + 1) >= 40 > 2 ** (used - 1) / used
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.05])
+@pytest.mark.parametrize("rule", [SPRT, MixtureSPRT])
+def test_sequential_rules_stop_on_exact_ties_at_most_alpha_of_the_time(rule, alpha):
+    """4,000 questions whose two answers are exactly tied, 40 samples at most: the leader is picked
+    after the fact, so a rule that tested it at alpha stopped on 14.9% of ties at alpha = 0.1."""
+    rng = np.random.default_rng(20)
+    tested = rule(alpha=alpha)
+    draws = rng.integers(0, 2, size=(4000, 40))
+    stopped = sum(replay(tested, ["A" if d else "B" for d in row], 40)[0] < 40 for row in draws)
+    assert stopped / 4000 <= alpha, (rule.__name__, alpha, stopped / 4000)
 
 
 def test_sequential_rules_are_found_by_name():

@@ -165,3 +165,29 @@ def test_graph_called_from_a_user_node_with_a_batch():
 def test_graph_without_input_is_a_clear_error():
     with pytest.raises(mm.ConfigError, match="needs a 'question'"):
         SelfConsistency(n=1).graph(Scripted(["1"])).invoke({})
+
+
+def test_copies_of_one_greedy_draw_are_one_draw(caplog, tmp_path):
+    """At temperature 0 the n samples would be copies of one draw: counted as one, with a warning,
+    and refused by the benchmark runner unless allowed."""
+    import logging
+
+    import manyminds as mm
+    from manyminds.errors import ConfigError
+
+    backend = Scripted(["The answer is 142."])
+    with caplog.at_level(logging.WARNING, logger="manyminds.strategies"):
+        result = SelfConsistency(n=4, temperature=0.0).solve("What is 71 + 71?", backend=backend)
+    assert result.usage.samples == 1 and result.tally == {"142": 1.0} and result.confidence == 1.0
+    assert len(result.candidates) == 1 and backend.samples_generated == 1
+    assert "draws one sample" in caplog.text
+    tasks = [Task(question="What is 71 + 71?", gold="142")]
+    with pytest.raises(ConfigError, match="one greedy draw counted 4 times"):
+        mm.bench.run(tasks, [SelfConsistency(n=4, temperature=0.0)], backend=backend, progress=False)
+    report = mm.bench.run(tasks, [SelfConsistency(n=4, temperature=0.0)], backend=backend, progress=False,
+                          allow_greedy=True)
+    assert report.runs[0].usage.samples == 1
+    # prompts that differ per sample are distinct draws even when greedy
+    from manyminds.strategies.resampled import ChoiceShuffle
+
+    assert not ChoiceShuffle(n=4, temperature=0.0).greedy_copies()

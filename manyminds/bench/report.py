@@ -164,6 +164,16 @@ class RunSummary(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+def model_label(meta: dict[str, Any]) -> str | None:
+    """The model as it ran: the embedded GGUF file is re-encoded (Q8_0) unless told not to, and the
+    backend identity says so; a report names the weights that produced the samples."""
+    model = meta.get("model")
+    weights = (meta.get("backend") or {}).get("weights") if isinstance(meta.get("backend"), dict) else None
+    if model and weights:
+        return f"{model} as {str(weights).upper()}"
+    return model
+
+
 def summarise(run: RunReport, prices: dict[str, float] | None = None) -> RunSummary:
     """The run's figures; `prices` maps a model (or '*') to a price per token."""
     scored = len(run.scored) or 1
@@ -172,7 +182,7 @@ def summarise(run: RunReport, prices: dict[str, float] | None = None) -> RunSumm
     price = None if not prices else prices.get(str(model), prices.get("*"))
     return RunSummary(
         run=run.run_id, label=run.label, strategy=run.strategy, dataset=run.meta.get("dataset"),
-        split=run.meta.get("split"), model=model, questions=run.questions, scored=len(run.scored),
+        split=run.meta.get("split"), model=model_label(run.meta), questions=run.questions, scored=len(run.scored),
         failures=run.failures, accuracy=run.accuracy, interval=run.interval(),
         samples_per_question=usage.samples / scored, tokens_per_question=usage.total_tokens / scored,
         prompt_tokens_per_question=usage.prompt_tokens / scored,

@@ -246,6 +246,7 @@ async def arun(
     chunk: int | None = None,
     max_failures: int | None = None,
     progress: bool | None = None,
+    allow_greedy: bool = False,
 ) -> BenchReport:
     """Run every strategy over the same questions; see the module docstring.
 
@@ -260,6 +261,9 @@ async def arun(
             pairwise (AlpacaEval).
         chunk: questions solved, scored and recorded together (default: `concurrency`).
         max_failures: end the run once more questions than this have failed.
+        allow_greedy: run a voting strategy whose n samples at temperature 0 would be copies
+            of one draw (it then draws one); refused otherwise, since a benchmark would report
+            n samples of agreement where there was one.
     """
     tasks, meta = _tasks(data, split, limit, seed)
     if not tasks:
@@ -272,6 +276,12 @@ async def arun(
             labelled[f"{s.name} (n={getattr(s, 'n', '?')})"] = s
     if not labelled:
         raise ConfigError("no strategy to run")
+    for label, strategy in labelled.items():
+        copies = getattr(strategy, "greedy_copies", None)
+        if copies is not None and copies() and not allow_greedy:
+            raise ConfigError(f"{label}: {strategy.n} samples at temperature 0 are one greedy draw counted "  # type: ignore[attr-defined]
+                              f"{strategy.n} times; sample at a temperature above 0, or allow it (allow_greedy=True, "  # type: ignore[attr-defined]
+                              "--allow-greedy), and it draws one sample")
     chosen_scorer = scorer or scorer_for(meta["scorer"], verifier=verifier, judge=judge)
     temporary = None
     if cache is None:

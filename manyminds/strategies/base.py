@@ -7,6 +7,9 @@ sync wrappers over it.
 
 from __future__ import annotations
 
+import functools
+import logging
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -50,6 +53,9 @@ def _graph_memo(backend: Backend) -> "dict[Strategy, CompiledStateGraph] | None"
         except (AttributeError, TypeError):
             return None
     return memo
+
+
+log = logging.getLogger("manyminds.strategies")
 
 
 class Strategy(BaseModel):
@@ -168,6 +174,13 @@ SAMPLING_SETTINGS = ("temperature", "top_p", "max_tokens", "seed", "logprobs", "
 """Fields of SamplingParams a sampled strategy also takes flat (`stop` stays the stopping rule)."""
 
 
+@functools.lru_cache(maxsize=None)
+def _warn_greedy(name: str, n: int) -> None:
+    log.warning("%s with n=%d at temperature 0 draws one sample: greedy decoding gives the same one every "
+                "time, and copies of one draw are not agreement (sample at temperature > 0 for an ensemble)",
+                name, n)
+
+
 class SampledStrategy(Strategy):
     """A strategy that samples one backend: the sampling settings every such strategy shares."""
 
@@ -181,6 +194,22 @@ class SampledStrategy(Strategy):
 
     templates: ClassVar[dict[str, str]] = {}
     """The prompts this strategy sends, by name; `prompts=` replaces any of them (`all_templates()`)."""
+    one_prompt_repeats: ClassVar[bool] = True
+    """Every sample `draw` asks for sees the same prompt (False where `requests` varies the prompt
+    per sample: exemplar resampling, choice shuffling), so at temperature 0 they are one draw."""
+
+    def greedy_copies(self) -> bool:
+        """True when the n samples `draw` asks for would be copies of one greedy draw."""
+        return self.one_prompt_repeats and getattr(self, "n", 1) > 1 and self.sampling.greedy
+
+    def draws(self) -> int:
+        """How many samples `draw` asks for: n, or one where they would be copies of one greedy
+        draw (a vote over copies is one draw, not agreement; it is reported as one)."""
+        n = getattr(self, "n", 1)
+        if self.greedy_copies():
+            _warn_greedy(type(self).__name__, n)
+            return 1
+        return n
 
     @classmethod
     def all_templates(cls) -> dict[str, str]:
@@ -352,9 +381,10 @@ class OnePromptStrategy(PromptedStrategy):
 
         params = self.sampling_params()
         read = getattr(self, "read", None)
+        n = self.draws()
         if self.stop is None:
-            return p.sample(lambda v: self.requests(v.task, 0, self.n), params, read=read)
-        rule, n, width = self.stop, self.n, p.backend.capabilities.batch_width
+            return p.sample(lambda v: self.requests(v.task, 0, n), params, read=read)
+        rule, width = self.stop, p.backend.capabilities.batch_width
 
         def wave(v: View) -> list[Request]:
             size = next_wave(rule, [c.answer for c in v.ballots], n, width)

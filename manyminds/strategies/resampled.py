@@ -34,6 +34,7 @@ def _key(strategy: Any, task: Task, index: int) -> str:
 
 
 class ExemplarResampling(OnePromptStrategy, Voting):
+    one_prompt_repeats: ClassVar[bool] = False
     """n samples, sample i prompted with its own seeded draw of `k` exemplars from `pool`."""
 
     name: ClassVar[str] = "exemplar-resampling"
@@ -71,6 +72,7 @@ def permutation(strategy: Any, task: Task, index: int) -> list[int]:
 
 
 class ChoiceShuffle(OnePromptStrategy, Voting):
+    one_prompt_repeats: ClassVar[bool] = False
     """n samples of a multiple-choice task, each with the options in its own order, mapped back to vote."""
 
     name: ClassVar[str] = "choice-shuffle"

@@ -3,8 +3,9 @@
 Lin et al., "Ask One More Time: Self-Agreement Improves Reasoning of
 Language Models in (Almost) All Scenarios" (2023). Works when answers are
 free text: the model's selection is mapped back to one of the candidates
-(by its response number, else by its answer); if it cannot be, the majority
-vote decides and the trace records the fallback.
+(by the answer it states when a candidate gives it, else by its response
+number); if it cannot be, the majority vote decides and the trace records
+the fallback.
 
 Follows the paper's two steps. Differs: the selection call is greedy and its
 wording is ours (`prompts={"select": ...}` for theirs); paths are quoted whole
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
+from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import ModelDecides, OnePromptStrategy
 from manyminds.strategies.prompting import render_question
@@ -43,6 +45,9 @@ class SelfAgreement(OnePromptStrategy, ModelDecides):
 
     name: ClassVar[str] = "self-agreement"
     decider: ClassVar[str] = "selection"
+    selection_prefers: ClassVar[str] = "answer"
+    """Self-Agreement asks for the answer most paths agree on: the stated answer decides when a
+    path gives it, the response number only otherwise (USC, which asks for a response, overrides)."""
     templates: ClassVar[dict[str, str]] = {"select": SELECT_PROMPT}
 
     max_chars_per_response: int | None = Field(
@@ -58,6 +63,12 @@ class SelfAgreement(OnePromptStrategy, ModelDecides):
                 responses=numbered(candidates, self.max_chars_per_response),
             )
         )
+
+    def aggregation(self) -> AggregatorSpec:
+        spec = super().aggregation()
+        if self.selection_prefers == "number":
+            return spec
+        return AggregatorSpec(name=spec.name, params={**spec.params, "prefer": self.selection_prefers})
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
         greedy = self.sampling_params(temperature=0.0, max_tokens=self.select_max_tokens)

@@ -33,6 +33,7 @@ class UniversalSelfConsistency(SelfAgreement):
     """n samples; the model selects the response most consistent with the rest (Chen et al., 2023)."""
 
     name: ClassVar[str] = "usc"
+    selection_prefers: ClassVar[str] = "number"
     templates: ClassVar[dict[str, str]] = {"select": USC_PROMPT}
 
     def selection_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
