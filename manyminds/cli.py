@@ -386,6 +386,8 @@ def bench(
                               "usage": r.usage.model_dump(), "usage_this_attempt": r.usage_this_attempt.model_dump(),
                               "resumed": r.resumed, "meta": r.meta}))
         return
+    from manyminds.bench.stats import comparable, paired, single_sample
+
     first = report.runs[0].meta
     where = f"{first.get('dataset')}" + (f" ({first.get('split')})" if first.get("split") else "")
     table = Table(title=f"{where}: {report.runs[0].questions} questions, backend {public_text(backend)}")
@@ -400,7 +402,16 @@ def bench(
                       f"{low_high[0]:.1%}-{low_high[1]:.1%}", f"{u.samples / scored:.3g}",
                       f"{u.total_tokens / scored:.0f}", str(now.cached_samples), str(now.calls), str(r.failures),
                       "-" if path is None else f"{r.run_id}{' resumed' if r.resumed else ''}")
+        point = single_sample(r) if u.samples > len(r.scored) else None
+        if point is not None:  # the honest one-sample figure: every stored sample, not sample 0
+            table.add_row(f"  one sample: pass@1 over its {point['samples']}", f"{point['pass']:.1%}",
+                          f"{point['low']:.1%}-{point['high']:.1%}", "1", "", "", "", "", "")
     out.print(table)
+    pairs = [c for a, b in comparable(report.runs) if (c := paired(a, b)) is not None]
+    for c in pairs:
+        out.print(f"{c['b']} - {c['a']}: {100 * c['difference']:+.1f} points "
+                  f"(95% CI {100 * c['low']:+.1f} to {100 * c['high']:+.1f}; McNemar p = {c['mcnemar_p']:.3g}, "
+                  f"{c['only_b']} vs {c['only_a']} questions only one got right)")
     if any(r.resumed for r in report.runs):
         out.print("samples/q and tokens/q are the whole run's; cached and calls, this attempt's (resumed runs read "
                   "back the questions done before)")

@@ -60,7 +60,9 @@ def test_a_report_from_a_small_run_writes_markdown_json_and_plots(tmp_path):
     runs = load_runs(db)
     assert [r.label for r in runs] == ["one", "vote"]
     written = write_report(runs, tmp_path / "out", prices={"*": 1e-6})
-    assert set(written) == {"json", "markdown", "accuracy_vs_samples", "accuracy_vs_compute", "calibration"}
+    assert set(written) == {"json", "comparisons", "markdown", "accuracy_vs_samples", "accuracy_vs_compute",
+                            "calibration"}
+    assert "## Paired comparisons" in written["markdown"].read_text()
     for name in ("accuracy_vs_samples", "accuracy_vs_compute", "calibration"):
         data = written[name].read_bytes()
         assert data.startswith(PNG) and len(data) > 10_000, name

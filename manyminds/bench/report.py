@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from manyminds.answers import is_correct
 from manyminds.bench.runner import QuestionRecord, RunReport, bootstrap_interval
 from manyminds.bench.scoring import Score
+from manyminds.bench.stats import coverage, equal_compute, paired, comparable, single_sample
 from manyminds.cache import GenerationCache
 from manyminds.errors import ConfigError
 
@@ -64,7 +65,8 @@ def _scored_by_answer(record: QuestionRecord) -> QuestionRecord:
 # -- the numbers -------------------------------------------------------------------
 
 
-def samples_curve(run: RunReport, *, repeats: int = 32, seed: int = 0) -> list[dict[str, float | int]] | None:
+def samples_curve(run: RunReport, *, repeats: int = 32, seed: int = 0,
+                  ks: Sequence[int] | None = None) -> list[dict[str, float | int]] | None:
     """Accuracy of a majority vote over k of each question's stored samples, for k up to the
     fewest any question has; None for runs that are not votes over gold-scored answers.
 
@@ -93,7 +95,12 @@ def samples_curve(run: RunReport, *, repeats: int = 32, seed: int = 0) -> list[d
     n = min(len(ids) for ids, _ in pools)
     if n < 2:
         return None
-    ks = sorted({k for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40, 64, 128) if k <= n} | {n})
+    if ks is None:
+        ks = sorted({k for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40, 64, 128) if k <= n} | {n})
+    else:
+        ks = sorted({k for k in ks if 1 <= k <= n})
+        if not ks:
+            return None
     m = max(1, max(len(right) for _, right in pools))
     ids = np.array([p[0][:n] for p in pools])  # (Q, n): each question's first n samples
     right = np.zeros((len(pools), m + 1), dtype=bool)  # column m: abstention, never right
@@ -160,6 +167,14 @@ class RunSummary(BaseModel):
     prompt_tokens_per_question: float = 0.0
     cost_per_question: float | None = None
     curve: list[dict[str, float | int]] | None = None
+    """maj@k: a majority vote over k of each question's samples."""
+    coverage: list[dict[str, float | int]] | None = None
+    """pass@k (unbiased estimator): right if any of k samples is; the ceiling a better aggregator or
+    verifier could reach with k samples."""
+    single_sample: dict[str, float | int] | None = None
+    """pass@1: the mean accuracy of all stored samples, with its interval (the honest one-sample baseline)."""
+    oracle: bool = False
+    """The run was decided with a verifier that read the gold answer or the scorer's tests."""
     calibration: dict[str, Any] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -187,7 +202,8 @@ def summarise(run: RunReport, prices: dict[str, float] | None = None) -> RunSumm
         samples_per_question=usage.samples / scored, tokens_per_question=usage.total_tokens / scored,
         prompt_tokens_per_question=usage.prompt_tokens / scored,
         cost_per_question=None if price is None else usage.total_tokens / scored * price,
-        curve=samples_curve(run), calibration=calibration(run), params=run.params)
+        curve=samples_curve(run), coverage=coverage(run), single_sample=single_sample(run),
+        oracle=bool(run.meta.get("oracle")), calibration=calibration(run), params=run.params)
 
 
 # -- writing -------------------------------------------------------------------------
@@ -207,19 +223,29 @@ def write_report(runs: Sequence[RunReport], out: str | Path, *, prices: dict[str
         if not (price >= 0 and price != float("inf")):
             raise ConfigError(f"price {price!r} for {name!r}: a price is a finite number >= 0 per token")
     summaries = [summarise(r, prices) for r in runs]
-    written = {"json": folder / "report.json", "markdown": folder / "report.md"}
+    comparisons = {"paired": [c for a, b in comparable(runs) if (c := paired(a, b)) is not None],
+                   "equal_compute": equal_compute(runs, _majority_at)}
+    written = {"json": folder / "report.json", "comparisons": folder / "comparisons.json",
+               "markdown": folder / "report.md"}
     written["json"].write_text(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2) + "\n")
+    written["comparisons"].write_text(json.dumps(comparisons, indent=2) + "\n")
     plots = _plots(summaries, folder)
     written.update(plots)
-    written["markdown"].write_text(_markdown(summaries, plots, title))
+    written["markdown"].write_text(_markdown(summaries, plots, title, comparisons))
     return written
+
+
+def _majority_at(run: RunReport, k: int) -> dict[str, float | int] | None:
+    points = samples_curve(run, ks=[k])
+    return points[0] if points else None
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str) -> str:
+def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str,
+              comparisons: dict[str, list[dict[str, Any]]] | None = None) -> str:
     lines = [f"# {title}", ""]
     priced = any(s.cost_per_question is not None for s in summaries)
     head = "| run | method | data | model | accuracy | 95% interval | samples/q | tokens/q |"
@@ -229,12 +255,54 @@ def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str) -
     lines += [head + " failed |", rule + "---:|"]
     for s in summaries:
         data = f"{s.dataset}" + (f" ({s.split})" if s.split else "")
-        row = (f"| {s.run} | {s.label} | {data} | {s.model or '-'} | {_pct(s.accuracy)} ({s.scored}) | "
+        label = f"{s.label} **(oracle)**" if s.oracle else s.label
+        row = (f"| {s.run} | {label} | {data} | {s.model or '-'} | {_pct(s.accuracy)} ({s.scored}) | "
                f"{_pct(s.interval[0])}-{_pct(s.interval[1])} | {s.samples_per_question:.3g} | "
                f"{s.tokens_per_question:.0f} |")
         if priced:
             row += f" {s.cost_per_question:.3g} |" if s.cost_per_question is not None else " - |"
         lines.append(row + f" {s.failures} |")
+    if any(s.oracle for s in summaries):
+        lines += ["", "Runs marked **(oracle)** were decided by a verifier that read the gold answer or the "
+                  "scorer's tests: an upper bound, not an accuracy a user could get."]
+    singles = [s for s in summaries if s.single_sample and s.samples_per_question > 1]
+    if singles:
+        lines += ["", "## One sample", "", "pass@1: the mean accuracy of every stored sample (not sample 0 alone), "
+                  "with a bootstrap interval over questions.", "", "| run | method | pass@1 | 95% interval | samples |",
+                  "|---:|---|---:|---|---:|"]
+        for s in singles:
+            p = s.single_sample
+            lines.append(f"| {s.run} | {s.label} | {_pct(p['pass'])} | {_pct(p['low'])}-{_pct(p['high'])} | "  # type: ignore[index]
+                         f"{p['samples']} |")  # type: ignore[index]
+    paired_rows = (comparisons or {}).get("paired", [])
+    if paired_rows:
+        lines += ["", "## Paired comparisons", "",
+                  "Each pair of runs on the same questions: B - A with a paired bootstrap 95% interval over "
+                  "questions, and McNemar's exact p over the questions exactly one of them got right.", "",
+                  "| A | B | questions | A | B | B - A | 95% interval | only A | only B | McNemar p |",
+                  "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+        for c in paired_rows:
+            lines.append(f"| {c['a']} | {c['b']} | {c['questions']} | {_pct(c['accuracy_a'])} | "
+                         f"{_pct(c['accuracy_b'])} | {100 * c['difference']:+.1f} | {100 * c['low']:+.1f} to "
+                         f"{100 * c['high']:+.1f} | {c['only_a']} | {c['only_b']} | {c['mcnemar_p']:.3g} |")
+    equal = (comparisons or {}).get("equal_compute", [])
+    if equal:
+        lines += ["", "## Equal compute", "",
+                  "A voting run's majority over k of its samples, k chosen so that k samples cost about the tokens "
+                  "per question the other method spent.", "",
+                  "| voting | against | tokens/q | k | voting at k | 95% interval | against |",
+                  "|---|---|---:|---:|---:|---|---:|"]
+        for e in equal:
+            lines.append(f"| {e['voting']} | {e['against']} | {e['tokens_per_question']:.0f} | {e['k']} | "
+                         f"{_pct(e['voting_accuracy'])} | {_pct(e['low'])}-{_pct(e['high'])} | "
+                         f"{_pct(e['against_accuracy'])} |")
+    covered = [s for s in summaries if s.coverage and len(s.coverage) > 1]
+    if covered:
+        lines += ["", "## pass@k (coverage)", "", "Right if any of k samples is (the unbiased estimator of Chen et "
+                  "al. 2021): the gap to the majority vote is what a better aggregator or verifier could win.", ""]
+        for s in covered:
+            lines.append(f"- {s.label} (run {s.run}): " + ", ".join(
+                f"k={p['k']}: {_pct(p['pass'])}" for p in s.coverage))  # type: ignore[union-attr]
     curves = [s for s in summaries if s.curve]
     if curves:
         lines += ["", "## Accuracy against samples per question", "",
@@ -283,13 +351,17 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
                             label=f"{s.label} · {s.model or '?'}")
             ax.fill_between(ks, [100 * p["low"] for p in s.curve], [100 * p["high"] for p in s.curve],  # type: ignore[union-attr]
                             color=line.get_color(), alpha=0.15)
+            if s.coverage:
+                shown = [p for p in s.coverage if p["k"] in ks]
+                ax.plot([p["k"] for p in shown], [100 * p["pass"] for p in shown], linestyle="--",
+                        color=line.get_color(), alpha=0.8, label=f"{s.label}: pass@k (coverage)")
         ax.set_xscale("log", base=2)
         ticks = sorted({p["k"] for s in curves for p in s.curve})  # type: ignore[union-attr]
         ax.set_xticks(ticks, [str(k) for k in ticks])
         ax.minorticks_off()
         sets = ", ".join(dict.fromkeys(str(s.dataset) for s in curves if s.dataset)) or "stored runs"
         save(fig, ax, "accuracy_vs_samples", f"Accuracy against samples: {sets}",
-             "samples per question (k, majority vote over random subsets)", "accuracy (%)", legend=8)
+             "samples per question (k; solid: majority of k, dashed: any of k right)", "accuracy (%)", legend=7)
     if summaries:
         priced = all(s.cost_per_question is not None for s in summaries)
         fig = Figure(figsize=(6.4, 4.2))

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from manyminds._perf import run_sync
 from manyminds.backends.base import Backend
-from manyminds.bench.scoring import Score, Scorer, scorer_for
+from manyminds.bench.scoring import Score, Scorer, scorer_for, with_samples
 from manyminds.cache import GenerationCache
 from manyminds.errors import BackendError, ConfigError, RunFailed
 from manyminds.strategies.base import Strategy
@@ -223,7 +223,7 @@ def _describe(error: BaseException) -> str:
 
 async def _score(scorer: Scorer, result: Result) -> Score | BaseException:
     try:
-        return await scorer.score(result)
+        return await with_samples(scorer, result)
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - a scoring crash fails this question only

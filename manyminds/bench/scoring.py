@@ -25,6 +25,9 @@ class Score(BaseModel):
     value: float
     """1 right, 0 wrong; pairwise: 1 win, 0.5 tie, 0 loss."""
     detail: str = ""
+    samples: list[float] | None = None
+    """Each voting sample's own score, in sample-index order, where the scorer can say (answers,
+    plans, code): what pass@k, coverage and the single-sample baseline are computed from."""
 
     @property
     def correct(self) -> bool:
@@ -35,6 +38,22 @@ class Scorer(Protocol):
     name: str
 
     async def score(self, result: Result) -> Score: ...
+
+
+def voting_samples(result: Result) -> list[Candidate]:
+    """The samples that voted, in sample-index order (what per-sample scores are listed by)."""
+    from manyminds.types import ballots
+
+    return sorted(ballots(result.candidates), key=lambda c: c.index)
+
+
+async def with_samples(scorer: Scorer, result: Result) -> Score:
+    """`scorer.score(result)`, with every voting sample's score where the scorer has `score_samples`."""
+    score = await scorer.score(result)
+    each = getattr(scorer, "score_samples", None)
+    if each is None or score.samples is not None:
+        return score
+    return score.model_copy(update={"samples": await each(result)})
 
 
 def chosen_candidate(result: Result) -> Candidate | None:
@@ -56,6 +75,12 @@ class AnswerScorer:
         right = bool(is_correct(result))
         return Score(value=float(right), detail=f"answer {result.answer!r}, gold {gold!r}")
 
+    async def score_samples(self, result: Result) -> list[float]:
+        from manyminds.answers import normalise_gold, same_answer
+
+        gold = normalise_gold(result.task)
+        return [float(same_answer(result.task, c.answer, gold)) for c in voting_samples(result)]
+
 
 class UnitTestScorer:
     """The chosen answer's code run against the task's unit tests, in the sandbox."""
@@ -74,6 +99,16 @@ class UnitTestScorer:
                                                                verdict.details.get("stderr") or "failed the tests")
         return Score(value=float(verdict.passed), detail=detail.strip().splitlines()[-1][:300] if detail else "")
 
+    async def score_samples(self, result: Result) -> list[float]:
+        """Each sample's code against all the tests (a program written twice is run once)."""
+        from manyminds.answers import extract_code
+
+        samples = voting_samples(result)
+        distinct = {extract_code(c.text): c for c in samples}
+        verdicts = await asyncio.gather(*(self.verifier.verify(result.task, c) for c in distinct.values()))
+        passed = {code: v.passed for code, v in zip(distinct, verdicts)}
+        return [float(passed[extract_code(c.text)]) for c in samples]
+
 
 class PlanScorer:
     """A Blocksworld plan simulated against its PDDL problem: any valid plan is right."""
@@ -89,6 +124,13 @@ class PlanScorer:
             return Score(value=0.0, detail="no plan could be read")
         check = check_plan(parse_problem(result.task.metadata["problem"]), parse_plan(result.answer))
         return Score(value=float(check.valid), detail=check.detail)
+
+    async def score_samples(self, result: Result) -> list[float]:
+        from manyminds.datasets.blocksworld import check_plan, parse_plan, parse_problem
+
+        problem = parse_problem(result.task.metadata["problem"])
+        return [float(c.answer is not None and check_plan(problem, parse_plan(c.answer)).valid)
+                for c in voting_samples(result)]
 
 
 PAIRWISE_PROMPT = (
