@@ -18,6 +18,7 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from manyminds.errors import ManymindsError
@@ -70,14 +71,16 @@ StrategyName = _choices("StrategyName", _strategy_names())
 VerifierName = _choices("VerifierName", _verifier_names())
 
 
-def _verifier(name: "enum.Enum | str | None", backend, allow_code: bool, allow_unisolated: bool = False):
+def _verifier(name: "enum.Enum | str | None", backend, allow_code: bool, allow_unisolated: bool = False,
+              visible_only: bool = False):
     """The verifier a verifying strategy needs: judges use the run's own backend."""
     if name is None:
         return None
     from manyminds.verifiers.base import VerifierOptions, make_verifier
 
     return make_verifier(getattr(name, "value", name), VerifierOptions(
-        backend=backend, allow_code_execution=allow_code, allow_unisolated_execution=allow_unisolated))
+        backend=backend, allow_code_execution=allow_code, allow_unisolated_execution=allow_unisolated,
+        visible_tests_only=visible_only))
 
 
 def _make(name: str, n: int, verifier, **settings):
@@ -191,7 +194,7 @@ def _tally_table(result, title: str) -> Table:
     for answer, votes in sorted(result.tally.items(), key=lambda kv: -kv[1]):
         mark = " (gold)" if answer == gold_key else ""
         chosen = " <- chosen" if answer == result.answer else ""
-        table.add_row(f"{answer}{mark}{chosen}", f"{votes:g}", f"{votes / total:.0%}")
+        table.add_row(f"{escape(str(answer))}{mark}{chosen}", f"{votes:g}", f"{votes / total:.0%}")
     silent = sum(1 for c in result.candidates if c.answer is None)
     if silent:
         table.add_row("[dim](no answer)[/dim]", str(silent), "-")
@@ -338,6 +341,9 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per run.")] = False,
     allow_greedy: Annotated[bool, typer.Option(
         "--allow-greedy", help="Run voting strategies at temperature 0 (as one draw each, not n copies).")] = False,
+    oracle: Annotated[bool, typer.Option(
+        "--oracle", help="Allow verifiers that read the gold answer or all the scorer's tests (math, unit tests); "
+                         "such runs are labelled [oracle].")] = False,
 ) -> None:
     """Compare strategies and budgets on the same questions of a data set; resumable with the same command."""
     from manyminds.backends import from_spec
@@ -357,13 +363,14 @@ def bench(
         source = dataset
     chosen = from_spec(backend)
     judge_backend = from_spec(judge) if judge else chosen
-    wanted = _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution)
+    # Without --oracle a unit-test verifier sees only the visible tests; the scorer runs them all.
+    wanted = _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution,
+                       visible_only=not oracle)
     code_verifier = None
     if scorer_name == "unit-tests":
         if not allow_code_execution:
             raise ManymindsError(f"{dataset} is scored by running the code: add --allow-code-execution")
-        code_verifier = wanted if wanted is not None and wanted.name == "unit-tests" else _verifier(
-            VerifierName.unit_tests, chosen, True, allow_unisolated_code_execution)
+        code_verifier = _verifier(VerifierName.unit_tests, chosen, True, allow_unisolated_code_execution)
     settings = dict(temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
                     exemplars=exemplars)
     methods: dict[str, object] = {}
@@ -377,7 +384,7 @@ def bench(
     path = _cache_path(cache, no_cache)
     report = run_bench(source, methods, backend=chosen, cache=path, split=split, limit=limit, seed=seed,
                        verifier=code_verifier, judge=judge_backend, concurrency=concurrency,
-                       max_failures=max_failures, allow_greedy=allow_greedy)
+                       max_failures=max_failures, allow_greedy=allow_greedy, oracle=oracle)
     if as_json:
         for r in report.runs:
             low, high = r.interval()
@@ -398,7 +405,7 @@ def bench(
     for r in report.runs:
         u, now, low_high = r.usage, r.usage_this_attempt, r.interval()
         scored = len(r.scored) or 1
-        table.add_row(r.label, f"{r.accuracy:.1%} ({r.correct:g}/{len(r.scored)})",
+        table.add_row(escape(r.label), f"{r.accuracy:.1%} ({r.correct:g}/{len(r.scored)})",
                       f"{low_high[0]:.1%}-{low_high[1]:.1%}", f"{u.samples / scored:.3g}",
                       f"{u.total_tokens / scored:.0f}", str(now.cached_samples), str(now.calls), str(r.failures),
                       "-" if path is None else f"{r.run_id}{' resumed' if r.resumed else ''}")
@@ -409,7 +416,7 @@ def bench(
     out.print(table)
     pairs = [c for a, b in comparable(report.runs) if (c := paired(a, b)) is not None]
     for c in pairs:
-        out.print(f"{c['b']} - {c['a']}: {100 * c['difference']:+.1f} points "
+        out.print(f"{escape(c['b'])} - {escape(c['a'])}: {100 * c['difference']:+.1f} points "
                   f"(95% CI {100 * c['low']:+.1f} to {100 * c['high']:+.1f}; McNemar p = {c['mcnemar_p']:.3g}, "
                   f"{c['only_b']} vs {c['only_a']} questions only one got right)")
     if any(r.resumed for r in report.runs):
@@ -589,7 +596,7 @@ def cache_runs(path: Annotated[str, typer.Argument(help="The cache file.")]) -> 
     for r in runs:
         meta = r["meta"]
         data = f"{meta['dataset']}" + (f" ({meta['split']})" if meta.get("split") else "") if meta.get("dataset") else "-"
-        table.add_row(str(r["id"]), r["label"], r["strategy"], data, str(r["results"]), str(r["failed"]), r["status"])
+        table.add_row(str(r["id"]), escape(r["label"]), r["strategy"], data, str(r["results"]), str(r["failed"]), r["status"])
     out.print(table)
 
 

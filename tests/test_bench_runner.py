@@ -199,3 +199,38 @@ def test_code_is_scored_by_its_unit_tests(tmp_path):
     bad = _result(task, "code", text="```python\ndef has_close_elements(numbers, threshold):\n    return False\n```")
     assert asyncio.run(scorer.score(good)).value == 1.0
     assert asyncio.run(scorer.score(bad)).value == 0.0
+
+
+def test_a_verifier_that_reads_the_gold_is_an_oracle_refused_unless_named(tmp_path):
+    from manyminds.errors import ConfigError
+    from manyminds.strategies import BestOfN
+    from manyminds.verifiers.math_answer import MathAnswer
+
+    tasks = [Task(question=f"What is {k} + {k}?", gold=str(2 * k), id=f"q{k}") for k in range(3)]
+    strategy = BestOfN(n=2, verifier=MathAnswer())
+    with pytest.raises(ConfigError, match="an oracle"):
+        mm.bench.run(tasks, [strategy], backend=Scripted([GOLD_REPLY]), progress=False)
+    report = mm.bench.run(tasks, {"best-of-n": strategy}, backend=Scripted([GOLD_REPLY]), progress=False,
+                          oracle=True, cache=tmp_path / "c.db")
+    assert report.runs[0].label == "best-of-n [oracle]" and report.runs[0].meta["oracle"] is True
+    from manyminds.bench.report import load_runs, write_report
+
+    written = write_report(load_runs(tmp_path / "c.db"), tmp_path / "r")
+    assert "[oracle]" in written["markdown"].read_text()
+
+
+def test_bench_unit_test_verifiers_see_only_the_visible_tests():
+    from manyminds.verifiers.base import VerifierOptions, is_oracle, make_verifier
+    from manyminds.verifiers.unit_tests import visible_tests
+
+    options = VerifierOptions(allow_code_execution=True, allow_unisolated_execution=True)
+    assert is_oracle(make_verifier("unit-tests", options))
+    visible = make_verifier("unit-tests", VerifierOptions(allow_code_execution=True, allow_unisolated_execution=True,
+                                                          visible_tests_only=True))
+    assert not is_oracle(visible) and visible.tests == "visible"
+    mbpp = Task(question="q", format="code", metadata={"tests": "assert f(1) == 2\nassert f(2) == 4\nassert f(3) == 6"})
+    assert visible_tests(mbpp).strip() == "assert f(1) == 2"
+    humaneval = Task(question="q", format="code", metadata={
+        "entry_point": "f", "prompt": 'def f(x):\n    """Doubles.\n    >>> f(2)\n    4\n    """\n',
+        "tests": "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(5) == 10\n"})
+    assert visible_tests(humaneval) == "def check(candidate):\n    assert (f(2)) == (4)\n"

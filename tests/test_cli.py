@@ -155,9 +155,12 @@ def test_bench_killed_mid_way_resumes_without_regenerating(llama_server, tmp_pat
 def test_verifying_strategy_needs_and_takes_a_verifier(tmp_path):
     proc = cli("run", "What is 7 + 5?", "-s", "best-of-n", "--backend", "scripted:12", "--no-cache", check=False)
     assert proc.returncode == 2 and "needs a verifier" in proc.stderr
-    proc = cli("bench", "arithmetic", "--limit", "3", "-n", "4", "--backend", "scripted:The answer is 10.|The answer is 9.",
-               "--no-cache", "-s", "verifier-resampling", "--verifier", "math")
-    assert "verifier-resampling (n=4)" in proc.stdout
+    args = ["bench", "arithmetic", "--limit", "3", "-n", "4", "--backend", "scripted:The answer is 10.|The answer is 9.",
+            "--no-cache", "-s", "verifier-resampling", "--verifier", "math"]
+    proc = cli(*args, check=False)  # the math verifier reads the gold answer: an oracle
+    assert proc.returncode == 2 and "an oracle" in proc.stderr and "--oracle" in proc.stderr
+    proc = cli(*args, "--oracle")
+    assert "verifier-resampling (n=4)" in proc.stdout and "[oracle]" in proc.stdout
 
 
 def test_inspecting_commands_change_no_file(tmp_path):

@@ -255,7 +255,7 @@ def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str,
     lines += [head + " failed |", rule + "---:|"]
     for s in summaries:
         data = f"{s.dataset}" + (f" ({s.split})" if s.split else "")
-        label = f"{s.label} **(oracle)**" if s.oracle else s.label
+        label = s.label if not s.oracle or "[oracle]" in s.label else f"{s.label} [oracle]"
         row = (f"| {s.run} | {label} | {data} | {s.model or '-'} | {_pct(s.accuracy)} ({s.scored}) | "
                f"{_pct(s.interval[0])}-{_pct(s.interval[1])} | {s.samples_per_question:.3g} | "
                f"{s.tokens_per_question:.0f} |")
@@ -263,7 +263,7 @@ def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str,
             row += f" {s.cost_per_question:.3g} |" if s.cost_per_question is not None else " - |"
         lines.append(row + f" {s.failures} |")
     if any(s.oracle for s in summaries):
-        lines += ["", "Runs marked **(oracle)** were decided by a verifier that read the gold answer or the "
+        lines += ["", "Runs marked [oracle] were decided by a verifier that read the gold answer or the "
                   "scorer's tests: an upper bound, not an accuracy a user could get."]
     singles = [s for s in summaries if s.single_sample and s.samples_per_question > 1]
     if singles:

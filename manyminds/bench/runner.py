@@ -247,6 +247,7 @@ async def arun(
     max_failures: int | None = None,
     progress: bool | None = None,
     allow_greedy: bool = False,
+    oracle: bool = False,
 ) -> BenchReport:
     """Run every strategy over the same questions; see the module docstring.
 
@@ -264,6 +265,9 @@ async def arun(
         allow_greedy: run a voting strategy whose n samples at temperature 0 would be copies
             of one draw (it then draws one); refused otherwise, since a benchmark would report
             n samples of agreement where there was one.
+        oracle: run strategies whose verifier reads the gold answer or the scorer's tests
+            (`verifiers.base.is_oracle`); refused otherwise. Such runs are labelled
+            "[oracle]" and carry `oracle: true` in their record: an upper bound, not accuracy.
     """
     tasks, meta = _tasks(data, split, limit, seed)
     if not tasks:
@@ -276,6 +280,18 @@ async def arun(
             labelled[f"{s.name} (n={getattr(s, 'n', '?')})"] = s
     if not labelled:
         raise ConfigError("no strategy to run")
+    from manyminds.verifiers.base import is_oracle
+
+    for label in list(labelled):
+        checker = getattr(labelled[label], "verifier", None)
+        if is_oracle(checker):
+            if not oracle:
+                raise ConfigError(
+                    f"{label}: its verifier ({getattr(checker, 'name', checker)}) reads the gold answer or the "
+                    "scorer's own tests, so what it passes is right by construction: an oracle, not a method. "
+                    "Use a verifier that does not (unit tests on the visible tests only), or pass oracle=True "
+                    "(--oracle) to run it labelled as an oracle")
+            labelled[f"{label} [oracle]"] = labelled.pop(label)
     for label, strategy in labelled.items():
         copies = getattr(strategy, "greedy_copies", None)
         if copies is not None and copies() and not allow_greedy:
@@ -311,8 +327,12 @@ async def arun(
 async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict[str, Any], backend: Backend,
                    store: GenerationCache, scorer: Scorer, bar: "_Progress", concurrency: int, chunk: int,
                    max_failures: int | None) -> RunReport:
+    from manyminds.verifiers.base import is_oracle
+
     spec = strategy.aggregation()
     run_meta = {**meta, "aggregator": spec.model_dump() if spec is not None else None}
+    if is_oracle(getattr(strategy, "verifier", None)):
+        run_meta["oracle"] = True
     fingerprint = _fingerprint(label, strategy, tasks, run_meta)
     run_id, resumed = store.open_run(fingerprint, label, strategy.name, strategy.params(), run_meta)
     records: dict[int, QuestionRecord] = {}

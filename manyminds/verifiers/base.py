@@ -53,6 +53,9 @@ class VerifierOptions:
     backend: "Backend | None" = None
     allow_code_execution: bool = False
     allow_unisolated_execution: bool = False
+    visible_tests_only: bool = False
+    """Unit tests: verify against the task's visible tests only (what a model may be shown), keeping
+    the hidden ones for scoring; a verifier that runs the scorer's tests is an oracle."""
 
 
 REGISTRY: "Registry[Callable[[VerifierOptions], Verifier]]" = Registry(
@@ -67,6 +70,13 @@ def verifier(name: str) -> Callable[[Callable[[VerifierOptions], Verifier]], Cal
         return REGISTRY.register(name, factory)
 
     return register
+
+
+def is_oracle(verifier: Any) -> bool:
+    """True for a verifier that reads the gold answer or the scorer's own tests (its `oracle`
+    attribute): what it passes is right by construction, so a method it decides is an upper bound,
+    not an accuracy, and benchmarks label it so."""
+    return bool(getattr(verifier, "oracle", False))
 
 
 def make_verifier(name: str, options: VerifierOptions | None = None) -> Verifier:

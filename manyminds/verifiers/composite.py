@@ -52,6 +52,13 @@ class Combined:
                 "members": [{"name": v.name, **v.params()} for v in self.verifiers]}
 
     @property
+    def oracle(self) -> bool:
+        """An oracle when any member is."""
+        from manyminds.verifiers.base import is_oracle
+
+        return any(is_oracle(v) for v in self.verifiers)
+
+    @property
     def sees_other_samples(self) -> bool:
         """True when a member (a P(True) judge with `show_others`) reads the question's other samples."""
         return any(reads_others(v) for v in self.verifiers)

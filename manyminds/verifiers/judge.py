@@ -112,6 +112,11 @@ class PTrueJudge:
         self.prompt = prompt or (P_TRUE_AB_PROMPT if form == "ab" else P_TRUE_PROMPT)
 
     @property
+    def oracle(self) -> bool:
+        """Shown the gold answer (`reference=True`): an oracle."""
+        return self.reference
+
+    @property
     def sees_other_samples(self) -> bool:
         return self.show_others > 0
 
@@ -166,6 +171,11 @@ class GradeJudge:
         self.max_chars = max_chars
         self.reference = reference
         self.prompt = prompt or GRADE_PROMPT
+
+    @property
+    def oracle(self) -> bool:
+        """Shown the gold answer (`reference=True`): an oracle."""
+        return self.reference
 
     def params(self) -> dict[str, Any]:
         return {"judge": self.backend.cache_identity(), "threshold": self.threshold, "reference": self.reference}

@@ -80,6 +80,8 @@ class MathAnswer:
     """Passes when the candidate's final answer equals the task's gold answer (math-verify)."""
 
     name = "math-answer"
+    oracle = True
+    """It compares with the gold answer: in a benchmark, an oracle (`verifiers.base.is_oracle`)."""
 
     def __init__(self, timeout: int = 5) -> None:
         self.timeout = timeout

@@ -9,9 +9,11 @@ candidate's code is taken from its fenced blocks or, failing that, its text.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import doctest
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 from manyminds.answers import extract_code
 from manyminds.errors import ConfigError
@@ -39,6 +41,56 @@ def program(task: Task, code: str) -> tuple[str, TestProgram]:
                                   entry=entry or None)
 
 
+def visible_tests(task: Task) -> str:
+    """The tests a model may be shown: `metadata["visible_tests"]` when the task has them, else the
+    examples of HumanEval's docstring (`>>> f(x)` then its value) as asserts, else the first assert
+    of the tests (MBPP's first test; HumanEval's first check). The rest stay hidden, for scoring."""
+    meta = task.metadata
+    if meta.get("visible_tests"):
+        return meta["visible_tests"]
+    entry, prompt = meta.get("entry_point"), meta.get("prompt") or ""
+    if entry and ">>>" in prompt:
+        asserts = []
+        try:
+            functions = [n for n in ast.parse(prompt).body if isinstance(n, ast.FunctionDef) and n.name == entry]
+            docstring = ast.get_docstring(functions[0]) or "" if functions else ""
+            examples = doctest.DocTestParser().get_examples(docstring)
+        except (SyntaxError, ValueError):
+            examples = []
+        for example in examples:
+            line = f"assert ({example.source.strip()}) == ({example.want.strip()})"
+            if example.want.strip() and entry in example.source and _compiles(line):
+                asserts.append("    " + line)
+        if asserts:
+            return "def check(candidate):\n" + "\n".join(asserts) + "\n"
+    return _first_assert(meta["tests"])
+
+
+def _compiles(code: str) -> bool:
+    try:
+        compile(code, "<visible>", "exec")
+        return True
+    except SyntaxError:
+        return False
+
+
+def _first_assert(tests: str) -> str:
+    """`tests` with every assert after the first removed (inside `check` for HumanEval)."""
+    tree = ast.parse(tests)
+    holder = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
+    body = holder.body if holder is not None else tree.body
+    seen = False
+    kept = []
+    for node in body:
+        if isinstance(node, ast.Assert):
+            if seen:
+                continue
+            seen = True
+        kept.append(node)
+    body[:] = kept or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
+
+
 def one_script(task: Task, code: str) -> str:
     """Code and tests as one script, as HumanEval's own harness runs them (for comparison only:
     a verdict from it can be forged by the code it runs)."""
@@ -55,6 +107,9 @@ class UnitTests:
             MANYMINDS_ALLOW_CODE_EXECUTION=1).
         limits: the sandbox's time, memory and process limits.
         max_parallel: sandboxes running at once.
+        tests: "all" runs the task's tests, the ones a benchmark scores with (so in a
+            benchmark it is an oracle); "visible" only those a model may be shown
+            (`visible_tests`), keeping the others hidden.
         allow_unisolated_execution: where bubblewrap cannot isolate the code,
             run it anyway with resource limits only (or set
             MANYMINDS_ALLOW_UNISOLATED_EXECUTION=1); without it such a
@@ -77,7 +132,13 @@ class UnitTests:
         limits: Limits = Limits(),
         max_parallel: int = 4,
         allow_unisolated_execution: bool = False,
+        tests: Literal["all", "visible"] = "all",
     ):
+        if tests not in ("all", "visible"):
+            raise ConfigError(f"unit tests: tests must be 'all' or 'visible', got {tests!r}")
+        self.tests = tests
+        self.oracle = tests == "all"
+        """Running every test of the task, the scorer's own: an oracle in a benchmark."""
         require_opt_in(allow_code_execution)
         require_isolation(allow_unisolated_execution)
         self.allow = True
@@ -86,10 +147,12 @@ class UnitTests:
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="manyminds-sandbox")
 
     def params(self) -> dict[str, Any]:
-        return {"timeout": self.limits.timeout, "memory_mb": self.limits.memory_mb}
+        return {"timeout": self.limits.timeout, "memory_mb": self.limits.memory_mb, "tests": self.tests}
 
     def check(self, task: Task, code: str) -> Verdict:
         """Run the tests against `code` (blocking)."""
+        if self.tests == "visible":
+            task = task.model_copy(update={"metadata": {**task.metadata, "tests": visible_tests(task)}})
         candidate, tests = program(task, code)
         outcome = run_tests(candidate, tests, self.limits, allow=self.allow, allow_unisolated=self.allow_unisolated)
         if outcome.ok:
@@ -126,4 +189,5 @@ class UnitTests:
 @verifier("unit-tests")
 def _unit_tests(options: VerifierOptions) -> UnitTests:
     return UnitTests(allow_code_execution=options.allow_code_execution,
-                     allow_unisolated_execution=options.allow_unisolated_execution)
+                     allow_unisolated_execution=options.allow_unisolated_execution,
+                     tests="visible" if options.visible_tests_only else "all")
