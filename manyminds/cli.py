@@ -382,9 +382,17 @@ def bench(
             verifying = by_name(name.value).needs_verifier  # the others do not take one; scoring may
             methods[f"{name.value} (n={n})"] = _make(name.value, n, wanted if verifying else None, **settings)
     path = _cache_path(cache, no_cache)
+    tuned_on: tuple[str, ...] = ()
+    if plan is not None:
+        from manyminds.strategies.discovery import DiversityPlan
+
+        tuned_on = DiversityPlan.load(plan).seen
+        if tuned_on:
+            print(f"note: the {len(tuned_on)} questions the plan was tuned on are left out of the evaluation",
+                  file=sys.stderr)
     report = run_bench(source, methods, backend=chosen, cache=path, split=split, limit=limit, seed=seed,
                        verifier=code_verifier, judge=judge_backend, concurrency=concurrency,
-                       max_failures=max_failures, allow_greedy=allow_greedy, oracle=oracle)
+                       max_failures=max_failures, allow_greedy=allow_greedy, oracle=oracle, exclude=tuned_on)
     if as_json:
         for r in report.runs:
             low, high = r.interval()

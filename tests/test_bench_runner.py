@@ -234,3 +234,19 @@ def test_bench_unit_test_verifiers_see_only_the_visible_tests():
         "entry_point": "f", "prompt": 'def f(x):\n    """Doubles.\n    >>> f(2)\n    4\n    """\n',
         "tests": "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(5) == 10\n"})
     assert visible_tests(humaneval) == "def check(candidate):\n    assert (f(2)) == (4)\n"
+
+
+def test_a_plan_is_never_evaluated_on_the_questions_it_was_tuned_on(tmp_path):
+    from manyminds.strategies.discovery import DiversityPlan, discover
+
+    tasks = mm.datasets.load("arithmetic", limit=30)
+    plan = discover(tasks, backend=Scripted(["Approaches: a, b\nPersonas: p", GOLD_REPLY]), propose_on=2, held_out=4,
+                    approaches=1, personas=1, keep=1)
+    assert plan.seen == tuple(t.id for t in tasks[:6])
+    plan.save(tmp_path / "plan.json")
+    assert DiversityPlan.load(tmp_path / "plan.json").seen == plan.seen
+    report = mm.bench.run("arithmetic", [SelfConsistency(n=1)], backend=Scripted([GOLD_REPLY]), limit=10,
+                          progress=False, exclude=plan.seen)
+    evaluated = [r.task.id for r in report.runs[0].records]
+    assert len(evaluated) == 10 and not set(evaluated) & set(plan.seen)
+    assert report.runs[0].meta["excluded"] == 6

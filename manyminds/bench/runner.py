@@ -165,17 +165,21 @@ def _fingerprint(label: str, strategy: Strategy, tasks: Sequence[Task], meta: di
 
 
 def _tasks(data: str | Sequence[Task | str], split: str | None, limit: int | None,
-           seed: int | None) -> tuple[list[Task], dict[str, Any]]:
+           seed: int | None, exclude: frozenset[str] = frozenset()) -> tuple[list[Task], dict[str, Any]]:
     if isinstance(data, str):
         from manyminds import datasets
+        from manyminds.datasets.catalog import pick
 
-        tasks = datasets.load(data, split, limit=limit, seed=seed)
+        if exclude:  # questions something was tuned on are never evaluated, whatever limit and seed pick
+            tasks = pick([t for t in datasets.load(data, split) if t.id not in exclude], limit=limit, seed=seed)
+        else:
+            tasks = datasets.load(data, split, limit=limit, seed=seed)
         first = tasks[0].metadata if tasks else {}
         return tasks, {"dataset": data, "split": first.get("split"), "dataset_version": first.get("dataset_version"),
                        "scorer": datasets.get(data).scorer}
     from manyminds.datasets.catalog import pick
 
-    tasks = pick([Task.of(t) for t in data], limit=limit, seed=seed)
+    tasks = pick([t for t in (Task.of(t) for t in data) if t.id not in exclude], limit=limit, seed=seed)
     first = tasks[0].metadata if tasks else {}
     return tasks, {"dataset": first.get("dataset", "tasks"), "split": first.get("split"),
                    "dataset_version": first.get("dataset_version"), "scorer": first.get("scorer", "answer")}
@@ -248,6 +252,7 @@ async def arun(
     progress: bool | None = None,
     allow_greedy: bool = False,
     oracle: bool = False,
+    exclude: Sequence[str] = (),
 ) -> BenchReport:
     """Run every strategy over the same questions; see the module docstring.
 
@@ -268,8 +273,12 @@ async def arun(
         oracle: run strategies whose verifier reads the gold answer or the scorer's tests
             (`verifiers.base.is_oracle`); refused otherwise. Such runs are labelled
             "[oracle]" and carry `oracle: true` in their record: an upper bound, not accuracy.
+        exclude: ids of questions never to evaluate on (those a DIV-SE plan was tuned on,
+            `DiversityPlan.seen`); left out before `limit` and `seed` pick.
     """
-    tasks, meta = _tasks(data, split, limit, seed)
+    tasks, meta = _tasks(data, split, limit, seed, frozenset(exclude))
+    if exclude:
+        meta["excluded"] = len(set(exclude))
     if not tasks:
         raise ConfigError("no questions to run")
     if isinstance(strategies, Mapping):

@@ -42,6 +42,14 @@ class DiversityPlan(BaseModel):
     held_out: int = 0
     model: str = ""
     created: str = ""
+    seen: tuple[str, ...] = ()
+    """Ids of the questions the plan was made from (proposed on and scored on): a benchmark with
+    this plan leaves them out (`bench --plan`), so the plan is never tuned on what it is tested on."""
+
+    def overlap(self, tasks: "Sequence[Task]") -> list[str]:
+        """The ids among `tasks` this plan was tuned on."""
+        seen = set(self.seen)
+        return [t.id for t in tasks if t.id in seen]
 
     def save(self, path: "str | Path") -> Path:
         target = Path(path)
@@ -111,7 +119,8 @@ async def adiscover(
     ranked = sorted(range(len(candidates)), key=lambda k: (-scores[k], k))[:keep]
     return DiversityPlan(pairs=tuple(candidates[k] for k in ranked), accuracy=tuple(scores[k] for k in ranked),
                          tried=len(candidates), held_out=held_out, model=f"{backend.name}:{backend.model}",
-                         created=time.strftime("%Y-%m-%d %H:%M:%S"))
+                         created=time.strftime("%Y-%m-%d %H:%M:%S"),
+                         seen=tuple(t.id for t in tasks[:propose_on + held_out] if t.id))
 
 
 def discover(tasks: Sequence[Task], *, backend: Backend, **options: Any) -> DiversityPlan:
