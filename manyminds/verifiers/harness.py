@@ -107,16 +107,31 @@ def run_program(token_fd: int, report_fd: int, source_fd: int, nproc: int) -> No
     _limit_processes(nproc)
     source = _read_all(source_fd)
     namespace = _new_main("/sandbox/program.py")
+    _to_the_end("program", lambda: exec(compile(source, "/sandbox/program.py", "exec"), namespace))
+    _report(report_fd, token)
+
+
+def _to_the_end(what: str, body) -> None:
+    """Run `body`; if it exits or raises, say why and end the process without reporting the token."""
     try:
-        exec(compile(source, "/sandbox/program.py", "exec"), namespace)
+        body()
     except SystemExit as stop:
-        sys.stderr.write("manyminds sandbox: the program exited (%r) before its last line ran\n" % (stop.code,))
-        _flush()
-        os._exit(1)
+        sys.stderr.write("manyminds sandbox: the %s exited (%r) before its last line ran\n" % (what, stop.code))
+        _fail()
     except BaseException:
         traceback.print_exc()
-        _flush()
-        os._exit(1)
+        _fail()
+
+
+def _fail(why: str | None = None) -> None:
+    if why:
+        sys.stderr.write("manyminds sandbox: %s\n" % (why,))
+    _flush()
+    os._exit(1)
+
+
+def _report(report_fd: int, token: bytes) -> None:
+    """The last line ran: hand the run's token to the host."""
     _flush()
     os.write(report_fd, token)
     os.close(report_fd)
@@ -279,41 +294,30 @@ def run_tests(token_fd: int, report_fd: int, spec_fd: int, requests_fd: int, rep
     _limit_processes(nproc)
     spec = json.loads(_read_all(spec_fd))
     remote = Remote(requests_fd, replies_fd)
-    try:
-        hello = remote.hello()
-        if not hello["loaded"]:
-            sys.stderr.write("manyminds sandbox: the candidate's code did not load: %s\n" % (hello.get("error"),))
-            _flush()
-            os._exit(1)
-        namespace = _new_main("/sandbox/tests.py")
-        if spec.get("setup"):
-            exec(compile(spec["setup"], "/sandbox/setup.py", "exec"), namespace)
-        if spec.get("prelude"):  # the task's own header (helpers the tests use): trusted, run here
-            try:
-                exec(compile(spec["prelude"], "/sandbox/prelude.py", "exec"), namespace)
-            except Exception:
-                pass
-        entry = spec.get("entry")
-        for name in hello.get("names", []):
-            if isinstance(name, str) and (name not in namespace or name == entry):
-                namespace[name] = remote.stub(name)
-        if entry:
-            namespace[entry] = remote.stub(entry)
-        exec(compile(spec["tests"], "/sandbox/tests.py", "exec"), namespace)
-        if entry:
-            namespace["check"](namespace[entry])
-    except SystemExit as stop:
-        sys.stderr.write("manyminds sandbox: the tests exited (%r) before their last line ran\n" % (stop.code,))
-        _flush()
-        os._exit(1)
-    except BaseException:
-        traceback.print_exc()
-        _flush()
-        os._exit(1)
+    _to_the_end("tests", lambda: _tests(spec, remote))
     if remote.broken:
-        sys.stderr.write("manyminds sandbox: %s\n" % (remote.broken,))
-        _flush()
-        os._exit(1)
-    _flush()
-    os.write(report_fd, token)
-    os.close(report_fd)
+        _fail(remote.broken)
+    _report(report_fd, token)
+
+
+def _tests(spec: dict, remote: Remote) -> None:
+    hello = remote.hello()
+    if not hello["loaded"]:
+        _fail(f"the candidate's code did not load: {hello.get('error')}")
+    namespace = _new_main("/sandbox/tests.py")
+    if spec.get("setup"):
+        exec(compile(spec["setup"], "/sandbox/setup.py", "exec"), namespace)
+    if spec.get("prelude"):  # the task's own header (helpers the tests use): trusted, run here
+        try:
+            exec(compile(spec["prelude"], "/sandbox/prelude.py", "exec"), namespace)
+        except Exception:
+            pass
+    entry = spec.get("entry")
+    for name in hello.get("names", []):
+        if isinstance(name, str) and (name not in namespace or name == entry):
+            namespace[name] = remote.stub(name)
+    if entry:
+        namespace[entry] = remote.stub(entry)
+    exec(compile(spec["tests"], "/sandbox/tests.py", "exec"), namespace)
+    if entry:
+        namespace["check"](namespace[entry])
