@@ -47,6 +47,14 @@ def voting_samples(result: Result) -> list[Candidate]:
     return sorted(ballots(result.candidates), key=lambda c: c.index)
 
 
+def answer_sample_scores(result: Result) -> list[float]:
+    """Each voting sample's answer against the gold key (1 or 0), in sample-index order."""
+    from manyminds.answers import normalise_gold, same_answer
+
+    gold = normalise_gold(result.task)
+    return [float(same_answer(result.task, c.answer, gold)) for c in voting_samples(result)]
+
+
 async def with_samples(scorer: Scorer, result: Result) -> Score:
     """`scorer.score(result)`, with every voting sample's score where the scorer has `score_samples`."""
     score = await scorer.score(result)
@@ -76,10 +84,7 @@ class AnswerScorer:
         return Score(value=float(right), detail=f"answer {result.answer!r}, gold {gold!r}")
 
     async def score_samples(self, result: Result) -> list[float]:
-        from manyminds.answers import normalise_gold, same_answer
-
-        gold = normalise_gold(result.task)
-        return [float(same_answer(result.task, c.answer, gold)) for c in voting_samples(result)]
+        return answer_sample_scores(result)
 
 
 class UnitTestScorer:

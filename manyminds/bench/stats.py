@@ -41,11 +41,9 @@ def sample_scores(record: QuestionRecord) -> list[float] | None:
     result = record.result
     if result is None or result.task.gold is None or result.task.format.value in ("code", "plan"):
         return None
-    from manyminds.answers import normalise_gold, same_answer
-    from manyminds.bench.scoring import voting_samples
+    from manyminds.bench.scoring import answer_sample_scores
 
-    gold = normalise_gold(result.task)
-    return [float(same_answer(result.task, c.answer, gold)) for c in voting_samples(result)]
+    return answer_sample_scores(result)
 
 
 def _per_question(run: RunReport) -> list[list[float]]:
