@@ -32,7 +32,7 @@ os.environ.setdefault("MANYMINDS_ALLOW_CODE_EXECUTION", "1")
 
 from manyminds.answers import code_key  # noqa: E402
 from manyminds.backends import Scripted  # noqa: E402
-from manyminds.bench.code import humaneval_tasks  # noqa: E402
+from manyminds.datasets.code import humaneval_tasks  # noqa: E402
 from manyminds.strategies import BestOfN, VerifierResampling  # noqa: E402
 from manyminds.types import Task  # noqa: E402
 from manyminds.verifiers import Limits, UnitTests  # noqa: E402

@@ -244,7 +244,7 @@ def run(
         _start_early(chosen, strategy, task, store)
         result = strategy.solve(task, backend=chosen, cache=store)
         if store is not None:
-            store.record_run(f"run {strategy.name}", [result])
+            store.runs.record(f"run {strategy.name}", [result])
     finally:
         if store is not None:
             store.close()
@@ -597,7 +597,7 @@ def cache_runs(path: Annotated[str, typer.Argument(help="The cache file.")]) -> 
     if not target.is_file():
         raise ManymindsError(f"no cache file at {target}")
     with GenerationCache(target, read_only=True) as store:
-        runs = store.runs()
+        runs = store.runs.all()
     table = Table(title=f"runs in {target}")
     for column in ("id", "label", "strategy", "data", "results", "failed", "status"):
         table.add_column(column)

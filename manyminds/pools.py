@@ -178,7 +178,7 @@ def _token_count(raw: Any, where: str) -> int | None:
 
 def load_pool(path: str | Path) -> list[PoolQuestion]:
     """Read a pool file (native, ESC or ConSol format) into tasks with candidates."""
-    from manyminds.datasets.catalog import read_json_lines
+    from manyminds.datasets.reading import read_json_lines
 
     path = Path(path)
     if not path.is_file():

@@ -53,7 +53,7 @@ def _questions(source: "str | Path | Sequence[Result] | Sequence[PoolQuestion]",
         if not path.is_file():
             raise ConfigError(f"no such file: {path}")
         with GenerationCache(path, read_only=True) as cache:
-            source = cache.load_run(run)
+            source = cache.runs.load(run)
     items = list(source)
     if items and isinstance(items[0], Result):
         return [PoolQuestion(r.task, list(r.candidates)) for r in items], [r.answer for r in items]  # type: ignore[union-attr]

@@ -61,9 +61,9 @@ class Session:
         self.concurrency = concurrency
         self.progress = progress
         self._keep_pools = keep_pools
-        from manyminds.verifiers import math_answer
+        from manyminds.answers import equivalence
 
-        self._pools_before = math_answer.pool_running()
+        self._pools_before = equivalence.pool_running()
         self.closed = False
 
     @property
@@ -110,9 +110,9 @@ class Session:
         finally:
             self._close_backend()
             if not self._keep_pools and not self._pools_before:
-                from manyminds.verifiers import math_answer
+                from manyminds.answers import equivalence
 
-                math_answer.shutdown_pool()
+                equivalence.shutdown_pool()
 
     def _close_backend(self) -> None:
         close = getattr(self.backend, "close", None)

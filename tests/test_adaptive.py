@@ -180,7 +180,7 @@ def test_reaggregate_a_stored_run_makes_no_generation(tmp_path):
     tasks = [Task(question=f"What is {i} + 12?", gold="12") for i in range(3)]
     with GenerationCache(tmp_path / "c.db") as cache:
         results = SelfConsistency(n=6).solve_many(tasks, backend=backend, cache=cache)
-        cache.record_run("sc", results)
+        cache.runs.record("sc", results)
     calls = backend.calls
     report = reaggregate(tmp_path / "c.db", "majority", stop="esc:2")
     assert backend.calls == calls
@@ -288,7 +288,7 @@ def test_a_version_1_cache_migrates_and_keeps_its_rows(tmp_path):
     conn.commit()
     conn.close()
     with GenerationCache(path) as cache:
-        assert cache.lookup("k", [0])[0].text == "kept" and cache.runs() == []
+        assert cache.lookup("k", [0])[0].text == "kept" and cache.runs.all() == []
 
 
 # -- selection and ranking strategies ---------------------------------------------------------

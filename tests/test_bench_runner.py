@@ -39,9 +39,9 @@ def test_strategies_and_budgets_share_samples_on_the_same_questions(tmp_path):
     # the first question's gold is 18: two of three replies say so
     assert small.records[0].score.value == 1.0 and "gold '18'" in small.records[0].score.detail
     with GenerationCache(tmp_path / "c.db", read_only=True) as store:
-        rows = store.run_rows(large.run_id)
+        rows = store.runs.rows(large.run_id)
         assert len(rows) == 6 and len(rows[0]["result"].candidates) == 8
-        info = store.run_info(large.run_id)
+        info = store.runs.info(large.run_id)
         assert info["status"] == "finished" and info["meta"]["limit"] == 6 and info["params"]["n"] == 8
 
 
@@ -73,8 +73,8 @@ def test_a_run_in_which_no_question_succeeds_fails_after_one_chunk(tmp_path):
         mm.bench.run(tasks, [SelfConsistency(n=2)], backend=backend, cache=tmp_path / "c.db", progress=False, chunk=4)
     assert failed.value.exit_status == 1
     with GenerationCache(tmp_path / "c.db", read_only=True) as store:
-        (run,) = store.runs()
-        assert run["status"] == "failed: no question succeeded" and len(store.run_rows(run["id"])) == 4
+        (run,) = store.runs.all()
+        assert run["status"] == "failed: no question succeeded" and len(store.runs.rows(run["id"])) == 4
 
 
 def _failing_on(word: str):
@@ -94,8 +94,8 @@ def test_a_question_that_fails_is_recorded_with_its_error_and_the_run_goes_on(tm
     assert run.failures == 1 and run.records[2].error.startswith("BackendError: the server said no")
     assert run.records[2].result is None and len(run.scored) == 4 and run.accuracy == 1.0
     with GenerationCache(tmp_path / "c.db", read_only=True) as store:
-        assert store.run_info(run.run_id)["status"] == "finished, 1 failed"
-        assert store.run_rows(run.run_id)[2]["error"].startswith("BackendError")
+        assert store.runs.info(run.run_id)["status"] == "finished, 1 failed"
+        assert store.runs.rows(run.run_id)[2]["error"].startswith("BackendError")
     # a retry once the question is fixed: the failed question is run again, the others are kept
     fixed = mm.bench.run(tasks, [SelfConsistency(n=2)], backend=Scripted(_failing_on("NOTHING")),
                          cache=tmp_path / "c.db", progress=False)
@@ -109,7 +109,7 @@ def test_max_failures_ends_the_run_after_recording_what_was_done(tmp_path):
         mm.bench.run(tasks, [SelfConsistency(n=1)], backend=Scripted(_failing_on("POISON")), cache=tmp_path / "c.db",
                      progress=False, chunk=2, max_failures=1)
     with GenerationCache(tmp_path / "c.db", read_only=True) as store:
-        (info,) = store.runs()
+        (info,) = store.runs.all()
         assert info["status"] == "stopped: too many failures" and info["results"] == 2 and info["failed"] == 2
 
 

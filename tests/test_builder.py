@@ -293,7 +293,7 @@ def test_a_session_closes_what_it_opened_and_only_that(tmp_path):
     from manyminds.cache import GenerationCache
     from manyminds.session import Session
     from manyminds.types import AnswerFormat
-    from manyminds.verifiers import math_answer
+    from manyminds.answers import equivalence as math_answer
 
     math_answer.shutdown_pool()
     path = tmp_path / "owned.db"

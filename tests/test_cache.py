@@ -129,10 +129,10 @@ def test_a_schema_2_cache_with_a_stored_run_is_migrated_and_its_run_still_loads(
     db["results"].insert({"run": 1, "position": 0, "task_id": None, "answer": "4", "result": old.model_dump_json()})
     db.conn.close()
     with GenerationCache(path) as cache:
-        (info,) = cache.runs()
+        (info,) = cache.runs.all()
         assert info["status"] == "finished" and info["results"] == 1 and info["meta"] == {}
-        assert cache.load_run(1)[0].answer == "4"
-        assert cache.run_rows(1)[0]["task"].question == "2+2?"  # read from the result where no task column was
+        assert cache.runs.load(1)[0].answer == "4"
+        assert cache.runs.rows(1)[0]["task"].question == "2+2?"  # read from the result where no task column was
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT value FROM manyminds_meta WHERE name='schema_version'").fetchone()[0] == "3"
 
@@ -204,7 +204,7 @@ def test_inspecting_opens_read_only_and_works_on_a_file_we_cannot_write(tmp_path
     os.chmod(path, 0o400)
     try:
         with GenerationCache(path, read_only=True) as cache:
-            assert cache.stats().generations == 3 and cache.runs() == []
+            assert cache.stats().generations == 3 and cache.runs.all() == []
             with pytest.raises(CacheError, match="read-only"):
                 cache.put("k", {"backend": {}}, [])
     finally:

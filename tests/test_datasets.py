@@ -68,7 +68,7 @@ def test_truthfulqa_options_are_shuffled_so_the_right_one_is_not_always_first():
 
 
 def test_every_reference_blocksworld_plan_is_valid_by_simulation():
-    from manyminds.datasets.blocksworld import check_plan, parse_plan, parse_problem
+    from manyminds.answers.blocksworld import check_plan, parse_plan, parse_problem
 
     for task in mm.datasets.load("blocksworld"):
         check = check_plan(parse_problem(task.metadata["problem"]), parse_plan(task.metadata["reference_plan"]))

@@ -7,7 +7,7 @@ import pytest
 
 from manyminds.answers import extract, is_correct
 from manyminds.types import AnswerFormat, Task
-from manyminds.verifiers.math_answer import unify_keys
+from manyminds.answers.equivalence import unify_keys
 
 N, C, Y, T, M = AnswerFormat.NUMBER, AnswerFormat.CHOICE, AnswerFormat.YES_NO, AnswerFormat.TEXT, AnswerFormat.MATH
 

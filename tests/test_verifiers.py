@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from manyminds.backends import Scripted
-from manyminds.bench.code import humaneval_tasks, mbpp_tasks
+from manyminds.datasets.code import humaneval_tasks, mbpp_tasks
 from manyminds.types import Candidate, Generation, Task, TokenLogprob
 from manyminds.verifiers import (
     GradeJudge, Limits, MathAnswer, PTrueJudge, RewardEndpoint, UnitTests, all_of, any_of, panel, weighted,

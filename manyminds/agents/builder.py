@@ -595,7 +595,7 @@ async def _absorb(state: EnsembleState, new: list[list[Sample]], sampling: _Samp
 
 async def _merge_equivalent(candidates: list[Candidate]) -> list[Candidate]:
     """Math answers equal in value get one key (math-verify), so they never split the vote."""
-    from manyminds.verifiers.math_answer import aunify_keys
+    from manyminds.answers.equivalence import aunify_keys
 
     mapping = await aunify_keys([c.answer for c in candidates if c.answer is not None and c.source.kind == "sample"])
     return [

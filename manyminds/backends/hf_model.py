@@ -16,9 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from manyminds.backends.weights import DEFAULT_DIR, default_model_path
 from manyminds.errors import ConfigError
 
-DEFAULT_DIR = Path("~/.cache/manyminds/models")
 
 
 def _digest(path: Path) -> str:
@@ -39,7 +39,6 @@ def hf_model_from_gguf(
     `cache_dir` (default `$MANYMINDS_MODELS` or ~/.cache/manyminds/models).
     """
     if gguf is None:
-        from manyminds.backends.local import default_model_path
 
         gguf = default_model_path()
     source = Path(gguf).expanduser()

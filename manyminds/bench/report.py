@@ -40,13 +40,13 @@ def load_runs(path: str | Path, runs: Sequence[int] | None = None) -> list[RunRe
         raise ConfigError(f"no cache file at {target}")
     out = []
     with GenerationCache(target, read_only=True) as store:
-        known = {r["id"]: r for r in store.runs()}
+        known = {r["id"]: r for r in store.runs.all()}
         wanted = list(runs) if runs else [i for i, r in known.items() if r["results"]]
         for run in wanted:
             if run not in known:
                 raise ConfigError(f"{target} has no run {run}; its runs: {', '.join(map(str, known)) or 'none'}")
-            info = store.run_info(run)
-            records = [QuestionRecord.from_row(row) for row in store.run_rows(run) if row["task"] is not None]
+            info = store.runs.info(run)
+            records = [QuestionRecord.from_row(row) for row in store.runs.rows(run) if row["task"] is not None]
             if records and all(r.score is None and r.error is None for r in records):
                 records = [_scored_by_answer(r) for r in records]  # a run stored before scores were
             out.append(RunReport(label=info["label"], run_id=run, strategy=info["strategy"], params=info["params"],

@@ -343,9 +343,9 @@ async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict
     if is_oracle(getattr(strategy, "verifier", None)):
         run_meta["oracle"] = True
     fingerprint = _fingerprint(label, strategy, tasks, run_meta)
-    run_id, resumed = store.open_run(fingerprint, label, strategy.name, strategy.params(), run_meta)
+    run_id, resumed = store.runs.open(fingerprint, label, strategy.name, strategy.params(), run_meta)
     records: dict[int, QuestionRecord] = {}
-    for row in store.run_rows(run_id):
+    for row in store.runs.rows(run_id):
         if row["error"] is None and row["result"] is not None and row["position"] < len(tasks):
             records[row["position"]] = QuestionRecord.from_row(row).model_copy(update={"earlier": True})
     todo = [k for k in range(len(tasks)) if k not in records]
@@ -371,19 +371,19 @@ async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict
             records[k] = record
             rows.append((k, record.task, record.result, record.score.model_dump_json() if record.score else None,
                          record.error))
-        store.record_results(run_id, rows)
+        store.runs.record_results(run_id, rows)
         bar.advance(task_bar, [records[k] for k in positions])
         if max_failures is not None and failures > max_failures:
-            store.finish_run(run_id, "stopped: too many failures")
+            store.runs.finish(run_id, "stopped: too many failures")
             first = next(r.error for r in records.values() if r.error)
             raise TooManyFailures(f"{label}: {failures} questions failed (more than --max-failures {max_failures}); "
                                   f"the first: {first}. Done so far is recorded as run {run_id}; rerun to resume")
         if all(r.error is not None for r in records.values()):
-            store.finish_run(run_id, "failed: no question succeeded")
+            store.runs.finish(run_id, "failed: no question succeeded")
             first = next(r.error for r in records.values() if r.error)
             raise NothingSucceeded(f"{label}: none of the {len(records)} questions tried succeeded; the first "
                                    f"error: {first}")
-    store.finish_run(run_id, "finished" if not failures else f"finished, {failures} failed")
+    store.runs.finish(run_id, "finished" if not failures else f"finished, {failures} failed")
     return RunReport(label=label, run_id=run_id, strategy=strategy.name, params=strategy.params(), meta=run_meta,
                      records=[records[k] for k in range(len(tasks))], resumed=resumed)
 

@@ -121,7 +121,7 @@ class PlanScorer:
     name = "plan"
 
     async def score(self, result: Result) -> Score:
-        from manyminds.datasets.blocksworld import check_plan, parse_plan, parse_problem
+        from manyminds.answers.blocksworld import check_plan, parse_plan, parse_problem
 
         if "problem" not in result.task.metadata:
             raise ConfigError(f"task {result.task.id!r} has no metadata['problem'] (its PDDL) to check plans against")
@@ -131,7 +131,7 @@ class PlanScorer:
         return Score(value=float(check.valid), detail=check.detail)
 
     async def score_samples(self, result: Result) -> list[float]:
-        from manyminds.datasets.blocksworld import check_plan, parse_plan, parse_problem
+        from manyminds.answers.blocksworld import check_plan, parse_plan, parse_problem
 
         problem = parse_problem(result.task.metadata["problem"])
         return [float(c.answer is not None and check_plan(problem, parse_plan(c.answer)).valid)

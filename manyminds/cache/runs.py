@@ -1,6 +1,6 @@
 """Stored runs: a benchmark's or a CLI run's results kept beside the samples they used.
 
-`StoredRuns` is the part of `GenerationCache` that writes and reads the
+`StoredRuns` (`cache.runs`) is the component of `GenerationCache` that writes and reads the
 `runs` and `results` tables (schema 3): a run's label, strategy, parameters,
 meta and fingerprint, and one row per question with its result, score and
 error. The runner resumes a run by its fingerprint; `report` and
@@ -9,52 +9,31 @@ error. The runner resumes a run by its fingerprint; `report` and
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 
 from manyminds.errors import CacheError
 
 if TYPE_CHECKING:
-
+    from manyminds.cache.store import GenerationCache
     from manyminds.types import Result, Task
 
 
 class StoredRuns:
-    """Run and result rows; mixed into GenerationCache, whose connection and writer it uses."""
+    """Run and result rows: a component of the cache (`cache.runs`), using its connection
+    through two public doors: `write_transaction()` and `reading()`."""
 
+    def __init__(self, cache: "GenerationCache") -> None:
+        self._cache = cache
 
-    @contextlib.contextmanager
-    def _run_transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction on the stored-run tables, committed or rolled back whole.
-        Samples are flushed first: a stored result never refers to unsaved samples."""
-        if self.read_only:
-            raise CacheError(f"cache {self.path} was opened read-only")
-        from manyminds.cache.store import database_error
-
-        self.flush()
-        with self._read_lock:
-            conn = self._reader
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:  # a full disk may already have ended it
-                        conn.execute("ROLLBACK")
-                    raise
-            except (sqlite3.OperationalError, OSError) as error:
-                raise database_error(self.path, error, self.busy_timeout) from None
-
-    def record_run(self, label: str, results: "Sequence[Result]") -> int:
+    def record(self, label: str, results: "Sequence[Result]") -> int:
         """Store a run's results (every candidate included); returns the run id."""
         first = results[0] if results else None
-        with self._run_transaction() as conn:
+        with self._cache.write_transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO runs (label, strategy, params, created) VALUES (?, ?, ?, ?)",
                 (label, first.strategy if first else "", json.dumps(first.strategy_params if first else {}),
@@ -64,9 +43,9 @@ class StoredRuns:
             _insert_results(conn, run, [(k, r.task, r, None, None) for k, r in enumerate(results)])
         return run
 
-    def runs(self) -> list[dict[str, Any]]:
-        with self._read_lock:
-            rows = self._reader.execute(
+    def all(self) -> list[dict[str, Any]]:
+        with self._cache.reading() as reader:
+            rows = reader.execute(
                 "SELECT r.id, r.label, r.strategy, r.created, r.status, r.meta, COUNT(x.position), "
                 "SUM(x.error IS NOT NULL) FROM runs r LEFT JOIN results x ON x.run = r.id GROUP BY r.id ORDER BY r.id"
             ).fetchall()
@@ -76,10 +55,10 @@ class StoredRuns:
 
     # -- benchmark runs: recorded question by question, resumable ------------------
 
-    def open_run(self, fingerprint: str, label: str, strategy: str, params: dict[str, Any],
-                 meta: dict[str, Any]) -> tuple[int, bool]:
+    def open(self, fingerprint: str, label: str, strategy: str, params: dict[str, Any],
+             meta: dict[str, Any]) -> tuple[int, bool]:
         """The run with this fingerprint (resumed: True), or a new one; returns (id, resumed)."""
-        with self._run_transaction() as conn:
+        with self._cache.write_transaction() as conn:
             row = conn.execute("SELECT id FROM runs WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
                                (fingerprint,)).fetchone()
             if row is not None:
@@ -94,15 +73,15 @@ class StoredRuns:
     def record_results(self, run: int, rows: "Sequence[tuple[int, Task, Result | None, str | None, str | None]]") -> None:
         """Store questions of a run: (position, task, result or None, score JSON, error).
         A question recorded again (a failure retried) replaces its row."""
-        with self._run_transaction() as conn:
+        with self._cache.write_transaction() as conn:
             _insert_results(conn, run, rows)
 
-    def run_rows(self, run: int) -> list[dict[str, Any]]:
+    def rows(self, run: int) -> list[dict[str, Any]]:
         """Every stored question of a run, in order: position, task, result (None if failed), score, error."""
         from manyminds.types import Result, Task
 
-        with self._read_lock:
-            rows = self._reader.execute(
+        with self._cache.reading() as reader:
+            rows = reader.execute(
                 "SELECT position, task, result, score, error FROM results WHERE run = ? ORDER BY position", (run,)
             ).fetchall()
         out = []
@@ -113,33 +92,33 @@ class StoredRuns:
                         "result": parsed, "score": json.loads(score) if score else None, "error": error})
         return out
 
-    def run_info(self, run: int) -> dict[str, Any]:
-        for info in self.runs():
+    def info(self, run: int) -> dict[str, Any]:
+        for info in self.all():
             if info["id"] == run:
-                with self._read_lock:
-                    params = self._reader.execute("SELECT params FROM runs WHERE id = ?", (run,)).fetchone()[0]
+                with self._cache.reading() as reader:
+                    params = reader.execute("SELECT params FROM runs WHERE id = ?", (run,)).fetchone()[0]
                 return {**info, "params": json.loads(params) if params else {}}
-        raise CacheError(f"{self.path} has no run {run}")
+        raise CacheError(f"{self._cache.path} has no run {run}")
 
-    def finish_run(self, run: int, status: str = "finished") -> None:
-        with self._read_lock:
-            self._reader.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run))  # autocommit
+    def finish(self, run: int, status: str = "finished") -> None:
+        with self._cache.reading() as reader:
+            reader.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run))  # autocommit
 
-    def load_run(self, run: int | None = None) -> list["Result"]:
+    def load(self, run: int | None = None) -> list["Result"]:
         """The results of run `run` (default: the latest), in their order."""
         from manyminds.types import Result
 
-        with self._read_lock:
+        with self._cache.reading() as reader:
             if run is None:
-                row = self._reader.execute("SELECT MAX(id) FROM runs").fetchone()
+                row = reader.execute("SELECT MAX(id) FROM runs").fetchone()
                 run = row[0] if row else None
             if run is None:
-                raise CacheError(f"{self.path} holds no stored run: `manyminds run` and `bench` store theirs")
-            rows = self._reader.execute(
+                raise CacheError(f"{self._cache.path} holds no stored run: `manyminds run` and `bench` store theirs")
+            rows = reader.execute(
                 "SELECT result FROM results WHERE run = ? ORDER BY position", (run,)
             ).fetchall()
         if not rows:
-            raise CacheError(f"{self.path} has no run {run}")
+            raise CacheError(f"{self._cache.path} has no run {run}")
         return [Result.model_validate_json(r[0]) for r in rows if r[0] is not None]  # failed questions have none
 
 

@@ -29,6 +29,7 @@ file read-only, so a cache of another user can be looked at.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ import threading
 import time
 import weakref
 from urllib.parse import quote
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +135,7 @@ _RETRY = object()  # wakes the writer to retry failed batches
 PENDING_DIR = Path("~/.cache/manyminds/pending")
 
 
-class GenerationCache(StoredRuns):
+class GenerationCache:
     """A SQLite store of generations; `wrap(backend)` gives a backend that consults it.
 
     Args:
@@ -190,6 +191,8 @@ class GenerationCache(StoredRuns):
             self.recovered = self._recover()
         else:
             self.recovered = 0
+        self.runs = StoredRuns(self)
+        """The benchmark and CLI runs stored beside the samples (`cache/runs.py`)."""
         _open_caches.add(self)
 
     # -- opening -----------------------------------------------------------
@@ -399,6 +402,33 @@ class GenerationCache(StoredRuns):
                 self._pending.setdefault((key, g.index), row)
                 rows.append(row)
         self._queue.put((key, request, rows))
+
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction outside the sample writer (stored runs), committed or rolled back
+        whole. Samples are flushed first: a stored result never refers to unsaved samples."""
+        if self.read_only:
+            raise CacheError(f"cache {self.path} was opened read-only")
+        self.flush()
+        with self._read_lock:
+            conn = self._reader
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # a full disk may already have ended it
+                        conn.execute("ROLLBACK")
+                    raise
+            except (sqlite3.OperationalError, OSError) as error:
+                raise database_error(self.path, error, self.busy_timeout) from None
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The reading connection, held alone (it serves every thread of this process)."""
+        with self._read_lock:
+            yield self._reader
 
     def flush(self) -> None:
         """Block until every queued write is committed, retrying a failing database for up to

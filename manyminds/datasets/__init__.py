@@ -8,7 +8,8 @@
 A user's own file: `mm.datasets.from_file(path, question_field=..., answer_field=...)`.
 """
 
-from manyminds.datasets.catalog import DATASETS, DataError, Dataset, get, load, names
+from manyminds.datasets.catalog import DATASETS, Dataset, get, load, names
+from manyminds.datasets.reading import DataError
 from manyminds.datasets.files import from_file
 
 __all__ = ["DATASETS", "DataError", "Dataset", "from_file", "get", "load", "names"]

@@ -11,27 +11,19 @@ an error naming the file and record, not a silent zero.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import functools
-import gzip
 import hashlib
-import json
 import random
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from manyminds.datasets.reading import DataError, files_version, read_json, read_json_lines
 from manyminds.errors import ConfigError
 from manyminds.types import OPTION_LETTERS, AnswerFormat, Task
 
 DATA = Path(__file__).parent / "data"
-
-
-class DataError(ConfigError):
-    """A data file or record that cannot be read as its data set says."""
 
 
 @dataclass(frozen=True)
@@ -63,68 +55,13 @@ class Dataset:
     def version(self, split: str | None = None, path: Path | None = None) -> str:
         """A hash of the split's bytes: a run records exactly which data it ran on."""
         files = [path] if path is not None else self.files(split or self.default_split)
-        return _version(tuple(str(f) for f in files)) if files else f"generated-{self.name}"
+        return files_version(tuple(str(f) for f in files)) if files else f"generated-{self.name}"
 
 
-@functools.lru_cache(maxsize=None)
-def _version(files: tuple[str, ...]) -> str:
-    h = hashlib.sha256()
-    for name in files:
-        path = Path(name)
-        for part in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if part.is_file():
-                h.update(part.read_bytes())
-    return h.hexdigest()[:12]
+
 
 
 # -- reading files ---------------------------------------------------------------
-
-
-def _open(path: Path):
-    if not path.exists():
-        raise DataError(f"data file not found: {path}")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a data file")
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
-
-
-@contextlib.contextmanager
-def _reading(path: Path, where: Callable[[], str]) -> Iterator[None]:
-    """Turn what a bad file raises while being read into one DataError naming `where` it was."""
-    try:
-        yield
-    except DataError:
-        raise
-    except UnicodeDecodeError as error:
-        raise DataError(f"{where()}: not UTF-8 text (byte {error.object[error.start:error.start + 1]!r} at "
-                        f"{error.start})") from None
-    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-        raise DataError(f"{path.name}: not a readable gzip file ({error})") from None
-    except RecursionError:
-        raise DataError(f"{where()}: nested too deeply to be a record") from None
-    except json.JSONDecodeError as error:
-        raise DataError(f"{where()}: not JSON ({error.msg})") from None
-    except ValueError as error:  # e.g. a number with more digits than Python converts
-        raise DataError(f"{where()}: {error}") from None
-
-
-def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for each non-blank line of a JSON-lines file (.gz too); a line
-    that is not JSON (or not UTF-8, or nested past reason) is an error naming `file:line`."""
-    at = [1]  # the line being read, for the error message
-    with _reading(path, lambda: f"{path}:{at[0]}"), _open(path) as handle:
-        for number, line in enumerate(handle, 1):
-            at[0] = number
-            if line.strip():
-                record = json.loads(line)
-                at[0] = number + 1
-                yield number, record
-            at[0] = number + 1
-
-
-def read_json(path: Path) -> Any:
-    with _reading(path, lambda: str(path)), _open(path) as handle:
-        return json.load(handle)
 
 
 def _field(record: dict[str, Any], key: str, where: str) -> Any:
@@ -275,13 +212,13 @@ def _mmlu(files: list[Path], split: str) -> Iterator[Task]:
 
 
 def _humaneval(files: list[Path], split: str) -> Iterator[Task]:
-    from manyminds.bench.code import humaneval_tasks
+    from manyminds.datasets.code import humaneval_tasks
 
     yield from humaneval_tasks(files[0])
 
 
 def _mbpp(files: list[Path], split: str) -> Iterator[Task]:
-    from manyminds.bench.code import mbpp_tasks
+    from manyminds.datasets.code import mbpp_tasks
 
     if split == "sanitized":
         for k, row in enumerate(read_json(files[0])):
@@ -342,7 +279,7 @@ def _alpaca_eval(files: list[Path], split: str) -> Iterator[Task]:
 
 
 def _arithmetic(files: list[Path], split: str) -> Iterator[Task]:
-    from manyminds.bench.arithmetic import arithmetic_tasks
+    from manyminds.datasets.arithmetic import arithmetic_tasks
 
     yield from arithmetic_tasks(split, ARITHMETIC_POOL, 0)
 

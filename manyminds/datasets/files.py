@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from manyminds.datasets.catalog import DataError, _reading, _version, read_json, read_json_lines
+from manyminds.datasets.reading import DataError, reading_errors, files_version, read_json, read_json_lines
 from manyminds.errors import ConfigError
 from manyminds.types import OPTION_LETTERS, AnswerFormat, Task
 
@@ -26,7 +26,7 @@ def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     if path.suffix.lower() == ".csv":
-        with _reading(path, lambda: path.name):
+        with reading_errors(path, lambda: path.name):
             rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
         for k, row in enumerate(rows):
             if None in row:  # DictReader keeps a row's surplus values under the key None
@@ -113,7 +113,7 @@ def from_file(
         raise ConfigError(f"unknown format {format!r}; choose one of {', '.join(f.value for f in AnswerFormat)}") \
             from None
     source = Path(path).expanduser()
-    version = _version((str(source),)) if source.is_file() else ""
+    version = files_version((str(source),)) if source.is_file() else ""
     tasks = []
     for k, (where, record) in enumerate(_records(source)[:limit]):
         if not isinstance(record, dict):

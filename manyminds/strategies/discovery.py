@@ -12,59 +12,18 @@ exists.)
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 
 from manyminds._perf import run_sync
 from manyminds.answers import is_correct
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
-from manyminds.strategies.div_se import DEFAULT_APPROACHES, DEFAULT_PERSONAS, DivSE, parse_proposal
+from manyminds.strategies.div_se import DEFAULT_APPROACHES, DEFAULT_PERSONAS, DiversityPlan, DivSE, parse_proposal
 from manyminds.types import Task
-
-
-class DiversityPlan(BaseModel):
-    """The (persona, approach) pairs to use for a data set, and what choosing them measured."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    pairs: tuple[tuple[str, str], ...] = Field(min_length=1)
-    accuracy: tuple[float, ...] = ()
-    """Held-out accuracy of each kept pair, in order."""
-    tried: int = 0
-    """How many pairs were tried on the held-out slice."""
-    held_out: int = 0
-    model: str = ""
-    created: str = ""
-    seen: tuple[str, ...] = ()
-    """Ids of the questions the plan was made from (proposed on and scored on): a benchmark with
-    this plan leaves them out (`bench --plan`), so the plan is never tuned on what it is tested on."""
-
-    def overlap(self, tasks: "Sequence[Task]") -> list[str]:
-        """The ids among `tasks` this plan was tuned on."""
-        seen = set(self.seen)
-        return [t.id for t in tasks if t.id in seen]
-
-    def save(self, path: "str | Path") -> Path:
-        target = Path(path)
-        target.write_text(self.model_dump_json(indent=2) + "\n")
-        return target
-
-    @classmethod
-    def load(cls, path: "str | Path") -> "DiversityPlan":
-        source = Path(path)
-        if not source.is_file():
-            raise ConfigError(f"no DIV-SE plan at {source}: make one with strategies.discovery.discover")
-        try:
-            return cls.model_validate(json.loads(source.read_text()))
-        except ValueError as error:
-            raise ConfigError(f"{source} is not a DIV-SE plan: {error}") from error
 
 
 def _most_common(found: list[list[str]], k: int, defaults: tuple[str, ...]) -> list[str]:

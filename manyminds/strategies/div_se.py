@@ -16,20 +16,22 @@ labelled data. The paper's setup is `strategies.discovery.discover` (or
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from manyminds.agents.state import EnsembleState
 from manyminds.backends.base import Backend
+from manyminds.errors import ConfigError
 from manyminds.strategies.base import SampledStrategy, Voting
 from manyminds.strategies.prompting import answer_form, render_question
 from manyminds.types import Message, Task
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from langgraph.graph.state import CompiledStateGraph
 
     from manyminds.agents.builder import Pipeline, Request, View
@@ -124,8 +126,6 @@ class DiversityConfig(SampledStrategy):
     @classmethod
     def from_plan(cls, path: "str | Path", **settings: Any) -> Self:
         """This strategy over the pairs of a plan that `strategies.discovery.discover` saved."""
-        from manyminds.strategies.discovery import DiversityPlan
-
         return cls(pairs=DiversityPlan.load(path).pairs, **settings)
 
     def proposal_messages(self, task: Task) -> list[Message]:
@@ -219,3 +219,41 @@ class DivSE(DiversityConfig, Voting):
         p = self.propose(self.pipeline(backend, state=DiversityState))
         p.sample(solve, self.sampling_params(), name="solve", slots=self.slots())
         return p.aggregate(self.aggregation())
+
+
+class DiversityPlan(BaseModel):
+    """The (persona, approach) pairs to use for a data set, and what choosing them measured."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pairs: tuple[tuple[str, str], ...] = Field(min_length=1)
+    accuracy: tuple[float, ...] = ()
+    """Held-out accuracy of each kept pair, in order."""
+    tried: int = 0
+    """How many pairs were tried on the held-out slice."""
+    held_out: int = 0
+    model: str = ""
+    created: str = ""
+    seen: tuple[str, ...] = ()
+    """Ids of the questions the plan was made from (proposed on and scored on): a benchmark with
+    this plan leaves them out (`bench --plan`), so the plan is never tuned on what it is tested on."""
+
+    def overlap(self, tasks: "Sequence[Task]") -> list[str]:
+        """The ids among `tasks` this plan was tuned on."""
+        seen = set(self.seen)
+        return [t.id for t in tasks if t.id in seen]
+
+    def save(self, path: "str | Path") -> Path:
+        target = Path(path)
+        target.write_text(self.model_dump_json(indent=2) + "\n")
+        return target
+
+    @classmethod
+    def load(cls, path: "str | Path") -> "DiversityPlan":
+        source = Path(path)
+        if not source.is_file():
+            raise ConfigError(f"no DIV-SE plan at {source}: make one with strategies.discovery.discover")
+        try:
+            return cls.model_validate(json.loads(source.read_text()))
+        except ValueError as error:
+            raise ConfigError(f"{source} is not a DIV-SE plan: {error}") from error

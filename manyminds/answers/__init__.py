@@ -315,7 +315,7 @@ FORMATS: dict[AnswerFormat, FormatRules] = {
 def plan_key(text: str) -> str | None:
     """A plan's actions as one canonical line, '(unstack d c) (put-down d) ...', read from the
     text after its last '[PLAN]' (or the whole text); None when no action can be read."""
-    from manyminds.datasets.blocksworld import parse_plan
+    from manyminds.answers.blocksworld import parse_plan
 
     head, marker, tail = text.rpartition("[PLAN]")
     actions = parse_plan(tail if marker else text)
@@ -330,7 +330,7 @@ def same_answer(task: Task, answer: str | None, gold_key: str | None) -> bool:
     if answer == gold_key:
         return True
     if FORMATS[task.format].merge_by_value:
-        from manyminds.verifiers.math_answer import keys_equal
+        from manyminds.answers.equivalence import keys_equal
 
         return keys_equal(answer, gold_key)
     return False

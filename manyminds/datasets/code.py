@@ -14,7 +14,7 @@ from manyminds.types import AnswerFormat, Task
 
 
 def _lines(path: Path) -> list[dict]:
-    from manyminds.datasets.catalog import read_json_lines
+    from manyminds.datasets.reading import read_json_lines
 
     return [row for _, row in read_json_lines(path)]
 
