@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from manyminds.errors import ManymindsError
+from manyminds.errors import ManymindsError, one_line
 from manyminds.redact import public_text, redact
 from manyminds.types import MAX_SAMPLES, AnswerFormat
 
@@ -71,31 +71,20 @@ StrategyName = _choices("StrategyName", _strategy_names())
 VerifierName = _choices("VerifierName", _verifier_names())
 
 
-def _verifier(name: "enum.Enum | str | None", backend, allow_code: bool, allow_unisolated: bool = False,
-              visible_only: bool = False):
-    """The verifier a verifying strategy needs: judges use the run's own backend."""
-    if name is None:
-        return None
-    from manyminds.verifiers.base import VerifierOptions, make_verifier
+def _verifier_options(backend, allow_code: bool, allow_unisolated: bool = False, visible_only: bool = False):
+    """What a named verifier is built with: judges use the run's own backend."""
+    from manyminds.verifiers.base import VerifierOptions
 
-    return make_verifier(getattr(name, "value", name), VerifierOptions(
-        backend=backend, allow_code_execution=allow_code, allow_unisolated_execution=allow_unisolated,
-        visible_tests_only=visible_only))
+    return VerifierOptions(backend=backend, allow_code_execution=allow_code,
+                           allow_unisolated_execution=allow_unisolated, visible_tests_only=visible_only)
 
 
-def _make(name: str, n: int, verifier, **settings):
-    """Strategy `name` at budget n; settings left at None were not given and are not passed."""
-    from manyminds.strategies import by_name, make
+def _make(name: str, n: int | None, verifier: "enum.Enum | str | None" = None, options=None, **settings):
+    """`strategies.make` with only the settings the user gave (None: not given, the strategy's default)."""
+    from manyminds.strategies import make
 
     given = {k: v for k, v in settings.items() if v is not None}
-    if by_name(name).needs_verifier:
-        if verifier is None:
-            raise ManymindsError(f"strategy {name} needs a verifier: add --verifier {'|'.join(_verifier_names())}")
-        given["verifier"] = verifier
-    elif verifier is not None:
-        raise ManymindsError(f"strategy {name} takes no verifier (--verifier is for "
-                             f"{', '.join(n for n in _strategy_names() if by_name(n).needs_verifier)})")
-    return make(name, n, **given)
+    return make(name, n, verifier=getattr(verifier, "value", verifier), verifier_options=options, **given)
 
 
 def _aggregator_spec(text: str | None):
@@ -209,7 +198,8 @@ def run(
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (default the strategy's, 0.7).")] = None,
-    max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 512,
+    max_tokens: Annotated[Optional[int], typer.Option(
+        help="Completion tokens per sample (default the strategy's).", show_default=False)] = None,
     prompt: Annotated[Optional[PromptStyle], typer.Option(
         help="Chain of thought, answer only, or the question as given (raw); default cot.")] = None,
     answer_format: Annotated[
@@ -228,26 +218,23 @@ def run(
 ) -> None:
     """Answer one question with an ensemble strategy (self-consistency by default) and show the vote."""
     from manyminds.backends import from_spec
-    from manyminds.cache import GenerationCache
+    from manyminds.session import Session
     from manyminds.types import Task
 
     task = Task(question=question, format=answer_format)
     chosen = from_spec(backend)
     strategy = _make(
-        strategy_name.value, n, _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution),
+        strategy_name.value, n, verifier, _verifier_options(chosen, allow_code_execution, allow_unisolated_code_execution),
         temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
         aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop), pairs=_plan_pairs(plan), exemplars=exemplars,
     )
-    path = _cache_path(cache, no_cache)
-    store = GenerationCache(path) if path is not None else None  # fails before loading a model
-    try:
-        _start_early(chosen, strategy, task, store)
-        result = strategy.solve(task, backend=chosen, cache=store)
-        if store is not None:
-            store.runs.record(f"run {strategy.name}", [result])
-    finally:
-        if store is not None:
-            store.close()
+    # The session opens the cache before any model loads (a bad path fails first) and closes it
+    # after the run is stored, however the run ends.
+    with Session(chosen, cache=_cache_path(cache, no_cache), progress=False) as session:
+        _start_early(chosen, strategy, task, session.cache)
+        result = session.solve(strategy, task)
+        if session.cache is not None:
+            session.cache.runs.record(f"run {strategy.name}", [result])
     if as_json:
         print(
             json.dumps(
@@ -264,6 +251,7 @@ def run(
                     "usage": result.usage.model_dump(),
                     "aggregator": result.decision.aggregator,
                     "strategy": result.strategy,
+                    "strategy_params": result.strategy_params,
                     "trace": result.trace,
                 }
             )
@@ -320,7 +308,8 @@ def bench(
     max_failures: Annotated[Optional[int], typer.Option(min=0, help="End the run once more questions than this fail.")] = None,
     baseline: Annotated[bool, typer.Option(help="Add one sample per question (self-consistency n = 1).")] = True,
     temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (default the strategy's, 0.7).")] = None,
-    max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 256,
+    max_tokens: Annotated[Optional[int], typer.Option(
+        help="Completion tokens per sample (default the strategy's).", show_default=False)] = None,
     prompt: Annotated[Optional[PromptStyle], typer.Option(
         help="Chain of thought, answer only, or the question as given (raw); default cot.")] = None,
     aggregator: AggregatorOpt = None,
@@ -364,23 +353,25 @@ def bench(
     chosen = from_spec(backend)
     judge_backend = from_spec(judge) if judge else chosen
     # Without --oracle a unit-test verifier sees only the visible tests; the scorer runs them all.
-    wanted = _verifier(verifier, chosen, allow_code_execution, allow_unisolated_code_execution,
-                       visible_only=not oracle)
+    options = _verifier_options(chosen, allow_code_execution, allow_unisolated_code_execution, visible_only=not oracle)
     code_verifier = None
     if scorer_name == "unit-tests":
         if not allow_code_execution:
             raise ManymindsError(f"{dataset} is scored by running the code: add --allow-code-execution")
-        code_verifier = _verifier(VerifierName.unit_tests, chosen, True, allow_unisolated_code_execution)
+        from manyminds.verifiers.base import make_verifier
+
+        code_verifier = make_verifier("unit-tests", _verifier_options(chosen, True, allow_unisolated_code_execution))
     settings = dict(temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
                     exemplars=exemplars)
     methods: dict[str, object] = {}
     if baseline:
-        methods["single sample"] = _make("self-consistency", 1, None, **settings)
+        methods["single sample"] = _make("self-consistency", 1, **settings)
     settings.update(aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop), pairs=_plan_pairs(plan))
     for name in strategies or [StrategyName.self_consistency]:  # type: ignore[attr-defined]
         for n in sorted(set(budgets or [8])):  # smaller budgets first: the larger reuse their samples
             verifying = by_name(name.value).needs_verifier  # the others do not take one; scoring may
-            methods[f"{name.value} (n={n})"] = _make(name.value, n, wanted if verifying else None, **settings)
+            methods[f"{name.value} (n={n})"] = _make(name.value, n, verifier if verifying else None, options,
+                                                     **settings)
     path = _cache_path(cache, no_cache)
     tuned_on: tuple[str, ...] = ()
     if plan is not None:
@@ -396,7 +387,8 @@ def bench(
     if as_json:
         for r in report.runs:
             low, high = r.interval()
-            print(json.dumps({"run": r.run_id, "label": r.label, "strategy": r.strategy, "questions": r.questions,
+            print(json.dumps({"run": r.run_id, "label": r.label, "strategy": r.strategy, "params": r.params,
+                              "questions": r.questions,
                               "accuracy": r.accuracy, "interval": [low, high], "failures": r.failures,
                               "usage": r.usage.model_dump(), "usage_this_attempt": r.usage_this_attempt.model_dump(),
                               "resumed": r.resumed, "meta": r.meta}))
@@ -534,6 +526,44 @@ def report_command(
         out.print(f"{name}: {path}")
 
 
+@app.command("plugins")
+def plugins_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per entry.")] = False,
+) -> None:
+    """What is loaded: every strategy, aggregator, verifier, stopping rule and backend, from where, at which version."""
+    from manyminds.plugins import distribution_of
+
+    rows = []
+    for kind, registry in _registries().items():
+        for name, entry in sorted(registry.all().items()):
+            dist, version = distribution_of(entry)
+            where = f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', type(entry).__name__)}"
+            rows.append({"kind": kind, "name": name, "provided_by": where, "distribution": dist if version else None,
+                         "version": version})
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title="manyminds plugins (built-ins register as plugins do)")
+    for column in ("kind", "name", "provided by", "distribution"):
+        table.add_column(column, no_wrap=column != "provided by")
+    for row in rows:
+        dist = f"{row['distribution']} {row['version']}" if row["version"] else "[dim](not installed)[/dim]"
+        table.add_row(row["kind"], escape(row["name"]), escape(row["provided_by"]), dist)
+    out.print(table)
+
+
+def _registries() -> dict:
+    from manyminds.aggregators.base import REGISTRY as aggregators
+    from manyminds.backends.base import REGISTRY as backends
+    from manyminds.stopping import REGISTRY as stopping
+    from manyminds.strategies.base import REGISTRY as strategies
+    from manyminds.verifiers.base import REGISTRY as verifiers
+
+    return {"strategy": strategies, "aggregator": aggregators, "verifier": verifiers, "stopping rule": stopping,
+            "backend": backends}
+
+
 @cache_app.command("stats")
 def cache_stats(path: Annotated[str, typer.Argument(help="The cache file.")]) -> None:
     """Rows, requests, tokens and models stored in a cache file."""
@@ -608,15 +638,6 @@ def cache_runs(path: Annotated[str, typer.Argument(help="The cache file.")]) -> 
     out.print(table)
 
 
-def _one_line(error: ValidationError) -> str:
-    parts = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"]) or error.title
-        message = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message} (got {e.get('input')!r})" if "got" not in message else f"{where}: {message}")
-    return "; ".join(parts)
-
-
 def main() -> None:
     """Entry point: run the app, turning expected errors into one line and exit status 2."""
     # The command owns its process: move everything imported so far out of the garbage
@@ -643,7 +664,7 @@ def main() -> None:
     except ManymindsError as error:
         _fail(str(error), error.exit_status)
     except ValidationError as error:
-        _fail(_one_line(error))
+        _fail(one_line(error))
     except ValueError as error:  # e.g. an unknown --format value
         _fail(str(error))
     except RecursionError:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class ManymindsError(Exception):
     """Base of the errors manyminds raises on purpose; the CLI prints them in one line."""
@@ -41,3 +46,15 @@ class BackendError(ManymindsError):
 
 class CapabilityError(ManymindsError):
     """The backend cannot do what was asked (e.g. logprobs), and we will not fake it."""
+
+
+def one_line(error: "ValidationError", prefix: str = "") -> str:
+    """A pydantic ValidationError as one line naming each field, what is wrong and the value given:
+    what the CLI prints, the server answers (400) and `strategies.make` raises as a ConfigError."""
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or prefix or error.title
+        message = e["msg"].removeprefix("Value error, ")
+        given = "input" in e and "got" not in message and not isinstance(e["input"], dict)
+        parts.append(f"{where}: {message}" + (f" (got {e['input']!r})" if given else ""))
+    return "; ".join(parts)

@@ -12,14 +12,19 @@ anyone else's:
   decorators register), any other object is registered under the entry
   point's name.
 
-Backends are declared as lazy targets instead of a package scan: importing
-every backend module (the OpenAI client, vLLM's shims) would cost half a
-second of every CLI start. `BUILTIN_BACKENDS` mirrors the entry points in
-pyproject.toml for a source tree that was never installed.
+Backends are declared as lazy targets (`Registry.declare`, `lazy_plugins`)
+instead of a package scan: importing every backend module (the OpenAI client,
+vLLM's shims) would cost half a second of every CLI start.
+
+A name is taken once: a second entry under a name (a plugin's `majority`) is
+refused with an error naming both providers. `distribution_of` and
+`plugin_versions` say which installed distribution provides an entry, for
+`manyminds plugins` and for every benchmark run's record.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -35,14 +40,6 @@ from manyminds.errors import ConfigError
 log = logging.getLogger("manyminds.plugins")
 T = TypeVar("T")
 
-BUILTIN_BACKENDS: dict[str, str] = {
-    "local": "manyminds.backends.local:from_spec",
-    "openai": "manyminds.backends.openai_compat:from_spec",
-    "scripted": "manyminds.backends.scripted:from_spec",
-    "vllm": "manyminds.backends.vllm:from_spec",
-}
-
-
 def _load_target(target: str) -> Any:
     module, _, attr = target.partition(":")
     value: Any = importlib.import_module(module)
@@ -51,37 +48,44 @@ def _load_target(target: str) -> Any:
     return value
 
 
-def discover(group: str, builtins: dict[str, str] | None = None) -> dict[str, Any]:
-    """Name -> loaded object for every plugin of `group` (with `builtins` as lazy targets)."""
-    found: dict[str, Any] = {}
-    targets = dict(builtins or {})
-    for ep in entry_points(group=group):
-        targets[ep.name] = ep.value
-    for name, target in targets.items():
-        try:
-            found[name] = _load_target(target)
-        except Exception as error:  # a broken third-party plugin must not break the rest
-            log.warning("plugin %s=%s in %s failed to load: %s", name, target, group, error)
-    return found
-
-
 class Registry(Generic[T]):
     """Named entries of one kind, from decorators, the kind's own package and an entry-point group."""
 
-    def __init__(self, kind: str, group: str, package: str | None = None) -> None:
+    def __init__(self, kind: str, group: str, package: str | None = None, *, lazy_plugins: bool = False) -> None:
         self.kind = kind
+        self.lazy_plugins = lazy_plugins
+        """Entry points are declared (`declare`), imported on first use, not at the first lookup."""
         self.group = group
         self.package = package
         self._entries: dict[str, T] = {}
         self._scanned: set[str] = set()
         self._scanned_path: tuple[str, ...] | None = None
         self._plugins_loaded = False
+        self._lazy: dict[str, str] = {}
 
     def register(self, name: str, entry: T) -> T:
+        """Add `entry` under `name`. A name already taken by another entry is refused, naming both
+        providers: a plugin must never replace a built-in (or another plugin) without a word.
+        The same definition again (a module imported twice, a class redefined in place) replaces it."""
         if not name or not isinstance(name, str):
             raise ConfigError(f"a {self.kind} needs a non-empty name, got {name!r}")
+        old = self._entries.get(name)
+        if old is not None and old is not entry and _identity(old) != _identity(entry):
+            raise ConfigError(
+                f"{self.kind} {name!r} is registered twice: by {provider(old)} and by {provider(entry)}; "
+                f"rename one (a plugin may namespace its names as 'package/{name}')")
         self._entries[name] = entry
         return entry
+
+    def declare(self, name: str, target: str) -> None:
+        """A lazy entry: `module:attribute`, imported on first `get` (backends: importing every
+        backend module would cost half a second of each CLI start)."""
+        known = self._lazy.get(name) or (_target_of(self._entries[name]) if name in self._entries else None)
+        if known is not None and known != target:
+            log.warning("%s %r is declared twice: by %s and by %s; the first is kept (rename the other, or "
+                        "namespace it as 'package/%s')", self.kind, name, known, target, name)
+            return
+        self._lazy[name] = target
 
     def decorator(self, name: str) -> Callable[[T], T]:
         def register(entry: T) -> T:
@@ -116,24 +120,159 @@ class Registry(Generic[T]):
                     log.warning("%s module %s.%s failed to load: %s", self.kind, self.package, info.name, error)
         if not self._plugins_loaded:
             self._plugins_loaded = True
-            for name, value in discover(self.group).items():
-                if not isinstance(value, types.ModuleType):  # a module registers its own entries
-                    self._entries.setdefault(name, value)
+            for ep in entry_points(group=self.group):
+                if self.lazy_plugins:
+                    self.declare(ep.name, ep.value)
+                    continue
+                try:
+                    value = _load_target(ep.value)
+                    if not isinstance(value, types.ModuleType):  # a module registers its own entries
+                        self.register(ep.name, value)
+                except Exception as error:  # a broken or clashing plugin must not break the rest
+                    log.warning("plugin %s=%s in %s was not loaded: %s", ep.name, ep.value, self.group, error)
 
     def all(self) -> dict[str, T]:
+        """Every entry, lazy ones loaded (those that fail to load are left out, with a warning)."""
         self._scan()
+        for name in list(self._lazy):
+            if name not in self._entries:
+                try:
+                    self._load_lazy(name)
+                except ConfigError as error:
+                    log.warning("%s", error)
         return dict(self._entries)
 
     def names(self) -> list[str]:
-        return sorted(self.all())
+        """Every name, without loading lazy entries."""
+        self._scan()
+        return sorted(set(self._entries) | set(self._lazy))
 
     def get(self, name: str) -> T:
-        if name not in self._entries:
+        if name not in self._entries and name not in self._lazy:
             self._scanned_path = None  # a miss: look at the folders again (a file may have been added)
             self._scan()
+        if name not in self._entries and name in self._lazy:
+            self._load_lazy(name)
         if name not in self._entries:
             raise ConfigError(f"unknown {self.kind} {name!r}: available are {', '.join(self.names())}")
         return self._entries[name]
+
+    def _load_lazy(self, name: str) -> None:
+        target = self._lazy[name]
+        try:
+            value = _load_target(target)
+        except Exception as error:
+            raise ConfigError(f"{self.kind} {name!r} ({target}) failed to load: {error}") from None
+        self.register(name, value)
+
+
+def _target_of(entry: Any) -> str:
+    return f"{getattr(entry, '__module__', '?')}:{getattr(entry, '__qualname__', type(entry).__name__)}"
+
+
+def _identity(entry: Any) -> tuple[str, str]:
+    return (getattr(entry, "__module__", "") or "", getattr(entry, "__qualname__", "") or repr(entry))
+
+
+def distribution_of(entry: Any) -> tuple[str, str | None]:
+    """The installed distribution that provides `entry` and its version (the module's name and None
+    where no distribution does: a script, a test, a module on the path)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    module = getattr(entry, "__module__", None) or type(entry).__module__
+    top = module.split(".")[0]
+    for name in _distributions().get(top, []):
+        try:
+            return name, version(name)
+        except PackageNotFoundError:
+            continue
+    if top == "manyminds":  # a source tree that was never installed
+        from manyminds import __version__
+
+        return "manyminds", __version__
+    return module, None
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    from importlib.metadata import packages_distributions
+
+    return dict(packages_distributions())
+
+
+def provider(entry: Any) -> str:
+    """Who provides a registered entry, for messages: 'module.Class (distribution version)'."""
+    name, version = distribution_of(entry)
+    where = f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', type(entry).__name__)}"
+    return f"{where} ({name} {version})" if version else where
+
+
+def plugin_versions(objects: Any) -> dict[str, str]:
+    """The distributions (and versions) providing what `objects` are built from: strategies and,
+    inside them, their aggregator, verifier, stopping rule and nested strategies. A run records it,
+    so a result says which plugin code produced it."""
+    from pydantic import BaseModel
+
+    found: dict[str, str] = {}
+    seen: set[int] = set()
+
+    def visit(obj: Any) -> None:
+        if obj is None or id(obj) in seen or isinstance(obj, (str, int, float, bool, bytes)):
+            return
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            for item in obj:
+                visit(item)
+            return
+        if isinstance(obj, dict):
+            for item in obj.values():
+                visit(item)
+            return
+        name, version = distribution_of(type(obj))
+        if version is not None:
+            found[name] = version
+        aggregation = getattr(obj, "aggregation", None)
+        if callable(aggregation) and isinstance(obj, BaseModel):
+            spec = aggregation()
+            if spec is not None:
+                from manyminds.aggregators.base import REGISTRY as AGGREGATORS
+
+                dist, v = distribution_of(AGGREGATORS.get(spec.name))
+                if v is not None:
+                    found[dist] = v
+        if isinstance(obj, BaseModel):
+            for field in type(obj).model_fields:
+                visit(getattr(obj, field, None))
+
+    for obj in objects:
+        visit(obj)
+    return dict(sorted(found.items()))
+
+
+def parse_spec(text: str, what: str, argument: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The one spec grammar of aggregators, stopping rules and verifiers: `NAME[:KEY=VALUE,...]`.
+
+    Values are read as JSON where they can be (`window=5` is 5, `by=logprob` the text). Where the
+    entry names its one `argument`, `NAME:VALUE` is short for `NAME:argument=VALUE` (`esc:5`).
+    """
+    import json
+
+    name, _, rest = text.strip().partition(":")
+    params: dict[str, Any] = {}
+    items = [item for item in rest.split(",") if item.strip()] if rest else []
+    if argument is not None and len(items) == 1 and "=" not in items[0]:
+        items = [f"{argument}={items[0]}"]
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"{what} {text!r}: expected NAME or NAME:KEY=VALUE,... (got {item!r})")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value.strip()
+    if not name.strip():
+        raise ConfigError(f"{what} {text!r}: no name before the ':'")
+    return name.strip(), params
 
 
 def spec_of(obj: Any) -> dict[str, Any]:

@@ -48,7 +48,7 @@ import uuid
 from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -240,7 +240,6 @@ class _State:
     config: ServerConfig
     session: Any = None
     admission: _Admission | None = None
-    upstreams: dict[str, Backend] = field(default_factory=dict)
 
 
 def create_app(config: ServerConfig) -> Any:
@@ -275,7 +274,7 @@ def create_app(config: ServerConfig) -> Any:
     @app.get("/v1/models", responses={401: _ERRORS[401]})
     async def models() -> dict[str, Any]:
         """Every strategy that needs no verifier, at its default budget; any budget may be asked for."""
-        from manyminds.strategies import by_name
+        from manyminds.strategies import by_name, default_budget
 
         data = []
         for name in names():
@@ -389,8 +388,10 @@ def _chat_task(body: ChatRequest) -> tuple[str, tuple[Message, ...], str | None]
 
 
 def _strategy(state: _State, body: _Common, name: ModelName, system: str | None) -> tuple[Any, Backend, AnswerFormat]:
+    """The request's strategy, built by `strategies.make` as every door builds one: the OpenAI
+    parameters given and the `manyminds` settings, nothing else (the strategy's defaults stand)."""
     from manyminds.strategies import by_name, make
-    from manyminds.verifiers.base import VerifierOptions, make_verifier
+    from manyminds.verifiers.base import VerifierOptions
 
     cls = by_name(name.strategy)
     extra = dict(body.manyminds)
@@ -399,12 +400,16 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     except ValueError:
         raise bad_request(f"manyminds.format must be one of {', '.join(f.value for f in AnswerFormat)}",
                           param="manyminds.format") from None
-    backend = _upstream(state, name.upstream)
+    try:
+        backend = state.session.upstream(name.upstream)
+    except ConfigError as error:
+        raise bad_request(str(error), param="model", code="model_not_found") from None
     verifier = extra.pop("verifier", None)
     if verifier is not None and not isinstance(verifier, str):
         raise bad_request("manyminds.verifier must be a verifier's name", param="manyminds.verifier")
+    if verifier == "unit-tests":
+        raise bad_request("the server does not run model-written code", param="manyminds.verifier")
     settings: dict[str, Any] = {}
-    accepted = cls.settings()
     for key, value in (("temperature", body.temperature), ("top_p", body.top_p), ("seed", body.seed),
                        ("max_tokens", getattr(body, "max_completion_tokens", None) or body.max_tokens)):
         if value is not None:
@@ -413,55 +418,16 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
         settings["sampling"] = {"stop": [body.stop] if isinstance(body.stop, str) else body.stop}
     if system is not None:
         settings["system"] = system
-    if "prompt" in accepted and answer_format is AnswerFormat.TEXT:
+    if "prompt" in cls.settings() and answer_format is AnswerFormat.TEXT:
         settings["prompt"] = "raw"  # free-form: the user's words exactly
     settings.update(extra)
-    if cls.needs_verifier:
-        if verifier is None:
-            raise bad_request(f"{name.strategy} needs a verifier: manyminds.verifier = math, p-true or grade",
-                              param="manyminds.verifier")
-        if verifier == "unit-tests":
-            raise bad_request("the server does not run model-written code", param="manyminds.verifier")
-        try:
-            settings["verifier"] = make_verifier(verifier, VerifierOptions(backend=backend))
-        except ManymindsError as error:
-            raise bad_request(str(error), param="manyminds.verifier") from None
-    elif verifier is not None:
-        raise bad_request(f"{name.strategy} takes no verifier", param="manyminds.verifier")
-    n = name.n if name.n is not None else default_budget(cls)
     try:
-        return make(name.strategy, n, **settings), backend, answer_format
-    except ValidationError as error:
-        raise bad_request(_one_line(error), param="manyminds") from None
+        strategy = make(name.strategy, name.n, verifier=verifier, verifier_options=VerifierOptions(backend=backend),
+                        **settings)
     except (ManymindsError, TypeError, ValueError) as error:
-        raise bad_request(str(error).split("\n")[0], param="manyminds") from None
-
-
-def default_budget(cls: Any) -> int:
-    """The samples a strategy spends when the model name gives no budget."""
-    for field_name in ("n", "budget"):
-        default = cls.model_fields[field_name].default if field_name in cls.model_fields else None
-        if isinstance(default, int):
-            return default
-    return 8
-
-
-def _one_line(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-
-
-def _upstream(state: _State, model: str | None) -> Backend:
-    base: Backend = state.session.backend
-    if model is None or model == base.model:
-        return state.session.wrapped
-    if model not in state.upstreams:
-        with_model = getattr(base, "with_model", None)
-        if with_model is None:
-            raise bad_request(f"this server's backend serves {base.model!r} only; it cannot switch to {model!r}",
-                              param="model", code="model_not_found")
-        other = with_model(model)
-        state.upstreams[model] = state.session.cache.wrap(other) if state.session.cache is not None else other
-    return state.upstreams[model]
+        message = str(error).split("\n")[0]
+        raise bad_request(message, param="manyminds.verifier" if "verifier" in message else "manyminds") from None
+    return strategy, backend, answer_format
 
 
 async def _answer(state: _State, body: _Common, text: str, system: str | None, request: Any, *, chat: bool,
@@ -472,7 +438,7 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
     task = Task(question=text, format=answer_format, history=history)
     assert state.admission is not None
     async with state.admission.slot(state.config.retry_after):
-        result = await _run_cancellable(strategy, task, backend, request)
+        result = await _run_cancellable(state.session, strategy, task, backend, request)
     payload = _completion(result, body.model, chat=chat)
     if not body.stream:
         return JSONResponse(payload)
@@ -486,17 +452,10 @@ def _known() -> list[str]:
     return names()
 
 
-async def _run_cancellable(strategy: Any, task: Task, backend: Backend, request: Any) -> Result:
-    """The ensemble's result; cancelled (its upstream calls with it) if the client goes away."""
-    from manyminds.agents.nodes import RunContext
-
-    graph = strategy.compiled(backend)
-
-    async def run() -> Result:
-        out = await graph.ainvoke({"tasks": [task]}, context=RunContext(concurrency=1))
-        return out["results"][0]
-
-    work = asyncio.ensure_future(run())
+async def _run_cancellable(session: Any, strategy: Any, task: Task, backend: Backend, request: Any) -> Result:
+    """The ensemble's result, run by the session; cancelled (its upstream calls with it) if the
+    client goes away."""
+    work = asyncio.ensure_future(session.asolve(strategy, task, backend=backend))
 
     async def watch() -> None:
         # The body was read (and replayed) already: the next ASGI message is the disconnect, if the
@@ -534,6 +493,7 @@ def _completion(result: Result, model: str, *, chat: bool) -> dict[str, Any]:
         "tally": result.tally,
         "stop_reason": result.stop_reason,
         "strategy": result.strategy,
+        "strategy_params": result.strategy_params,
         "aggregator": result.decision.aggregator,
         "calls": result.usage.calls,
         "samples": result.usage.samples,

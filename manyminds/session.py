@@ -30,6 +30,8 @@ from manyminds.types import Result, Task
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from langgraph.graph.state import CompiledStateGraph
+
     from manyminds.strategies.base import Strategy
 
 
@@ -64,6 +66,7 @@ class Session:
         from manyminds.answers import equivalence
 
         self._pools_before = equivalence.pool_running()
+        self._upstreams: dict[str, Backend] = {}
         self.closed = False
 
     @property
@@ -71,33 +74,66 @@ class Session:
         """The backend as strategies see it: behind the cache, when there is one."""
         return self.cache.wrap(self.backend) if self.cache is not None else self.backend  # type: ignore[return-value]
 
-    async def asolve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
-                          progress: bool | None = None) -> list[Result]:
-        """Results for `tasks`, in their order; at most `concurrency` questions in flight."""
-        from manyminds.agents.nodes import RunContext
+    def upstream(self, model: str | None) -> Backend:
+        """The session's backend, or another model of the same endpoint (`with_model`), behind
+        the session's cache: what the server's `STRATEGY:MODEL` names pick. Memoised per model."""
+        if model is None or model == self.backend.model:
+            return self.wrapped
+        if model not in self._upstreams:
+            with_model = getattr(self.backend, "with_model", None)
+            if with_model is None:
+                raise ConfigError(f"the backend serves {self.backend.model!r} only; it cannot switch to {model!r}")
+            other = with_model(model)
+            self._upstreams[model] = self.cache.wrap(other) if self.cache is not None else other
+        return self._upstreams[model]
 
-        if self.closed:
-            raise ConfigError("this session is closed")
+    def graph(self, strategy: "Strategy") -> "CompiledStateGraph":
+        """The strategy's compiled graph over this session's (cached) backend, to embed in a
+        LangGraph app as a subgraph; the cache is this session's, closed when it closes."""
+        self._check_open()
+        return strategy.compiled(self.wrapped)
+
+    async def asolve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
+                          progress: "bool | Callable[[int], None] | None" = None,
+                          backend: Backend | None = None) -> list[Result]:
+        """Results for `tasks`, in their order; at most `concurrency` questions in flight.
+
+        `progress`: a bar on stderr (True), none (False), the session's default (None), or a
+        callback `advance(k)` called as questions finish. `backend`: another backend to run on,
+        one of `upstream(...)`'s. Cancelling the awaiting task cancels the ensemble, its backend
+        calls included; samples already generated stay in the cache.
+        """
+        from manyminds.agents.nodes import RunContext, run_batch
+
+        self._check_open()
         batch = [Task.of(t) for t in tasks]
         if not batch:
             return []
-        graph = strategy.compiled(self.wrapped)
-        with progress_bar(len(batch), strategy.name, self.progress if progress is None else progress) as advance:
-            state = await graph.ainvoke({"tasks": batch}, context=RunContext(self.concurrency, advance))
-        if self.cache is not None:
-            self.cache.flush()
-        return state["results"]
+        graph = strategy.compiled(backend if backend is not None else self.wrapped)
+        try:
+            if callable(progress):
+                return await run_batch(graph, batch, RunContext(self.concurrency, progress))
+            wanted = self.progress if progress is None else progress
+            with progress_bar(len(batch), strategy.name, wanted) as advance:
+                return await run_batch(graph, batch, RunContext(self.concurrency, advance))
+        finally:
+            if self.cache is not None and not self.cache.closed:
+                self.cache.flush()
 
     def solve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
-                   progress: bool | None = None) -> list[Result]:
+                   progress: "bool | Callable[[int], None] | None" = None) -> list[Result]:
         return run_sync(self.asolve_many(strategy, tasks, progress=progress))
 
-    async def asolve(self, strategy: "Strategy", task: Task | str) -> Result:
-        (result,) = await self.asolve_many(strategy, [task], progress=False)
+    async def asolve(self, strategy: "Strategy", task: Task | str, *, backend: Backend | None = None) -> Result:
+        (result,) = await self.asolve_many(strategy, [task], progress=False, backend=backend)
         return result
 
     def solve(self, strategy: "Strategy", task: Task | str) -> Result:
         return run_sync(self.asolve(strategy, task))
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ConfigError("this session is closed")
 
     def close(self) -> None:
         """Store every sample, then release what this session opened (idempotent)."""

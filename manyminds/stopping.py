@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from manyminds.errors import ConfigError
+from manyminds.errors import ConfigError, one_line
 from manyminds.plugins import Registry
 
 
@@ -356,17 +356,23 @@ class MixtureSPRT(_Sequential):
 
 
 def parse_rule(spec: str) -> StopRule:
-    """`esc`, `esc:5`, `adaptive`, `adaptive:0.95`, or any registered rule (the CLI's --stop)."""
-    name, _, arg = spec.partition(":")
+    """A rule from the one spec grammar (`plugins.parse_spec`): `esc`, `esc:window=5`, `sprt:alpha=0.05,p1=0.7`,
+    or `NAME:VALUE` for the rule's own `argument` (`esc:5`, `adaptive:0.95`); the CLI's --stop."""
+    from manyminds.plugins import parse_spec
+
+    name = spec.partition(":")[0].strip()
     try:
         cls = REGISTRY.get(name)
     except ConfigError:
         raise ConfigError(f"unknown stopping rule {spec!r}: use one of {', '.join(REGISTRY.names())}, "
-                          "optionally NAME:VALUE (esc:5, adaptive:0.95)") from None
+                          "optionally NAME:KEY=VALUE,... or NAME:VALUE (esc:5, adaptive:0.95)") from None
+    _, params = parse_spec(spec, "stopping rule", getattr(cls, "argument", None))
+    from manyminds.plugins import checked_call
+
     try:
-        return cls(**({cls.argument: arg} if arg else {}))  # type: ignore[attr-defined,no-any-return]
+        return checked_call(cls, params, f"stopping rule {name!r}")
     except ValidationError as error:
-        raise ConfigError(f"bad stopping rule {spec!r}: {error.errors()[0]['msg']}") from error
+        raise ConfigError(f"bad stopping rule {spec!r}: {one_line(error)}") from error
 
 
 def replay(rule: StopRule, answers: Sequence[str | None], cap: int) -> tuple[int, str]:

@@ -47,6 +47,13 @@ class RunContext:
 _DEFAULT_CONTEXT = RunContext()
 
 
+async def run_batch(graph: Any, tasks: Sequence[Task], context: RunContext) -> list[Any]:
+    """The one way an ensemble graph is run: on a batch of tasks, with a typed run context,
+    returning one Result per task in order (a `Session`, and a cascade's stages, call it)."""
+    out = await graph.ainvoke({"tasks": list(tasks)}, context=context)
+    return list(out["results"])
+
+
 def run_context() -> RunContext:
     """The invocation's RunContext (the defaults when none, or another type, was given)."""
     from langgraph.runtime import get_runtime

@@ -25,7 +25,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from manyminds.errors import ConfigError
 from manyminds.plugins import Registry
 from manyminds.types import Candidate, Decision, Task
 
@@ -105,23 +104,12 @@ class AggregatorSpec(BaseModel):
 
 
 def parse_spec(text: str) -> AggregatorSpec:
-    """The command line's form: `NAME` or `NAME:KEY=VALUE,KEY=VALUE` (values read as JSON when they can be).
+    """The command line's form, the one spec grammar (`plugins.parse_spec`): `NAME` or
+    `NAME:KEY=VALUE,KEY=VALUE`: `weighted:by=logprob`, `selection:fallback=rpc`."""
+    from manyminds.plugins import parse_spec as parse
 
-    `esc:window=3`, `weighted:by=logprob`, `selection:fallback=rpc`.
-    """
-    import json
-
-    name, _, rest = text.partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"aggregator {text!r}: expected NAME or NAME:KEY=VALUE,... (got {item!r})")
-        try:
-            params[key.strip()] = json.loads(value)
-        except ValueError:
-            params[key.strip()] = value
-    return AggregatorSpec(name=name.strip(), params=params)
+    name, params = parse(text, "aggregator")
+    return AggregatorSpec(name=name, params=params)
 
 
 def resolve(spec: "str | dict[str, Any] | AggregatorSpec | Aggregator") -> Aggregator:

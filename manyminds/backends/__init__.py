@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from manyminds.backends.base import Backend, Capabilities, sample_seed
+from manyminds.backends.base import REGISTRY, Backend, Capabilities, sample_seed
 from manyminds.backends.local import Local
 from manyminds.backends.openai_compat import OpenAICompatible
 from manyminds.backends.scripted import Scripted, ScriptedRequest
 from manyminds.backends.vllm import VLLM
 from manyminds.errors import ConfigError
-from manyminds.plugins import BUILTIN_BACKENDS, discover
 
 __all__ = [
     "Backend",
@@ -32,10 +31,7 @@ def from_spec(spec: str) -> Backend:
     entry-point group, so plugins add their own kinds.
     """
     kind, _, rest = spec.strip().partition(":")
-    factories = discover("manyminds.backends", BUILTIN_BACKENDS)
-    if kind not in factories:
-        raise ConfigError(
-            f"unknown backend spec {spec!r}: use {SPEC_HELP}"
-            + (f" (installed kinds: {', '.join(sorted(factories))})" if factories else "")
-        )
-    return factories[kind](rest)
+    if kind not in REGISTRY.names():
+        raise ConfigError(f"unknown backend spec {spec!r}: use {SPEC_HELP} (installed kinds: "
+                          f"{', '.join(REGISTRY.names())})")
+    return REGISTRY.get(kind)(rest)

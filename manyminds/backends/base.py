@@ -7,6 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from manyminds.plugins import Registry
 from manyminds.types import Generation, Message, SamplingParams
 
 
@@ -87,3 +88,14 @@ def sample_seed(base: int | None, index: int, request: str = "") -> int:
 
     digest = hashlib.blake2b(f"{base or 0}:{request}:{index}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+REGISTRY: "Registry[Any]" = Registry("backend", "manyminds.backends", lazy_plugins=True)
+"""Backend factories by kind, `factory(rest) -> Backend` for the spec `KIND[:REST]`: the
+`manyminds.backends` entry points (the built-ins are declared there as well, in pyproject.toml),
+each imported on first use."""
+for _kind, _target in {"local": "manyminds.backends.local:from_spec",
+                       "openai": "manyminds.backends.openai_compat:from_spec",
+                       "scripted": "manyminds.backends.scripted:from_spec",
+                       "vllm": "manyminds.backends.vllm:from_spec"}.items():
+    REGISTRY.declare(_kind, _target)  # the same as pyproject's entry points, for a tree never installed

@@ -32,6 +32,8 @@ from manyminds._perf import run_sync
 from manyminds.backends.base import Backend
 from manyminds.bench.scoring import Score, Scorer, scorer_for, with_samples
 from manyminds.cache import GenerationCache
+from manyminds.plugins import plugin_versions
+from manyminds.session import Session
 from manyminds.errors import BackendError, ConfigError, RunFailed
 from manyminds.strategies.base import Strategy
 from manyminds.types import Result, Task, Usage
@@ -185,8 +187,7 @@ def _tasks(data: str | Sequence[Task | str], split: str | None, limit: int | Non
                    "dataset_version": first.get("dataset_version"), "scorer": first.get("scorer", "answer")}
 
 
-async def _solve_chunk(strategy: Strategy, tasks: list[Task], backend: Backend, cache: GenerationCache,
-                       concurrency: int) -> list[Result | BaseException]:
+async def _solve_chunk(strategy: Strategy, tasks: list[Task], session: Session) -> list[Result | BaseException]:
     """The chunk's results; where the batch fails, each question alone (concurrently), so one bad
     question fails only itself. A ConfigError is the user's to fix and ends the run.
 
@@ -196,8 +197,7 @@ async def _solve_chunk(strategy: Strategy, tasks: list[Task], backend: Backend, 
     Its questions are recorded as failed with that error and are tried again on resuming.
     """
     try:
-        return list(await strategy.asolve_many(tasks, backend=backend, cache=cache, concurrency=concurrency,
-                                               progress=False))
+        return await session.asolve_many(strategy, tasks, progress=False)
     except ConfigError:
         raise
     except BackendError as batch_error:
@@ -207,12 +207,12 @@ async def _solve_chunk(strategy: Strategy, tasks: list[Task], backend: Backend, 
         log.info("a batch of %d questions failed (%s); running them one by one", len(tasks), batch_error)
     except Exception as batch_error:  # noqa: BLE001 - isolated below, question by question
         log.info("a batch of %d questions failed (%s); running them one by one", len(tasks), batch_error)
-    gate = asyncio.Semaphore(concurrency)
+    gate = asyncio.Semaphore(session.concurrency)
 
     async def alone(task: Task) -> Result | BaseException:
         async with gate:
             try:
-                return await strategy.asolve(task, backend=backend, cache=cache)
+                return await session.asolve(strategy, task)
             except ConfigError:
                 raise
             except Exception as error:  # noqa: BLE001 - recorded as this question's failure
@@ -309,37 +309,36 @@ async def arun(
                               "--allow-greedy), and it draws one sample")
     chosen_scorer = scorer or scorer_for(meta["scorer"], verifier=verifier, judge=judge)
     temporary = None
-    if cache is None:
+    if cache is None:  # a temporary file, so strategies still share samples within this call
         temporary = tempfile.TemporaryDirectory(prefix="manyminds-bench-")
-        store = GenerationCache(Path(temporary.name) / "bench.db")
-    elif isinstance(cache, GenerationCache):
-        store = cache
-    else:
-        store = GenerationCache(cache)
+        cache = Path(temporary.name) / "bench.db"
     identity = backend.cache_identity() if hasattr(backend, "cache_identity") else {"repr": repr(backend)}
     meta = {**meta, "seed": seed, "limit": limit, "backend": identity, "model": getattr(backend, "model", None),
-            "scorer": chosen_scorer.name, "code_version": _code_version()}
+            "scorer": chosen_scorer.name, "code_version": _code_version(),
+            "plugins": plugin_versions(labelled.values())}
     reports: list[RunReport] = []
     try:
-        with _Progress(progress) as bar:
+        # One session runs every strategy: it owns a cache it opened from a path (closed at the
+        # end, every sample stored) and only flushes one given as an object.
+        with Session(backend, cache=cache, concurrency=concurrency, progress=False, keep_pools=True) as session, \
+                _Progress(progress) as bar:
             for label, strategy in labelled.items():
-                reports.append(await _run_one(label, strategy, tasks, meta, backend, store, chosen_scorer, bar,
-                                              concurrency, chunk or concurrency, max_failures))
+                reports.append(await _run_one(label, strategy, tasks, meta, session, chosen_scorer, bar,
+                                              chunk or concurrency, max_failures))
     finally:
-        if cache is None or not isinstance(cache, GenerationCache):
-            store.close()
         if temporary is not None:
             temporary.cleanup()
     return BenchReport(runs=reports)
 
 
-async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict[str, Any], backend: Backend,
-                   store: GenerationCache, scorer: Scorer, bar: "_Progress", concurrency: int, chunk: int,
-                   max_failures: int | None) -> RunReport:
+async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict[str, Any], session: Session,
+                   scorer: Scorer, bar: "_Progress", chunk: int, max_failures: int | None) -> RunReport:
     from manyminds.verifiers.base import is_oracle
 
     spec = strategy.aggregation()
     run_meta = {**meta, "aggregator": spec.model_dump() if spec is not None else None}
+    store = session.cache
+    assert store is not None  # arun always gives the session a cache
     if is_oracle(getattr(strategy, "verifier", None)):
         run_meta["oracle"] = True
     fingerprint = _fingerprint(label, strategy, tasks, run_meta)
@@ -353,7 +352,7 @@ async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict
     failures = 0
     for start in range(0, len(todo), chunk):
         positions = todo[start:start + chunk]
-        outcomes = await _solve_chunk(strategy, [tasks[k] for k in positions], backend, store, concurrency)
+        outcomes = await _solve_chunk(strategy, [tasks[k] for k in positions], session)
         scores = await asyncio.gather(*(_score(scorer, o) for o in outcomes if isinstance(o, Result)))
         scored = iter(scores)
         rows = []

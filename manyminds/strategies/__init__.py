@@ -17,11 +17,11 @@
 | verified-vote | VerifiedVote | votes weighted by verifier scores |
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from manyminds.errors import ConfigError
+from manyminds.errors import ConfigError, one_line
 from manyminds.types import MAX_SAMPLES
 from manyminds.strategies.base import REGISTRY, SampledStrategy, Strategy
 from manyminds.strategies.cascade import Cascade
@@ -34,6 +34,9 @@ from manyminds.strategies.self_moa import SelfMoA, SelfMoASeq
 from manyminds.strategies.ranked import RankedVote
 from manyminds.strategies.usc import UniversalSelfConsistency
 from manyminds.strategies.verified import BestOfN, VerifiedVote, VerifierResampling
+
+if TYPE_CHECKING:
+    from manyminds.verifiers.base import Verifier, VerifierOptions
 
 __all__ = [
     "REGISTRY",
@@ -55,6 +58,7 @@ __all__ = [
     "SelfMoASeq",
     "Strategy",
     "by_name",
+    "default_budget",
     "make",
     "names",
 ]
@@ -70,14 +74,29 @@ def by_name(name: str) -> type[Strategy]:
     return REGISTRY.get(name)
 
 
-def make(name: str, n: int, **settings: Any) -> Strategy:
-    """Strategy `name` at a budget of about `n` samples, with `settings`.
+def default_budget(cls: type[Strategy]) -> int:
+    """The samples a strategy spends when no budget is given (its own `n` or `budget` default)."""
+    for field_name in ("n", "budget"):
+        field = cls.model_fields.get(field_name)
+        if field is not None and isinstance(field.default, int):
+            return field.default
+    return 8
 
-    A setting the strategy does not have is an error naming it, never dropped:
-    a user who asks for `prompt="direct"` on a strategy without that setting
-    must hear so.
+
+def make(name: str, n: int | None = None, *, verifier: "str | Verifier | None" = None,
+         verifier_options: "VerifierOptions | None" = None, **settings: Any) -> Strategy:
+    """Strategy `name` at a budget of about `n` samples (default: the strategy's own), with `settings`.
+
+    The one way every door builds a strategy from what a user typed: the Python API, `manyminds
+    run` and `bench`, and the server. Only what the user set is passed, so a method's defaults are
+    the method's wherever it is called from. Given as text, `aggregator` is a spec
+    (`weighted:by=logprob`), `stop` a rule (`esc:window=5`) and `verifier` a registered name built
+    with `verifier_options` (the backend judges use, whether code may run). A setting the strategy
+    does not have, a verifier it does not take or lacks, is an error naming it, never dropped: a user
+    who asks for `prompt="direct"` on a strategy without that setting must hear so.
     """
     cls = by_name(name)
+    n = default_budget(cls) if n is None else n
     if not 1 <= n <= MAX_SAMPLES:
         raise ConfigError(
             f"a budget of n = {n} samples is out of range: give 1 to {MAX_SAMPLES} per question "
@@ -90,11 +109,27 @@ def make(name: str, n: int, **settings: Any) -> Strategy:
             f"strategy {name} has no setting {', '.join(map(repr, unknown))}: "
             f"its settings are {', '.join(sorted(accepted))}"
         )
+    if isinstance(settings.get("aggregator"), str):
+        from manyminds.aggregators.base import parse_spec
+
+        settings["aggregator"] = parse_spec(settings["aggregator"])
+    if cls.needs_verifier:
+        if verifier is None:
+            from manyminds.verifiers.base import REGISTRY as VERIFIERS
+
+            raise ConfigError(f"strategy {name} needs a verifier: one of {', '.join(VERIFIERS.names())}")
+        if isinstance(verifier, str):
+            from manyminds.verifiers.base import VerifierOptions, make_verifier
+
+            verifier = make_verifier(verifier, verifier_options or VerifierOptions())
+        settings["verifier"] = verifier
+    elif verifier is not None:
+        raise ConfigError(f"strategy {name} takes no verifier (those that do: "
+                          f"{', '.join(k for k, v in REGISTRY.all().items() if v.needs_verifier)})")
     try:
         return cls.for_budget(n, **settings)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in error.errors())
-        raise ConfigError(f"strategy {name}: {problems}") from error
+        raise ConfigError(f"strategy {name}: {one_line(error, name)}") from error
 
 
 def __getattr__(attr: str) -> Any:

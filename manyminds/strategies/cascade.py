@@ -92,23 +92,22 @@ class Cascade(Strategy):
         from dataclasses import replace
 
         from manyminds.agents.builder import outputs
-        from manyminds.agents.nodes import run_context
+        from manyminds.agents.nodes import run_batch, run_context
 
         first_graph = self.first.compiled(backend)
         then_graph = self.then.compiled(backend)
         record = self.params()
 
         async def first(state: CascadeState) -> dict[str, Any]:
-            out = await first_graph.ainvoke({"tasks": state["batch"]}, context=run_context())
-            return {"first": out["results"]}
+            return {"first": await run_batch(first_graph, state["batch"], run_context())}
 
         async def escalate(state: CascadeState) -> dict[str, Any]:
             chosen = [i for i, r in enumerate(state["first"]) if r.confidence < self.threshold]
             if not chosen:
                 return {"then": {}}
             quiet = replace(run_context(), progress=None)  # a question is counted once, by the first stage
-            out = await then_graph.ainvoke({"tasks": [state["batch"][i] for i in chosen]}, context=quiet)
-            return {"then": dict(zip(chosen, out["results"]))}
+            then = await run_batch(then_graph, [state["batch"][i] for i in chosen], quiet)
+            return {"then": dict(zip(chosen, then))}
 
         def finish(state: CascadeState) -> dict[str, Any]:
             then = state.get("then", {})
