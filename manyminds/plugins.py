@@ -233,11 +233,9 @@ def plugin_versions(objects: Any) -> dict[str, str]:
             found[name] = version
         aggregation = getattr(obj, "aggregation", None)
         if callable(aggregation) and isinstance(obj, BaseModel):
-            spec = aggregation()
-            if spec is not None:
-                from manyminds.aggregators.base import REGISTRY as AGGREGATORS
-
-                dist, v = distribution_of(AGGREGATORS.get(spec.name))
+            factory = getattr(aggregation(), "factory", None)  # the registered aggregator deciding
+            if factory is not None:
+                dist, v = distribution_of(factory)
                 if v is not None:
                     found[dist] = v
         if isinstance(obj, BaseModel):

@@ -34,25 +34,13 @@ import functools
 from collections import Counter
 from collections.abc import Sequence
 from math import comb, lgamma, log
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from manyminds.errors import ConfigError, one_line
+from manyminds.extensions import StopRule as StopRule
 from manyminds.plugins import Registry
-
-
-@runtime_checkable
-class StopRule(Protocol):
-    name: str
-
-    def wave(self, drawn: int) -> int:
-        """How many samples to draw next, given `drawn` so far."""
-        ...
-
-    def check(self, answers: Sequence[str | None]) -> str | None:
-        """Why to stop now, or None to sample another wave."""
-        ...
 
 
 def _fewest(rule: StopRule, answers: Sequence[str | None]) -> int:

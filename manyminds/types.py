@@ -294,9 +294,30 @@ class Verdict(BaseModel):
     """What the verifier saw: test output, judge replies, each panel member's verdict."""
 
 
-SourceKind = Literal["sample", "proposal", "selection", "synthesis", "ranking"]
-EVIDENCE_KINDS: tuple[str, ...] = ("proposal", "selection", "synthesis", "ranking")
-_STAGES = ("first", "then")
+SourceKind = str
+"""'sample' (a ballot) or a registered evidence kind (`EVIDENCE_KINDS`, `evidence_kind`)."""
+BUILT_IN_EVIDENCE = ("proposal", "selection", "synthesis", "ranking")
+EVIDENCE_KINDS: dict[str, str] = {
+    "proposal": "the model's proposed approaches or personas (DIV-SE)",
+    "selection": "the model's choice among the samples (USC, Self-Agreement)",
+    "synthesis": "one answer written from the samples (MoA, Self-MoA)",
+    "ranking": "a judge's ranking of the samples (ranked vote)",
+}
+"""Every kind of evidence a strategy may record, with what it is; plugins add theirs (`evidence_kind`)."""
+_SHORT_STAGES = ("first", "then")
+"""Stages the short text form knows (a cascade's); a source with any other stage is stored as an object."""
+
+
+def evidence_kind(name: str, description: str) -> str:
+    """Declare a kind of evidence (a plugin strategy's `verification`, say): candidates of that
+    kind are kept with the result, never vote, and are read by the aggregators that want them.
+    Declaring a kind again with the same description is a no-op; a clash is an error."""
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name or "") or name == "sample" or re.fullmatch(r"layer-\d+", name):
+        raise ValueError(f"an evidence kind is a lower-case word other than 'sample' and 'layer-N', got {name!r}")
+    if EVIDENCE_KINDS.get(name, description) != description:
+        raise ValueError(f"evidence kind {name!r} is declared already, as {EVIDENCE_KINDS[name]!r}")
+    EVIDENCE_KINDS[name] = description
+    return name
 
 
 class Source(BaseModel):
@@ -308,9 +329,10 @@ class Source(BaseModel):
     decide from them offline. `prompt` names the prompt or agent that
     produced it ("approach-2/persona-1", "proposer-3", "judge-1"); `layer`
     is the MoA layer or Self-MoA-Seq round; `stage` the cascade stage.
-    Stored and shown in its short form (`str(source)`, e.g.
-    "then/layer-2/proposer-3"), and read back from it, so results stored
-    before sources were values still load.
+    Shown in its short form (`str(source)`, e.g. "then/layer-2/proposer-3");
+    stored in it where it reads back unambiguously (built-in kinds, a
+    cascade's stages), else as an object, so a plugin's kind never reads
+    back as a ballot in a process that has not loaded the plugin.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -360,12 +382,12 @@ class Source(BaseModel):
     @classmethod
     def _parse(cls, text: str) -> "Source":
         parts = [p for p in text.split("/") if p]
-        stage = parts.pop(0) if parts and parts[0] in _STAGES else None
+        stage = parts.pop(0) if parts and parts[0] in _SHORT_STAGES else None
         layer = None
         if parts and re.fullmatch(r"layer-\d+", parts[0]):
             layer = int(parts.pop(0)[6:])
         kind = "sample"
-        if parts and parts[0] in EVIDENCE_KINDS:
+        if parts and parts[0] in BUILT_IN_EVIDENCE:
             kind = parts.pop(0)
         elif parts == ["sample"]:
             parts = []
@@ -377,8 +399,11 @@ class Source(BaseModel):
         return cls.parse(value) if isinstance(value, str) else handler(value)
 
     @model_serializer(mode="plain")
-    def _as_text(self) -> str:
-        return str(self)
+    def _as_text(self) -> "str | dict[str, Any]":
+        if self.kind in ("sample", *BUILT_IN_EVIDENCE) and self.stage in (None, *_SHORT_STAGES) and (
+                not self.prompt or self.prompt.split("/")[0] not in (*BUILT_IN_EVIDENCE, *_SHORT_STAGES, "sample")):
+            return str(self)
+        return {"kind": self.kind, "prompt": self.prompt, "layer": self.layer, "stage": self.stage}
 
 
 SAMPLE = Source()

@@ -26,19 +26,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from manyminds._perf import gc_paused
 from manyminds.agents.nodes import (
-    Request, RunContext, advance, async_node, inline_node, per_task, prepare,
+    RunContext, advance, async_node, inline_node, per_task, prepare,
 )
 from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState, Sample, SlotSamples
 from manyminds.answers import FORMATS, extract
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
+from manyminds.extensions import Request, Settled, View
 from manyminds.types import (
     Candidate, Decision, Generation, Message, Result, SamplingParams, Source, Task, Usage, Verdict, response_text,
     trusted,
@@ -48,56 +49,9 @@ if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
     from manyminds.aggregators import Aggregator
+    from manyminds.strategies.base import Strategy
 
-
-@dataclass(frozen=True)
-class View:
-    """What a plan, a prompt builder or a stopping condition sees of one task."""
-
-    i: int
-    task: Task
-    state: EnsembleState
-    round: int = 0
-    """Completed rounds of the innermost loop around the step (0 outside loops)."""
-    slot: int = 0
-    """The fanned-out slot (DIV-SE prompt, MoA proposer) a slot plan is asked about."""
-
-    @property
-    def samples(self) -> list[Sample]:
-        return self.state["samples"][self.i]
-
-    @property
-    def drawn(self) -> int:
-        return len(self.state["samples"][self.i])
-
-    @property
-    def candidates(self) -> list[Candidate]:
-        return self.state["candidates"][self.i]
-
-    @property
-    def ballots(self) -> list[Candidate]:
-        return [c for c in self.state["candidates"][self.i] if c.source.kind == "sample"]
-
-    def evidence(self, kind: str) -> list[Candidate]:
-        return [c for c in self.state["candidates"][self.i] if c.source.kind == kind]
-
-    @property
-    def passed(self) -> bool:
-        """Whether a verified ballot passed."""
-        return any(c.verdict is not None and c.verdict.passed for c in self.ballots)
-
-    def get(self, key: str) -> Any:
-        """Task i's entry of a per-task list the strategy's own state declares."""
-        return self.state[key][self.i]  # type: ignore[literal-required]
-
-
-@dataclass(frozen=True)
-class Settled:
-    """A stopping condition's verdict on a task: why it stops, and how many samples it keeps."""
-
-    reason: str
-    keep: int | None = None
-    """Voting samples to keep (a rule that drew ahead in a batch); the rest become `spare`."""
+S = TypeVar("S", bound=EnsembleState)
 
 
 Plan = Callable[[View], Sequence[Request]]
@@ -143,10 +97,10 @@ class _Sampling:
     """The pipeline's last sampling step outside a loop: a task is finished when it is."""
 
 
-class Pipeline:
+class Pipeline(Generic[S]):
     """Steps run one after another over the batch; `aggregate` compiles them into a graph."""
 
-    def __init__(self, strategy: Any, backend: Backend, *, state: type = EnsembleState) -> None:
+    def __init__(self, strategy: "Strategy", backend: Backend, *, state: type[S] = EnsembleState) -> None:  # type: ignore[assignment]
         self.strategy = strategy
         self.backend = backend
         self.state = state
@@ -360,7 +314,8 @@ class Pipeline:
             last = self._samplings[-1]
             if last.loop is None:
                 last.finishes = True
-        graph = StateGraph(self.state, input_schema=EnsembleInput, output_schema=EnsembleOutput)
+        graph = StateGraph(self.state, context_schema=RunContext, input_schema=EnsembleInput,
+                           output_schema=EnsembleOutput)
         graph.add_node("prepare", inline_node(prepare, "prepare"), input_schema=self.state)
         graph.add_edge(START, "prepare")
         self._wire(graph, self._items, "prepare", END)

@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from manyminds._perf import run_sync as _run_on_new_loop
 from manyminds.agents.state import EnsembleState
 from manyminds.errors import ConfigError
-from manyminds.types import Message, SamplingParams, Source, Task
+from manyminds.types import Task
 
 DEFAULT_CONCURRENCY = 16
 T = TypeVar("T")
@@ -65,24 +65,6 @@ def run_context() -> RunContext:
     return context if isinstance(context, RunContext) else _DEFAULT_CONTEXT
 
 
-@dataclass(frozen=True)
-class Request:
-    """One backend request a strategy plans for a task: `n` samples of `messages`."""
-
-    source: Source | str
-    messages: list[Message]
-    n: int = 1
-    params: SamplingParams | None = None
-    """Overrides the step's parameters (e.g. greedy for a selection call)."""
-    first_index: int = 0
-    """Sample index of the first sample: requests sharing one backend and prompt take
-    distinct indices, so they are distinct samples (and distinct cache rows)."""
-
-    @property
-    def origin(self) -> Source:
-        return self.source if isinstance(self.source, Source) else Source.parse(self.source)
-
-
 # -- node wrappers --------------------------------------------------------------
 
 
@@ -115,13 +97,8 @@ def async_node(afunc: Callable[[EnsembleState], Coroutine[Any, Any, dict[str, An
 
 
 def _node(func: Callable[..., Any], afunc: Callable[..., Any], name: str) -> Any:
-    """A node with a sync and an async form. LangGraph's own runnable inspects the functions'
-    signatures once; langchain's RunnableLambda did so on every call (12 times per question)."""
-    try:
-        from langgraph._internal._runnable import RunnableCallable
-    except ImportError:  # a LangGraph without it: the public, slower wrapper
-        return RunnableLambda(func, afunc=afunc, name=name)
-    return RunnableCallable(func, afunc, name=name)
+    """A node with a sync and an async form (LangGraph's public runnable for a function pair)."""
+    return RunnableLambda(func, afunc=afunc, name=name)
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -21,23 +21,13 @@ group. Candidates given to an aggregator are ballots (`source.kind ==
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from manyminds.extensions import Aggregator as Aggregator  # the protocol's home: extensions.py
 from manyminds.plugins import Registry
 from manyminds.types import Candidate, Decision, Task
-
-
-@runtime_checkable
-class Aggregator(Protocol):
-    name: str
-
-    def params(self) -> dict[str, Any]:
-        """The parameters that decided, recorded in every Decision."""
-        ...
-
-    def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision: ...
 
 
 REGISTRY: Registry[Callable[..., Aggregator]] = Registry("aggregator", "manyminds.aggregators", "manyminds.aggregators")
@@ -98,6 +88,11 @@ class AggregatorSpec(BaseModel):
 
     def build(self) -> Aggregator:
         return get_aggregator(self.name, **self.params)
+
+    @property
+    def factory(self) -> Callable[..., Aggregator]:
+        """The registered class or factory behind the name (whose distribution a run records)."""
+        return REGISTRY.get(self.name)
 
     def __hash__(self) -> int:
         return hash((self.name, tuple(sorted((k, repr(v)) for k, v in self.params.items()))))

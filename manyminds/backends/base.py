@@ -3,56 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+from manyminds.extensions import Backend as Backend, Capabilities as Capabilities  # the protocols' home
 from manyminds.plugins import Registry
-from manyminds.types import Generation, Message, SamplingParams
-
-
-class Capabilities(BaseModel):
-    """What a backend can do natively; strategies and the cache plan around it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    native_n: bool = False
-    """One call returns n samples (vLLM, OpenAI); otherwise n calls are made."""
-    logprobs: bool = False
-    """Per-token logprobs of sampled tokens can be returned."""
-    max_concurrency: int = 1
-    """How many calls may be in flight at once."""
-    batch_width: int = 1
-    """Samples one call can draw for about the price (in time) of one: 1 for sequential
-    decoding (the embedded model), larger for batching engines (vLLM, a GPU server). Stopping
-    rules then draw ahead by up to this many samples per wave instead of paying a round trip
-    per wave; the answer and the samples used stay those of the sequential rule."""
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """Samples completions of a chat.
-
-    `first_index` is the sample index of the first requested sample: the
-    cache asks for exactly the samples it is missing (8..15 after a run of 8),
-    and a backend derives a distinct, reproducible seed per sample from it.
-    Returned generations carry their sample index.
-    """
-
-    name: str
-    model: str
-    capabilities: Capabilities
-
-    async def generate(
-        self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
-    ) -> list[Generation]: ...
-
-    def cache_identity(self) -> dict[str, Any]:
-        """What, besides messages and parameters, decides the output: kind, model, endpoint.
-
-        Never include secrets: this goes into the cache key and the cache file.
-        """
-        ...
+from manyminds.types import Message, SamplingParams
 
 
 SEEDING = "request"

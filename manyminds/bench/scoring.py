@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel
 
 from manyminds.answers import is_correct
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
+from manyminds.extensions import Scorer as Scorer
 from manyminds.text import clip
 from manyminds.types import Candidate, Message, Result, SamplingParams
 
@@ -32,12 +33,6 @@ class Score(BaseModel):
     @property
     def correct(self) -> bool:
         return self.value > 0.5
-
-
-class Scorer(Protocol):
-    name: str
-
-    async def score(self, result: Result) -> Score: ...
 
 
 def voting_samples(result: Result) -> list[Candidate]:

@@ -24,11 +24,12 @@ from manyminds.exemplars import Exemplars
 from manyminds.strategies.prompting import COT_PROMPT, DIRECT_PROMPT
 from manyminds.plugins import Registry
 from manyminds.types import MAX_SAMPLES, Message, Result, SamplingParams, Task
+from manyminds.extensions import Request, Settled, View
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
-    from manyminds.agents.builder import Pipeline, Request
+    from manyminds.agents.builder import Pipeline
 
 REGISTRY: "Registry[type[Strategy]]" = Registry("strategy", "manyminds.strategies", "manyminds.strategies")
 """Every strategy class with a `name` of its own registers itself here when defined."""
@@ -83,7 +84,6 @@ class Strategy(BaseModel):
     def pipeline(self, backend: Backend, **options: Any) -> "Pipeline":
         """An empty pipeline for this strategy over `backend` (LangGraph is imported here)."""
         from manyminds.agents.builder import Pipeline
-
         return Pipeline(self, backend, **options)
 
     def compiled(self, backend: Backend) -> "CompiledStateGraph":
@@ -376,7 +376,6 @@ class OnePromptStrategy(PromptedStrategy):
         the samples used are the sequential rule's, and samples drawn ahead
         become `spare`.
         """
-        from manyminds.agents.builder import Settled, View
         from manyminds.stopping import next_wave, settle
 
         params = self.sampling_params()
@@ -402,8 +401,6 @@ class OnePromptStrategy(PromptedStrategy):
         A strategy whose samples see different prompts (exemplar resampling,
         choice shuffling) returns one request per sample instead.
         """
-        from manyminds.agents.builder import Request
-
         return [Request("", self.messages(task), size, first_index=first)]
 
 

@@ -30,12 +30,12 @@ from manyminds.errors import ConfigError
 from manyminds.strategies.base import SampledStrategy, Voting
 from manyminds.strategies.prompting import answer_form, render_question
 from manyminds.types import Message, Task
+from manyminds.extensions import Request, View
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
-    from manyminds.agents.builder import Pipeline, Request, View
-
+    from manyminds.agents.builder import Pipeline
 
 class Diversity(NamedTuple):
     """The approaches and personas one question is solved with."""
@@ -203,7 +203,6 @@ class DivSE(DiversityConfig, Voting):
             persona=persona, approach=approach, question=render_question(t), form=answer_form(t)))
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.builder import Request
         from manyminds.types import Source
 
         def solve(v: "View") -> "list[Request]":

@@ -25,6 +25,7 @@ from manyminds.strategies.base import Voting
 from manyminds.strategies.div_se import DiversityConfig, DiversityState
 from manyminds.strategies.prompting import answer_form, render_question
 from manyminds.types import Message, Source, Task
+from manyminds.extensions import Request, View
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -85,8 +86,6 @@ class IDivSE(DiversityConfig, Voting):
         return list(groups.items())
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.builder import Request, View
-
         given = self.persona_groups()
         # Sections expected in a combined completion, by its prompt's name.
         sections_of = {f"persona-{i + 1}": len(approaches) for i, (_, approaches) in enumerate(given)}

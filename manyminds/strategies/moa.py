@@ -31,6 +31,7 @@ from manyminds.errors import ConfigError
 from manyminds.strategies.base import ModelDecides, PromptedStrategy
 from manyminds.text import clip
 from manyminds.types import Message, SamplingParams, Task
+from manyminds.extensions import Request, View
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -119,7 +120,6 @@ class MixtureOfAgents(SynthesisConfig):
         return record
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.builder import Request, View
         from manyminds.types import Source
 
         proposers = list(self.proposer_backends) or [backend] * self.proposers

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from manyminds.strategies.base import OnePromptStrategy, Voting
 from manyminds.strategies.prompting import answer_form, render_question
+from manyminds.extensions import Request, View
 
 REFINE_PROMPT = (
     "{question}\n\nHere is a draft solution:\n\n{draft}\n\nCheck it step by step and correct any mistake. "
@@ -25,8 +26,6 @@ class SelfRefineVote(OnePromptStrategy, Voting):
     templates: ClassVar[dict[str, str]] = {"refine": REFINE_PROMPT}
 
     def build(self, backend: Any) -> Any:
-        from manyminds.agents.builder import Request, View
-
         def refine(v: View) -> list[Request]:
             shown = render_question(v.task), answer_form(v.task)
             return [Request(f"refine-{k + 1}", self.chat(self.template("refine").format(

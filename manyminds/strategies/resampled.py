@@ -23,9 +23,9 @@ from manyminds.answers import extract
 from manyminds.exemplars import Exemplars
 from manyminds.strategies.base import OnePromptStrategy, Voting
 from manyminds.types import OPTION_LETTERS, Task
+from manyminds.extensions import Request
 
 if TYPE_CHECKING:
-    from manyminds.agents.builder import Request
     from manyminds.agents.state import Sample
 
 
@@ -55,7 +55,6 @@ class ExemplarResampling(OnePromptStrategy, Voting):
         return self.draw(self.pipeline(backend)).aggregate()
 
     def requests(self, task: Task, first: int, size: int) -> "list[Request]":
-        from manyminds.agents.builder import Request
         from manyminds.strategies.prompting import question_prompt
 
         pool = self.pool.for_task(task)
@@ -87,8 +86,6 @@ class ChoiceShuffle(OnePromptStrategy, Voting):
         return task.model_copy(update={"choices": tuple(task.choices[j] for j in order)})
 
     def requests(self, task: Task, first: int, size: int) -> "list[Request]":
-        from manyminds.agents.builder import Request
-
         if not task.choices:
             return [Request("", self.messages(task), size, first_index=first)]
         return [Request(f"order-{i + 1}", self.messages(self.shown(task, i)), 1, first_index=i)

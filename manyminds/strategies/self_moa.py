@@ -24,12 +24,10 @@ from manyminds.backends.base import Backend
 from manyminds.strategies.base import OnePromptStrategy
 from manyminds.strategies.moa import SynthesisConfig
 from manyminds.types import MAX_SAMPLES
+from manyminds.extensions import Request, View
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
-
-    from manyminds.agents.builder import Request, View
-
 
 class SelfMoA(SynthesisConfig, OnePromptStrategy):
     """n samples of the backend's model, then one synthesis by the same model (Li et al., 2025)."""
@@ -64,8 +62,6 @@ class SelfMoASeq(SelfMoA):
         return self
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.builder import Request
-
         def window(v: "View") -> "list[Request]":
             size = min(self.window, self.n - v.drawn)
             return [Request("", self.messages(v.task), size, first_index=v.drawn)] if size > 0 else []

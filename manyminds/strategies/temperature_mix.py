@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from manyminds.strategies.base import OnePromptStrategy, Voting
+from manyminds.extensions import Request, View
 
 
 class TemperatureMix(OnePromptStrategy, Voting):
@@ -27,8 +28,6 @@ class TemperatureMix(OnePromptStrategy, Voting):
         return self
 
     def build(self, backend: Any) -> Any:
-        from manyminds.agents.builder import Request, View
-
         k = len(self.temperatures)
         shares = [self.n // k + (j < self.n % k) for j in range(k)]
 

@@ -23,12 +23,10 @@ from pydantic import Field, model_validator
 from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import OnePromptStrategy, PromptedStrategy
+from manyminds.extensions import Request, Settled, View
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
-
-    from manyminds.agents.builder import Settled, View
-
 
 class VerifierConfig(PromptedStrategy):
     """A verifier (excluded from the config's JSON, recorded by name and parameters)."""
@@ -85,8 +83,6 @@ class VerifierResampling(VerifierConfig):
         return cls(batch=max(1, n // 4), budget=n, **settings)
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.agents.builder import Request, Settled
-
         def batch(v: "View") -> list[Request]:
             size = min(self.batch, self.budget - v.drawn)
             return [Request("", self.messages(v.task), size, first_index=v.drawn)] if size > 0 else []

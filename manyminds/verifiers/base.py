@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
+from manyminds.extensions import Verifier as Verifier
 from manyminds.plugins import Registry
 from manyminds.types import Candidate, Task, Verdict
 
@@ -18,19 +19,6 @@ if TYPE_CHECKING:
     from manyminds.backends.base import Backend
 
 __all__ = ["REGISTRY", "Verdict", "Verifier", "VerifierOptions", "check", "make_verifier", "reads_others", "verifier"]
-
-
-@runtime_checkable
-class Verifier(Protocol):
-    name: str
-
-    async def verify(self, task: Task, candidate: Candidate) -> Verdict:
-        """Score one candidate: 1 is surely right, 0 surely wrong."""
-        ...
-
-    def params(self) -> dict[str, Any]:
-        """The settings recorded with every verdict."""
-        ...
 
 
 def reads_others(verifier: Verifier) -> bool:
