@@ -158,14 +158,32 @@ def test_the_walker_finds_a_cycle_hidden_inside_a_function(tmp_path):
     assert cycles(parts(graph, "pkg")) == [["pkg.a", "pkg.inner"]]
 
 
+def runtime_imports(tree: ast.AST) -> list[str]:
+    """Every module name imported where it runs (not under `if TYPE_CHECKING:`)."""
+    names: list[str] = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _type_checking(node):
+            for other in node.orelse:
+                names += runtime_imports(ast.Module(body=[other], type_ignores=[]))
+            continue
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+        else:
+            names += runtime_imports(node)
+    return names
+
+
 def test_langgraph_is_imported_by_the_assembly_and_the_methods_only():
     outside = []
     for module, path in modules(ROOT, "manyminds").items():
         if module.startswith(("manyminds.agents", "manyminds.strategies")):
             continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            outside += [f"{module}: {n}" for n in names if n.split(".")[0] in ("langgraph", "langchain_core")]
+        names = runtime_imports(ast.parse(path.read_text()))
+        outside += [f"{module}: {n}" for n in names if n.split(".")[0] in ("langgraph", "langchain_core")]
     assert outside == []
+    assert "langgraph.graph.state" not in runtime_imports(ast.parse("from typing import TYPE_CHECKING\n"
+                                                                    "if TYPE_CHECKING:\n"
+                                                                    "    from langgraph.graph.state import X\n"))
+    assert runtime_imports(ast.parse("def f():\n    import langgraph\n")) == ["langgraph"]
