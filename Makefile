@@ -53,7 +53,7 @@ demo: $(STAMP) sandbox-tools
 	$(BIN)/manyminds bench arithmetic --limit 40 -n 8 --prompt direct --max-tokens 48 --cache .manyminds/demo.db
 	$(BIN)/manyminds report .manyminds/demo.db --out .manyminds/demo-report
 
-test: $(STAMP) sandbox-tools $(VLLM_STAMP)
+test: $(STAMP) sandbox-tools $(VLLM_STAMP) lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -68,8 +68,10 @@ bench-all: bench
 	$(BIN)/python benchmarks/aggregators.py
 	$(BIN)/python benchmarks/stopping.py
 
+# Lint is part of `make test`: ruff for undefined names and syntax, mypy (pyproject's [tool.mypy]) for types.
 lint: $(STAMP)
 	$(BIN)/ruff check --select F,E9 manyminds tests benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .manyminds .pytest_cache

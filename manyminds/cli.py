@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -24,6 +24,10 @@ from rich.table import Table
 from manyminds.errors import ManymindsError, one_line
 from manyminds.redact import public_text, redact
 from manyminds.types import MAX_SAMPLES, AnswerFormat
+
+if TYPE_CHECKING:
+    from manyminds.strategies.base import Strategy
+    from manyminds.types import Task
 
 app = typer.Typer(
     add_completion=False,
@@ -46,7 +50,7 @@ class PromptStyle(str, enum.Enum):
 
 def _choices(name: str, values: list[str]) -> type[enum.Enum]:
     """A str enum of registered names, for typer's choices (generated, never kept by hand)."""
-    return enum.Enum(name, {v.replace("-", "_"): v for v in values}, type=str)  # type: ignore[return-value]
+    return enum.Enum(name, {v.replace("-", "_"): v for v in values}, type=str)  # type: ignore[return-value]  # typeshed types Enum's functional API as returning a member, not a class
 
 
 def _strategy_names() -> list[str]:
@@ -67,8 +71,17 @@ def _aggregator_names() -> list[str]:
     return sorted(available())
 
 
-StrategyName = _choices("StrategyName", _strategy_names())
-VerifierName = _choices("VerifierName", _verifier_names())
+if TYPE_CHECKING:  # str enums generated from the registries: to a type checker, their members are strings
+    StrategyName = str
+    VerifierName = str
+else:
+    StrategyName = _choices("StrategyName", _strategy_names())
+    VerifierName = _choices("VerifierName", _verifier_names())
+
+
+def _value(choice: "enum.Enum | str") -> str:
+    """A choice's name, whether typer gave the enum member or the caller a string."""
+    return str(choice.value) if isinstance(choice, enum.Enum) else choice
 
 
 def _verifier_options(backend, allow_code: bool, allow_unisolated: bool = False, visible_only: bool = False):
@@ -79,12 +92,12 @@ def _verifier_options(backend, allow_code: bool, allow_unisolated: bool = False,
                            allow_unisolated_execution=allow_unisolated, visible_tests_only=visible_only)
 
 
-def _make(name: str, n: int | None, verifier: "enum.Enum | str | None" = None, options=None, **settings):
+def _make(name: str, n: int | None, *, verifier: "enum.Enum | str | None" = None, options=None, **settings):
     """`strategies.make` with only the settings the user gave (None: not given, the strategy's default)."""
     from manyminds.strategies import make
 
     given = {k: v for k, v in settings.items() if v is not None}
-    return make(name, n, verifier=getattr(verifier, "value", verifier), verifier_options=options, **given)
+    return make(name, n, verifier=None if verifier is None else _value(verifier), verifier_options=options, **given)
 
 
 def _aggregator_spec(text: str | None):
@@ -113,7 +126,7 @@ def _stop_rule(spec: str | None):
 
 
 VerifierOpt = Annotated[
-    Optional[VerifierName], typer.Option("--verifier", help="For the strategies that need one (best-of-n, "  # type: ignore[valid-type]
+    Optional[VerifierName], typer.Option("--verifier", help="For the strategies that need one (best-of-n, "
                                          "verifier-resampling, verified-vote).")
 ]
 AggregatorOpt = Annotated[Optional[str], typer.Option(
@@ -206,7 +219,7 @@ def run(
         AnswerFormat, typer.Option("--format", help="How to read answers.")
     ] = AnswerFormat.NUMBER,
     seed: Annotated[Optional[int], typer.Option(help="Base seed for reproducible samples.")] = None,
-    strategy_name: Annotated[StrategyName, typer.Option("--strategy", "-s", help="How to combine samples.")] = StrategyName.self_consistency,  # type: ignore[valid-type,attr-defined]
+    strategy_name: Annotated[StrategyName, typer.Option("--strategy", "-s", help="How to combine samples.")] = StrategyName("self-consistency"),
     aggregator: AggregatorOpt = None,
     stop: StopOpt = None,
     plan: PlanOpt = None,
@@ -224,7 +237,8 @@ def run(
     task = Task(question=question, format=answer_format)
     chosen = from_spec(backend)
     strategy = _make(
-        strategy_name.value, n, verifier, _verifier_options(chosen, allow_code_execution, allow_unisolated_code_execution),
+        _value(strategy_name), n, verifier=verifier,
+        options=_verifier_options(chosen, allow_code_execution, allow_unisolated_code_execution),
         temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
         aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop), pairs=_plan_pairs(plan), exemplars=exemplars,
     )
@@ -293,7 +307,7 @@ def bench(
     dataset: Annotated[Optional[str], typer.Argument(
         help="A data set: " + ", ".join(_dataset_names()) + " (or --data FILE).", show_default=False)] = None,
     strategies: Annotated[
-        Optional[list[StrategyName]], typer.Option("--strategy", "-s", help="Strategies to compare (repeatable; "  # type: ignore[valid-type]
+        Optional[list[StrategyName]], typer.Option("--strategy", "-s", help="Strategies to compare (repeatable; "
                                                    "default self-consistency).")] = None,
     budgets: Annotated[Optional[list[int]], typer.Option(
         "-n", "--samples", min=1, max=MAX_SAMPLES, help="Sample budgets per question (repeatable; default 8).")] = None,
@@ -344,10 +358,11 @@ def bench(
     if (dataset is None) == (data is None):
         raise ManymindsError("name a data set or pass --data FILE (one of the two)")
     if data is not None:
-        source: object = datasets.from_file(data, question_field=question_field, answer_field=answer_field,
+        source: "str | list[Task]" = datasets.from_file(data, question_field=question_field, answer_field=answer_field,
                                             choices_field=choices_field, id_field=id_field, format=answer_format)
         scorer_name = "answer"
     else:
+        assert dataset is not None  # one of the two, checked above
         scorer_name = datasets.get(dataset).scorer
         source = dataset
     chosen = from_spec(backend)
@@ -361,17 +376,18 @@ def bench(
         from manyminds.verifiers.base import make_verifier
 
         code_verifier = make_verifier("unit-tests", _verifier_options(chosen, True, allow_unisolated_code_execution))
-    settings = dict(temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
+    settings: dict[str, Any] = dict(temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
                     exemplars=exemplars)
-    methods: dict[str, object] = {}
+    methods: "dict[str, Strategy]" = {}
     if baseline:
         methods["single sample"] = _make("self-consistency", 1, **settings)
     settings.update(aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop), pairs=_plan_pairs(plan))
-    for name in strategies or [StrategyName.self_consistency]:  # type: ignore[attr-defined]
+    for choice in strategies or ["self-consistency"]:
+        name = _value(choice)
         for n in sorted(set(budgets or [8])):  # smaller budgets first: the larger reuse their samples
-            verifying = by_name(name.value).needs_verifier  # the others do not take one; scoring may
-            methods[f"{name.value} (n={n})"] = _make(name.value, n, verifier if verifying else None, options,
-                                                     **settings)
+            verifying = by_name(name).needs_verifier  # the others do not take one; scoring may
+            methods[f"{name} (n={n})"] = _make(name, n, verifier=verifier if verifying else None, options=options,
+                                               **settings)
     path = _cache_path(cache, no_cache)
     tuned_on: tuple[str, ...] = ()
     if plan is not None:
@@ -398,10 +414,8 @@ def bench(
     first = report.runs[0].meta
     where = f"{first.get('dataset')}" + (f" ({first.get('split')})" if first.get("split") else "")
     table = Table(title=f"{where}: {report.runs[0].questions} questions, backend {public_text(backend)}")
-    for column, justify in [("method", "left"), ("accuracy", "right"), ("95% CI", "right"),
-                            ("samples/q", "right"), ("tokens/q", "right"), ("cached", "right"),
-                            ("calls", "right"), ("failed", "right"), ("run", "right")]:
-        table.add_column(column, justify=justify, no_wrap=column == "method")  # type: ignore[arg-type]
+    for column in ("method", "accuracy", "95% CI", "samples/q", "tokens/q", "cached", "calls", "failed", "run"):
+        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=column == "method")
     for r in report.runs:
         u, now, low_high = r.usage, r.usage_this_attempt, r.interval()
         scored = len(r.scored) or 1
@@ -643,10 +657,7 @@ def main() -> None:
     # The command owns its process: move everything imported so far out of the garbage
     # collector's view, so full collections during large runs traverse only new objects.
     gc.freeze()
-    try:
-        from typer._click import exceptions as cx  # typer vendors click since 0.2x
-    except ImportError:  # pragma: no cover - older typer on plain click
-        from click import exceptions as cx
+    cx = _click_exceptions()
 
     try:
         code = app(standalone_mode=False)
@@ -678,6 +689,18 @@ def main() -> None:
         _fail(f"unexpected {type(error).__name__}: {error} (set MANYMINDS_DEBUG=1 for the traceback; "
               "please report it)", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions() -> Any:
+    """click's exceptions module: typer vendors click since 0.2x, older typers use plain click."""
+    import importlib
+
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ImportError("neither typer's vendored click nor click is importable")
 
 
 def _fail(message: str, status: int = 2) -> None:

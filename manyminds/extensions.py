@@ -19,9 +19,9 @@ Built-ins register exactly as plugins do; a name is taken once (`plugins.Registr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -75,7 +75,11 @@ class Backend(Protocol):
 
     name: str
     model: str
-    capabilities: Capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What it can do natively (an attribute or a property)."""
+        ...
 
     async def generate(
         self, messages: list[Message], params: SamplingParams, n: int = 1, first_index: int = 0
@@ -113,6 +117,16 @@ class Verifier(Protocol):
     def params(self) -> dict[str, Any]:
         """The settings recorded with every verdict."""
         ...
+
+
+class ReadsOthers(Protocol):
+    """A verifier that reads the question's other samples too (`sees_other_samples = True`):
+    `verifiers.base.check` calls it with `others=`."""
+
+    name: str
+    sees_other_samples: bool
+
+    async def verify(self, task: Task, candidate: Candidate, others: Sequence[Candidate] = ()) -> Verdict: ...
 
 
 @runtime_checkable
@@ -177,7 +191,7 @@ class View(Generic[S]):
 
     def get(self, key: str) -> Any:
         """Task i's entry of a per-task list the strategy's own state declares."""
-        return self.state[key][self.i]  # type: ignore[literal-required]
+        return cast("Mapping[str, Any]", self.state)[key][self.i]  # a key of the strategy's own state type
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ class Registry(Generic[T]):
     def decorator(self, name: str) -> Callable[[T], T]:
         def register(entry: T) -> T:
             try:
-                entry.name = name  # type: ignore[attr-defined]
+                setattr(entry, "name", name)
             except (AttributeError, TypeError):
                 pass
             return self.register(name, entry)
@@ -288,7 +288,7 @@ def checked_call(factory: Callable[..., T], params: dict[str, Any], what: str) -
     """
     from pydantic import ConfigDict, ValidationError, create_model
 
-    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+    target = getattr(factory, "__init__") if isinstance(factory, type) else factory
     try:
         signature = inspect.Signature() if target is object.__init__ else inspect.signature(target)
     except (TypeError, ValueError):

@@ -144,22 +144,22 @@ def parse_pool_line(row: Any, number: int, where: str | None = None) -> PoolQues
         return PoolQuestion(task, [_candidate(i, t, k) for i, (t, k) in enumerate(zip(record.generated_answer, keys))])
     if "answers" in row and "gold" in row:  # ConSol: extracted answers (option indices or numbers)
         record = _validated(ConSolRecord, row, where)
-        gold = _option_key(record.gold)
-        keys = [_option_key(a) for a in record.answers]
-        numeric = all(NUMBER_ONLY.fullmatch(k) for k in [gold, *keys] if k is not None)
+        gold_key = _option_key(record.gold)
+        option_keys = [_option_key(a) for a in record.answers]
+        numeric = all(NUMBER_ONLY.fullmatch(k) for k in [gold_key, *option_keys] if k is not None)
         task = Task(question=record.question or f"question {record.id if record.id is not None else number}",
-                    format=AnswerFormat.NUMBER if numeric else AnswerFormat.TEXT, gold=gold,
+                    format=AnswerFormat.NUMBER if numeric else AnswerFormat.TEXT, gold=gold_key,
                     id=str(record.id if record.id is not None else number))
         tokens = record.tokens or [None] * len(record.answers)
         if len(tokens) != len(record.answers):
             raise ConfigError(f"{where}: 'tokens' has {len(tokens)} entries for {len(record.answers)} answers")
         return PoolQuestion(task, [
             _candidate(i, "" if a is None else str(a), k, tokens=_token_count(t, where))
-            for i, (a, k, t) in enumerate(zip(record.answers, keys, tokens))
+            for i, (a, k, t) in enumerate(zip(record.answers, option_keys, tokens))
         ])
-    keys = ", ".join(sorted(row)) or "none"
+    found = ", ".join(sorted(row)) or "none"
     raise ConfigError(
-        f"{where}: unknown pool format (keys: {keys}); expected 'samples' (native), "
+        f"{where}: unknown pool format (keys: {found}); expected 'samples' (native), "
         "'generated_answer' (ESC) or 'answers' and 'gold' (ConSol)"
     )
 

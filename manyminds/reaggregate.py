@@ -9,6 +9,8 @@ the original answers where there are any.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,10 +56,10 @@ def _questions(source: "str | Path | Sequence[Result] | Sequence[PoolQuestion]",
             raise ConfigError(f"no such file: {path}")
         with GenerationCache(path, read_only=True) as cache:
             source = cache.runs.load(run)
-    items = list(source)
+    items: list[Any] = list(source)
     if items and isinstance(items[0], Result):
-        return [PoolQuestion(r.task, list(r.candidates)) for r in items], [r.answer for r in items]  # type: ignore[union-attr]
-    return items, None  # type: ignore[return-value]
+        return [PoolQuestion(r.task, list(r.candidates)) for r in items], [r.answer for r in items]
+    return items, None
 
 
 def reaggregate(

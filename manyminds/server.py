@@ -383,7 +383,7 @@ def _chat_task(body: ChatRequest) -> tuple[str, tuple[Message, ...], str | None]
         raise bad_request("the last message must be the user's", param="messages")
     if any(not m.text().strip() for m in turns):
         raise bad_request("a message has no text", param="messages")
-    history = tuple(Message(role=m.role, content=m.text()) for m in turns[:-1])  # type: ignore[arg-type]
+    history = tuple(Message(role="user" if m.role == "user" else "assistant", content=m.text()) for m in turns[:-1])
     return turns[-1].text(), history, "\n\n".join(system) if system else None
 
 

@@ -72,7 +72,7 @@ class Session:
     @property
     def wrapped(self) -> Backend:
         """The backend as strategies see it: behind the cache, when there is one."""
-        return self.cache.wrap(self.backend) if self.cache is not None else self.backend  # type: ignore[return-value]
+        return self.cache.wrap(self.backend) if self.cache is not None else self.backend
 
     def upstream(self, model: str | None) -> Backend:
         """The session's backend, or another model of the same endpoint (`with_model`), behind

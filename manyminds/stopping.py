@@ -100,7 +100,7 @@ A rule class names its one command-line argument in `argument` ("window"),
 so `NAME:VALUE` sets it."""
 
 
-def stopping_rule(name: str, *aliases: str):  # type: ignore[no-untyped-def]
+def stopping_rule(name: str, *aliases: str):
     """Register a stopping rule class under `name` (and `aliases`)."""
 
     def register(cls: type) -> type:
@@ -257,6 +257,7 @@ class AdaptiveConsistency(BaseModel):
 
 
 class _Sequential(BaseModel):
+    name: ClassVar[str] = "sequential"
     """What the sequential tests share: one sample per wave, leader against runner-up.
 
     The leader is whichever answer leads when the test is looked at, so the test is two-sided:

@@ -391,7 +391,7 @@ class Source(BaseModel):
             kind = parts.pop(0)
         elif parts == ["sample"]:
             parts = []
-        return cls(kind=kind, prompt="/".join(parts), layer=layer, stage=stage)  # type: ignore[arg-type]
+        return cls(kind=kind, prompt="/".join(parts), layer=layer, stage=stage)
 
     @model_validator(mode="wrap")
     @classmethod

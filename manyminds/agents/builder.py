@@ -24,9 +24,9 @@ math-verify's process pool without blocking the event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
@@ -100,7 +100,13 @@ class _Sampling:
 class Pipeline(Generic[S]):
     """Steps run one after another over the batch; `aggregate` compiles them into a graph."""
 
-    def __init__(self, strategy: "Strategy", backend: Backend, *, state: type[S] = EnsembleState) -> None:  # type: ignore[assignment]
+    @overload
+    def __init__(self: "Pipeline[EnsembleState]", strategy: "Strategy", backend: Backend) -> None: ...
+
+    @overload
+    def __init__(self, strategy: "Strategy", backend: Backend, *, state: type[S]) -> None: ...
+
+    def __init__(self, strategy: "Strategy", backend: Backend, *, state: Any = EnsembleState) -> None:
         self.strategy = strategy
         self.backend = backend
         self.state = state
@@ -185,8 +191,8 @@ class Pipeline(Generic[S]):
             candidates = await per_task(state, work)
             traces = []
             for t, cands in zip(state["traces"], candidates):
-                verified = [c for c in cands if c.verdict is not None]
-                traces.append(t + [f"{name}: {sum(c.verdict.passed for c in verified)}/{len(verified)} passed"])  # type: ignore[union-attr]
+                verdicts = [c.verdict for c in cands if c.verdict is not None]
+                traces.append(t + [f"{name}: {sum(v.passed for v in verdicts)}/{len(verdicts)} passed"])
             return {"candidates": candidates, "traces": traces}
 
         self._add(_Step(name, async_node(verify, name)))
@@ -225,7 +231,7 @@ class Pipeline(Generic[S]):
                 return reply
 
             replies = await per_task(state, work)
-            source = Source(kind=kind, prompt=prompt, layer=r + 1 if loop else None)  # type: ignore[arg-type]
+            source = Source(kind=kind, prompt=prompt, layer=r + 1 if loop else None)
             candidates, issued, aux, traces = [], [], [], []
             for i, (task, reply) in enumerate(zip(state["batch"], replies)):
                 cands, k = state["candidates"][i], state["issued"][i]
@@ -243,13 +249,13 @@ class Pipeline(Generic[S]):
         self._add(_Step(name, async_node(ask, name)))
         return self
 
-    def update(self, func: Update, name: str) -> "Pipeline":
+    def update(self, func: Callable[[S], dict[str, Any]], name: str) -> "Pipeline[S]":
         """A quick step of the strategy's own: `func(state)` returns the update (e.g. parse a proposal)."""
         name = self._unique(name)
         self._add(_Step(name, inline_node(func, name)))
         return self
 
-    def step(self, func: Callable[[EnsembleState], Any], name: str) -> "Pipeline":
+    def step(self, func: "Callable[[S], Coroutine[Any, Any, dict[str, Any]]]", name: str) -> "Pipeline[S]":
         """An async step of the strategy's own (a cascade running other graphs)."""
         name = self._unique(name)
         self._add(_Step(name, async_node(func, name)))
@@ -288,12 +294,16 @@ class Pipeline(Generic[S]):
             raise ConfigError(f"loop {name!r} has no steps")
         return self
 
-    def aggregate(self, aggregator: "Aggregator | Any" = None, *, record: dict[str, Any] | None = None) -> "CompiledStateGraph":
+    def aggregate(self, aggregator: "Aggregator | Any" = None, *, record: dict[str, Any] | None = None) -> "CompiledStateGraph[Any, Any, Any, Any]":
         """Decide every task with `aggregator` (an Aggregator or a spec; default the strategy's
         `aggregation()`), assemble the Results, and compile the graph."""
         from manyminds.aggregators import resolve
 
-        decide = resolve(aggregator if aggregator is not None else self.strategy.aggregation())
+        chosen = aggregator if aggregator is not None else self.strategy.aggregation()
+        if chosen is None:
+            raise ConfigError(f"{self.strategy.name}: aggregate() needs an aggregator; the strategy names none "
+                              "(its aggregation() is None)")
+        decide = resolve(chosen)
         strategy_name = self.strategy.name
         record = self.strategy.params() if record is None else record
 
@@ -308,7 +318,7 @@ class Pipeline(Generic[S]):
         self._add(_Step(self._unique("aggregate"), inline_node(aggregate, "aggregate")))
         return self.compile()
 
-    def compile(self) -> "CompiledStateGraph":
+    def compile(self) -> "CompiledStateGraph[Any, Any, Any, Any]":
         """The graph (the last step must set `results`, as `aggregate` does)."""
         if self._samplings:
             last = self._samplings[-1]
@@ -350,7 +360,7 @@ class Pipeline(Generic[S]):
         else:
             graph.add_conditional_edges(source, router, [target])
 
-    def _wire(self, graph: StateGraph, items: list[_Item], source: str | None, after: "_Item | str") -> None:
+    def _wire(self, graph: "StateGraph[Any, Any, Any, Any]", items: list[_Item], source: str | None, after: "_Item | str") -> None:
         """Add `items` after node `source` (None: already reached by a loop's router), then `after`."""
         previous = source
         for k, item in enumerate(items):
@@ -421,9 +431,9 @@ class Pipeline(Generic[S]):
             async def work(i: int, task: Task) -> list[Sample]:
                 if sampling.settles and settled[i] is not None:
                     return []
-                return await _run_requests(backend, params, plan(View(i, task, state, round=r, slot=slot)))  # type: ignore[arg-type]
+                return await _run_requests(backend, params, plan(View(i, task, state, round=r, slot=slot)))
 
-            samples = await per_task(state, work)  # type: ignore[arg-type]
+            samples = await per_task(state, work)
             return {"slot_samples": [SlotSamples(step=_step_key(sampling, state), slot=slot, samples=samples)]}
 
         return run_slot
@@ -475,7 +485,7 @@ class Pipeline(Generic[S]):
                               traces=traces)
             if counts:
                 after = {**state, **update}
-                if _loop_goes_on(loop, after):  # type: ignore[arg-type]
+                if _loop_goes_on(loop, after):
                     advance(sum(1 for old, new in zip(state["stop_reasons"], reasons) if old is None and new is not None))
                 else:
                     advance(sum(1 for old in state["stop_reasons"] if old is None))
@@ -487,7 +497,7 @@ class Pipeline(Generic[S]):
 # -- what the steps share ----------------------------------------------------------------------
 
 
-def _loop_goes_on(loop: _Loop, state: EnsembleState) -> bool:
+def _loop_goes_on(loop: _Loop, state: "Mapping[str, Any]") -> bool:
     if loop.times is not None and state["rounds"].get(loop.name, 0) >= loop.times:
         return False
     return loop.until is None or any(r is None for r in state["stop_reasons"])

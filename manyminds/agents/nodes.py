@@ -9,7 +9,7 @@ a graph holds no global state and a strategy is never mutated by running it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from manyminds.types import Task
 
 DEFAULT_CONCURRENCY = 16
 T = TypeVar("T")
+S = TypeVar("S", bound=EnsembleState)
 
 Node = Callable[[EnsembleState, RunnableConfig], Awaitable[dict[str, Any]]]
 
@@ -68,7 +69,7 @@ def run_context() -> RunContext:
 # -- node wrappers --------------------------------------------------------------
 
 
-def inline_node(func: Callable[[EnsembleState], dict[str, Any]], name: str) -> RunnableLambda:
+def inline_node(func: Callable[[S], dict[str, Any]], name: str) -> RunnableLambda:
     """A quick synchronous node that runs on the event loop under `ainvoke`.
 
     LangGraph runs plain sync functions on a worker thread in async mode; for
@@ -76,13 +77,13 @@ def inline_node(func: Callable[[EnsembleState], dict[str, Any]], name: str) -> R
     the work.
     """
 
-    async def afunc(state: EnsembleState) -> dict[str, Any]:
+    async def afunc(state: S) -> dict[str, Any]:
         return func(state)
 
     return _node(func, afunc, name)
 
 
-def async_node(afunc: Callable[[EnsembleState], Coroutine[Any, Any, dict[str, Any]]], name: str) -> RunnableLambda:
+def async_node(afunc: Callable[[S], Coroutine[Any, Any, dict[str, Any]]], name: str) -> RunnableLambda:
     """A node whose work is async, usable from `invoke` as well as `ainvoke`.
 
     Under `invoke` the coroutine runs on a private event loop (a fresh thread
@@ -90,7 +91,7 @@ def async_node(afunc: Callable[[EnsembleState], Coroutine[Any, Any, dict[str, An
     graph can embed an ensemble graph.
     """
 
-    def func(state: EnsembleState) -> dict[str, Any]:
+    def func(state: S) -> dict[str, Any]:
         return run_sync(afunc(state))
 
     return _node(func, afunc, name)
@@ -111,7 +112,7 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def per_task(
-    state: EnsembleState,
+    state: "EnsembleState | Mapping[str, Any]",
     work: Callable[[int, Task], Awaitable[T]],
     *,
     finishes: bool = False,

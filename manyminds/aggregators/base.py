@@ -21,7 +21,7 @@ group. Candidates given to an aggregator are ballots (`source.kind ==
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -30,12 +30,18 @@ from manyminds.plugins import Registry
 from manyminds.types import Candidate, Decision, Task
 
 
+F = TypeVar("F", bound=Callable[..., Aggregator])
+
 REGISTRY: Registry[Callable[..., Aggregator]] = Registry("aggregator", "manyminds.aggregators", "manyminds.aggregators")
 
 
-def aggregator(name: str) -> Callable[[type], type]:
+def aggregator(name: str) -> Callable[[F], F]:
     """Register an aggregator class (or factory) under `name`."""
-    return REGISTRY.decorator(name)  # type: ignore[return-value]
+    def register(entry: F) -> F:
+        REGISTRY.decorator(name)(entry)
+        return entry
+
+    return register
 
 
 def available() -> dict[str, Callable[..., Aggregator]]:

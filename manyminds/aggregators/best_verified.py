@@ -29,16 +29,17 @@ class BestVerified:
         return {"abstain": self.abstain}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
-        scored = sorted((c for c in candidates if c.votes and c.verdict is not None), key=lambda c: c.index)
+        scored = sorted(((c, c.answer, c.verdict) for c in candidates
+                         if c.votes and c.answer is not None and c.verdict is not None), key=lambda t: t[0].index)
         best: dict[str, float] = {}
-        for c in scored:
-            best[c.answer] = max(best.get(c.answer, 0.0), c.verdict.score)  # type: ignore[union-attr,index]
-        if not best or (self.abstain and not any(c.verdict.passed for c in scored)):  # type: ignore[union-attr]
+        for _, answer, verdict in scored:
+            best[answer] = max(best.get(answer, 0.0), verdict.score)
+        if not best or (self.abstain and not any(verdict.passed for _, _, verdict in scored)):
             return Decision(answer=None, confidence=0.0, tally=best, aggregator=self.name,
                             params={**self.params(), "abstained": True,
                                     "note": "abstained: no candidate passed" if best else "abstained: nothing verified"})
         top = max(best.values())
-        leaders = [c for c in scored if c.verdict.score >= top - 1e-9]  # type: ignore[union-attr]
+        leaders = [c for c, _, verdict in scored if verdict.score >= top - 1e-9]
         votes = tally(leaders)
         winner = max(votes, key=lambda k: votes[k])
         chosen = next(c.index for c in leaders if c.answer == winner)

@@ -54,7 +54,7 @@ class ModelAgreement:
         for c in sorted(candidates, key=lambda c: c.index):
             if c.votes:
                 models.setdefault(self.group(c), []).append(c)
-        shares = {m: {k: v / len(cs) for k, v in Counter(c.answer for c in cs).items()} for m, cs in models.items()}
+        shares = {m: {k: v / len(cs) for k, v in Counter(c.answer for c in cs if c.answer is not None).items()} for m, cs in models.items()}
         weights: dict[str, float] = {}
         for m, cs in models.items():
             confidence = max(shares[m].values())
@@ -69,7 +69,7 @@ class ModelAgreement:
             weights[m] = confidence * (agreement + self.floor)
         scores: dict[str, float] = {}
         for c in sorted(candidates, key=lambda c: c.index):  # keys in order of first appearance
-            if c.votes:
+            if c.votes and c.answer is not None:
                 scores.setdefault(c.answer, 0.0)
         for m, dist in shares.items():
             for k, share in dist.items():

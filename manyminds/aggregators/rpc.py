@@ -98,9 +98,10 @@ class RPC:
         scores: dict[str, float] = {}
         seen: set[tuple[str, str]] = set()
         for c, p, kept in zip(paths, probabilities, keep):
-            scores.setdefault(c.answer, 0.0)  # type: ignore[arg-type]
-            if kept and (c.answer, c.text) not in seen:
-                seen.add((c.answer, c.text))  # type: ignore[arg-type]
-                scores[c.answer] += p  # type: ignore[index]
+            answer = c.answer or ""  # paths are ballots with an answer (`votes`)
+            scores.setdefault(answer, 0.0)
+            if kept and (answer, c.text) not in seen:
+                seen.add((answer, c.text))
+                scores[answer] += p
         decision = decide({k: v for k, v in scores.items() if v > 0}, self.name, self.params())
         return decision.model_copy(update={"params": {**decision.params, "pruned": keep.count(False)}})

@@ -50,10 +50,10 @@ def read_selection(text: str, task: Task, candidates: Sequence[Candidate],
     return numbered
 
 
-def endorsed(fallback: Decision, answer: str, name: str, params: dict[str, Any], chosen: int | None = None) -> Decision:
+def endorsed(fallback: Decision, answer: str | None, name: str, params: dict[str, Any], chosen: int | None = None) -> Decision:
     """A decision for `answer` made by a model, with the ballots' vote as its tally and evidence."""
     total = sum(fallback.tally.values())
-    share = fallback.tally.get(answer, 0.0) / total if total else 0.0
+    share = fallback.tally.get(answer, 0.0) / total if total and answer is not None else 0.0
     return Decision(answer=answer, confidence=share, tally=fallback.tally, aggregator=name, params=params,
                     chosen=chosen)
 
@@ -83,4 +83,4 @@ class Selection(Decider):
             return self.fell_back(vote, "selection not mapped to a response")
         position = next(k for k, c in enumerate(shown) if c is chosen)
         params = {**self.params(), "chosen": chosen.index, "note": f"chose response {position + 1}"}
-        return endorsed(vote, chosen.answer, self.name, params, chosen=chosen.index)  # type: ignore[arg-type]
+        return endorsed(vote, chosen.answer, self.name, params, chosen=chosen.index)

@@ -49,7 +49,7 @@ class WeightedMajority:
         if by == "given" and weight is None:
             raise ConfigError("weighted vote by='given' needs a weight function of the candidate")
         self.by = by
-        self.weight = weight or {"verifier": verifier_weight, "logprob": logprob_weight}.get(by)
+        self.weight: Callable[[Candidate], float] = weight or (verifier_weight if by == "verifier" else logprob_weight)
 
     def params(self) -> dict[str, Any]:
         return {"by": self.by}

@@ -111,7 +111,7 @@ class BatchedSampler:
         """The chat template applied and tokenised as llama-cpp-python's chat completion does."""
         if self._format is None:
             raise RuntimeError("the model has no chat template")
-        formatted = self._format(messages=messages)
+        formatted = self._format(messages=messages)  # type: ignore[arg-type]  # llama-cpp-python's stub wants its role TypedDicts; it reads plain role/content dicts
         tokens = self.llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
                                      special=True)
         stops = formatted.stop if isinstance(formatted.stop, list) else ([formatted.stop] if formatted.stop else [])

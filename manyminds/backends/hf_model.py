@@ -66,7 +66,7 @@ def hf_model_from_gguf(
         for attribute in ("hf_quantizer", "quantization_method"):
             if hasattr(model, attribute):
                 setattr(model, attribute, None)
-        model.is_quantized = False
+        setattr(model, "is_quantized", False)
         model = model.to(getattr(torch, dtype))
         model.save_pretrained(work)
         tokenizer.save_pretrained(work)

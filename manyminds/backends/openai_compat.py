@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -281,7 +282,7 @@ def _client_url(url: str | None) -> tuple[str | None, dict[str, str]]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), dict(parse_qsl(parts.query))
 
 
-def _short(text: str, secrets: list[str | None] = (), limit: int = 200) -> str:  # type: ignore[assignment]
+def _short(text: str, secrets: "Sequence[str | None]" = (), limit: int = 200) -> str:
     text = redact(" ".join(str(text).split()), secrets)
     return clip(text, limit, "...")
 

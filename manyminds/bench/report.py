@@ -57,9 +57,10 @@ def load_runs(path: str | Path, runs: Sequence[int] | None = None) -> list[RunRe
 
 
 def _scored_by_answer(record: QuestionRecord) -> QuestionRecord:
-    if record.result is None or is_correct(record.result) is None:
+    correct = is_correct(record.result) if record.result is not None else None
+    if correct is None:
         return record
-    return record.model_copy(update={"score": Score(value=float(is_correct(record.result)))})
+    return record.model_copy(update={"score": Score(value=float(correct))})
 
 
 # -- the numbers -------------------------------------------------------------------
@@ -271,9 +272,9 @@ def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str,
                   "with a bootstrap interval over questions.", "", "| run | method | pass@1 | 95% interval | samples |",
                   "|---:|---|---:|---|---:|"]
         for s in singles:
-            p = s.single_sample
-            lines.append(f"| {s.run} | {s.label} | {_pct(p['pass'])} | {_pct(p['low'])}-{_pct(p['high'])} | "  # type: ignore[index]
-                         f"{p['samples']} |")  # type: ignore[index]
+            p = s.single_sample or {}
+            lines.append(f"| {s.run} | {s.label} | {_pct(p['pass'])} | {_pct(p['low'])}-{_pct(p['high'])} | "
+                         f"{p['samples']} |")
     paired_rows = (comparisons or {}).get("paired", [])
     if paired_rows:
         lines += ["", "## Paired comparisons", "",
@@ -302,7 +303,7 @@ def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str,
                   "al. 2021): the gap to the majority vote is what a better aggregator or verifier could win.", ""]
         for s in covered:
             lines.append(f"- {s.label} (run {s.run}): " + ", ".join(
-                f"k={p['k']}: {_pct(p['pass'])}" for p in s.coverage))  # type: ignore[union-attr]
+                f"k={p['k']}: {_pct(p['pass'])}" for p in s.coverage or []))
     curves = [s for s in summaries if s.curve]
     if curves:
         lines += ["", "## Accuracy against samples per question", "",
@@ -310,13 +311,14 @@ def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str,
                   "per question; the interval is a bootstrap over questions.", ""]
         for s in curves:
             lines.append(f"- {s.label} (run {s.run}): " + ", ".join(
-                f"k={p['k']}: {_pct(p['accuracy'])}" for p in s.curve))  # type: ignore[union-attr]
+                f"k={p['k']}: {_pct(p['accuracy'])}" for p in s.curve or []))
     calibrated = [s for s in summaries if s.calibration]
     if calibrated:
         lines += ["", "## Calibration of the vote share", "", "| run | method | ECE (10 bins) | questions |",
                   "|---:|---|---:|---:|"]
         for s in calibrated:
-            lines.append(f"| {s.run} | {s.label} | {s.calibration['ece']:.3f} | {s.calibration['questions']} |")
+            calibration = s.calibration or {}
+            lines.append(f"| {s.run} | {s.label} | {calibration['ece']:.3f} | {calibration['questions']} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in plots.items()]
     return "\n".join(lines) + "\n"
@@ -346,17 +348,18 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
         fig = Figure(figsize=(6.4, 4.2))
         ax = fig.add_subplot()
         for s in curves:
-            ks = [p["k"] for p in s.curve]  # type: ignore[union-attr]
-            line, = ax.plot(ks, [100 * p["accuracy"] for p in s.curve], marker="o",  # type: ignore[union-attr]
+            curve = s.curve or []
+            ks = [p["k"] for p in curve]
+            line, = ax.plot(ks, [100 * p["accuracy"] for p in curve], marker="o",
                             label=f"{s.label} · {s.model or '?'}")
-            ax.fill_between(ks, [100 * p["low"] for p in s.curve], [100 * p["high"] for p in s.curve],  # type: ignore[union-attr]
+            ax.fill_between(ks, [100 * p["low"] for p in curve], [100 * p["high"] for p in curve],
                             color=line.get_color(), alpha=0.15)
             if s.coverage:
                 shown = [p for p in s.coverage if p["k"] in ks]
                 ax.plot([p["k"] for p in shown], [100 * p["pass"] for p in shown], linestyle="--",
                         color=line.get_color(), alpha=0.8, label=f"{s.label}: pass@k (coverage)")
         ax.set_xscale("log", base=2)
-        ticks = sorted({p["k"] for s in curves for p in s.curve})  # type: ignore[union-attr]
+        ticks = sorted({p["k"] for s in curves for p in s.curve or []})
         ax.set_xticks(ticks, [str(k) for k in ticks])
         ax.minorticks_off()
         sets = ", ".join(dict.fromkeys(str(s.dataset) for s in curves if s.dataset)) or "stored runs"
@@ -372,6 +375,8 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
         for i, s in enumerate(summaries):
             colour = colours[i % len(colours)]
             x = s.cost_per_question if priced else s.tokens_per_question
+            if x is None:  # a run whose model has no price: nothing to place on the cost axis
+                continue
             err = [[100 * (s.accuracy - s.interval[0])], [100 * (s.interval[1] - s.accuracy)]]
             ax.errorbar([x], [100 * s.accuracy], yerr=err, fmt=markers[models.index(str(s.model)) % len(markers)],
                         color=colour, capsize=3, label=f"{s.label} · {s.model or '?'}")
@@ -379,7 +384,7 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
                 # the prompt as the run paid for it, plus k samples' completions
                 prompt = s.prompt_tokens_per_question
                 per_sample = (s.tokens_per_question - prompt) / s.samples_per_question
-                scale = x / s.tokens_per_question if s.tokens_per_question else 0.0  # type: ignore[operator]
+                scale = x / s.tokens_per_question if s.tokens_per_question else 0.0
                 ax.plot([(prompt + p["k"] * per_sample) * scale for p in s.curve],
                         [100 * p["accuracy"] for p in s.curve],
                         linestyle="--", color=colour, alpha=0.6, label=f"{s.label}: vote over k of its samples")
@@ -396,11 +401,12 @@ def _plots(summaries: list[RunSummary], folder: Path) -> dict[str, Path]:
         ax = fig.add_subplot()
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
         for s in calibrated:
-            bins = s.calibration["bins"]  # type: ignore[index]
+            calibration = s.calibration or {}
+            bins = calibration["bins"]
             line, = ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
-                            label=f"{s.label} (ECE {s.calibration['ece']:.3f})")  # type: ignore[index]
+                            label=f"{s.label} (ECE {calibration['ece']:.3f})")
             ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins], color=line.get_color(),
-                       s=[12 + 200 * b["count"] / s.calibration["questions"] for b in bins])  # type: ignore[index]
+                       s=[12 + 200 * b["count"] / calibration["questions"] for b in bins])
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         save(fig, ax, "calibration", "Reliability of the ensemble's confidence",

@@ -24,7 +24,7 @@ import logging
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +37,9 @@ from manyminds.session import Session
 from manyminds.errors import BackendError, ConfigError, RunFailed
 from manyminds.strategies.base import Strategy
 from manyminds.types import Result, Task, Usage
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ class QuestionRecord(BaseModel):
                    score=Score(**row["score"]) if row["score"] else None, error=row["error"])
 
 
-def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000,
+def bootstrap_interval(values: "Sequence[float] | np.ndarray", *, level: float = 0.95, resamples: int = 2000,
                        seed: int = 0) -> tuple[float, float]:
     """A percentile bootstrap interval for the mean of `values` (seeded: the same data, the same interval)."""
     import numpy as np
@@ -108,7 +111,7 @@ class RunReport(BaseModel):
 
     @property
     def correct(self) -> float:
-        return sum(r.score.value for r in self.scored)  # type: ignore[union-attr]
+        return sum((r.score.value for r in self.scored if r.score is not None), 0.0)
 
     @property
     def accuracy(self) -> float:
@@ -117,7 +120,7 @@ class RunReport(BaseModel):
         return self.correct / len(scored) if scored else 0.0
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
-        return bootstrap_interval([r.score.value for r in self.scored], level=level)  # type: ignore[union-attr]
+        return bootstrap_interval([r.score.value for r in self.scored if r.score is not None], level=level)
 
     @property
     def usage(self) -> Usage:
@@ -197,7 +200,8 @@ async def _solve_chunk(strategy: Strategy, tasks: list[Task], session: Session) 
     Its questions are recorded as failed with that error and are tried again on resuming.
     """
     try:
-        return await session.asolve_many(strategy, tasks, progress=False)
+        results: list[Result | BaseException] = list(await session.asolve_many(strategy, tasks, progress=False))
+        return results
     except ConfigError:
         raise
     except BackendError as batch_error:
@@ -304,8 +308,9 @@ async def arun(
     for label, strategy in labelled.items():
         copies = getattr(strategy, "greedy_copies", None)
         if copies is not None and copies() and not allow_greedy:
-            raise ConfigError(f"{label}: {strategy.n} samples at temperature 0 are one greedy draw counted "  # type: ignore[attr-defined]
-                              f"{strategy.n} times; sample at a temperature above 0, or allow it (allow_greedy=True, "  # type: ignore[attr-defined]
+            n = getattr(strategy, "n", "?")
+            raise ConfigError(f"{label}: {n} samples at temperature 0 are one greedy draw counted "
+                              f"{n} times; sample at a temperature above 0, or allow it (allow_greedy=True, "
                               "--allow-greedy), and it draws one sample")
     chosen_scorer = scorer or scorer_for(meta["scorer"], verifier=verifier, judge=judge)
     temporary = None

@@ -91,8 +91,8 @@ def paired(a: RunReport, b: RunReport, *, resamples: int = 5000, seed: int = 0) 
     bootstrap 95% interval, and McNemar's exact p on the questions exactly one got right."""
     from scipy.stats import binomtest
 
-    left = {_key(r): r.score.value for r in a.records if r.score is not None}  # type: ignore[union-attr]
-    right = {_key(r): r.score.value for r in b.records if r.score is not None}  # type: ignore[union-attr]
+    left = {_key(r): r.score.value for r in a.records if r.score is not None}
+    right = {_key(r): r.score.value for r in b.records if r.score is not None}
     shared = [k for k in left if k in right]
     if not shared:
         return None

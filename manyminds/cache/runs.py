@@ -39,7 +39,8 @@ class StoredRuns:
                 (label, first.strategy if first else "", json.dumps(first.strategy_params if first else {}),
                  time.time()),
             )
-            run = int(cursor.lastrowid)
+            run = cursor.lastrowid
+            assert run is not None  # an INSERT always has one
             _insert_results(conn, run, [(k, r.task, r, None, None) for k, r in enumerate(results)])
         return run
 
@@ -68,7 +69,8 @@ class StoredRuns:
                 "INSERT INTO runs (label, strategy, params, created, fingerprint, meta, status) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'running')",
                 (label, strategy, json.dumps(params), time.time(), fingerprint, json.dumps(meta)))
-            return int(cursor.lastrowid), False
+            assert cursor.lastrowid is not None  # an INSERT always has one
+            return cursor.lastrowid, False
 
     def record_results(self, run: int, rows: "Sequence[tuple[int, Task, Result | None, str | None, str | None]]") -> None:
         """Store questions of a run: (position, task, result or None, score JSON, error).

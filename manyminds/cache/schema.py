@@ -17,12 +17,12 @@ _META = "manyminds_meta"
 
 
 def _migrate_v1(db: "sqlite_utils.Database") -> None:
-    db["requests"].create(
+    db.table("requests").create(
         {"key": str, "backend": str, "model": str, "request": str, "created": float},
         pk="key",
         if_not_exists=True,
     )
-    db["generations"].create(
+    db.table("generations").create(
         {
             "key": str,
             "idx": int,
@@ -41,10 +41,10 @@ def _migrate_v1(db: "sqlite_utils.Database") -> None:
 
 def _migrate_v2(db: "sqlite_utils.Database") -> None:
     """Runs and their results, so a stored run can be re-aggregated without generating."""
-    db["runs"].create(
+    db.table("runs").create(
         {"id": int, "label": str, "strategy": str, "params": str, "created": float}, pk="id", if_not_exists=True
     )
-    db["results"].create(
+    db.table("results").create(
         {"run": int, "position": int, "task_id": str, "answer": str, "result": str},
         pk=("run", "position"),
         foreign_keys=[("run", "runs", "id")],
@@ -55,12 +55,12 @@ def _migrate_v2(db: "sqlite_utils.Database") -> None:
 def _migrate_v3(db: "sqlite_utils.Database") -> None:
     """Benchmark runs: what a run ran on (meta), a fingerprint to resume it by, its status; each
     question's task, score and error, so a failed question is kept with what went wrong."""
-    runs = db["runs"]
+    runs = db.table("runs")
     for column in ("fingerprint", "meta", "status"):
         if column not in runs.columns_dict:
             runs.add_column(column, str)
     runs.create_index(["fingerprint"], if_not_exists=True)
-    results = db["results"]
+    results = db.table("results")
     for column in ("task", "score", "error"):
         if column not in results.columns_dict:
             results.add_column(column, str)

@@ -282,7 +282,7 @@ class GenerationCache:
         db = sqlite_utils.Database(conn)
         db.execute("BEGIN IMMEDIATE")
         try:
-            db[_META].create({"name": str, "value": str}, pk="name", if_not_exists=True)
+            db.table(_META).create({"name": str, "value": str}, pk="name", if_not_exists=True)
             version = self._schema_version(conn)
             if version > SCHEMA_VERSION:
                 raise CacheError(
@@ -566,7 +566,7 @@ class GenerationCache:
         """This database's name in the shared recovery folder."""
         return hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
 
-    def _give_up(self, batches: list, error: BaseException, seconds: float) -> CacheError:
+    def _give_up(self, batches: list, error: BaseException | None, seconds: float) -> CacheError:
         """Save batches the database would not take to a recovery file; the error to raise."""
         count = sum(len(rows) for _, _, rows in batches)
         name = f"{os.getpid()}-{int(time.time())}-{secrets.token_hex(3)}.jsonl"

@@ -114,7 +114,7 @@ class Strategy(BaseModel):
     @classmethod
     def for_budget(cls, n: int, **settings: Any) -> "Strategy":
         """This strategy spending about `n` samples per question (the CLI's -n)."""
-        return cls(n=n, **settings)
+        return cls.model_validate({"n": n, **settings})
 
     def aggregation(self) -> AggregatorSpec | None:
         """The registered aggregator that decides this strategy's answers (None: its stages do)."""

@@ -115,8 +115,8 @@ class Cascade(Strategy):
                 _escalated(r, then[i], self.threshold, record) if i in then else _kept(r, self.threshold, record)
                 for i, r in enumerate(state["first"])
             ]
-            return outputs(state, results)  # type: ignore[arg-type]
+            return outputs(state, results)
 
         p = self.pipeline(backend, state=CascadeState)
-        p.step(first, "first").step(escalate, "escalate").update(finish, "finish")  # type: ignore[arg-type]
+        p.step(first, "first").step(escalate, "escalate").update(finish, "finish")
         return p.compile()

@@ -172,7 +172,7 @@ class DiversityConfig(SampledStrategy):
                 traces.append(trace + ([f"proposal: {', '.join(note)}"] if note else []))
             return {"diversity": chosen, "traces": traces}
 
-        return p.update(choose, "choose")  # type: ignore[arg-type]
+        return p.update(choose, "choose")
 
     def slots(self) -> int:
         if self.pairs is not None:

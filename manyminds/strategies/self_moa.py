@@ -71,7 +71,7 @@ class SelfMoASeq(SelfMoA):
             shown = [c.text for c in running] + [c.text for c in v.ballots[v.round * self.window:]]
             return self.synthesis(v.task, shown)
 
-        def body(p):  # type: ignore[no-untyped-def]
+        def body(p):
             p.sample(window, self.sampling_params()).ask("synthesis", synthesis, self.synthesis_params())
 
         p = self.pipeline(backend).repeat(body, times=ceil(self.n / self.window), name="rounds")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from manyminds.extensions import Verifier as Verifier
+from manyminds.extensions import ReadsOthers, Verifier as Verifier
 from manyminds.plugins import Registry
 from manyminds.types import Candidate, Task, Verdict
 
@@ -30,7 +30,7 @@ def reads_others(verifier: Verifier) -> bool:
 async def check(verifier: Verifier, task: Task, candidate: Candidate, others: Sequence[Candidate] = ()) -> Verdict:
     """`verifier`'s verdict on `candidate`, shown the question's other samples if it reads them."""
     if reads_others(verifier):
-        return await verifier.verify(task, candidate, others=others)  # type: ignore[call-arg]
+        return await cast(ReadsOthers, verifier).verify(task, candidate, others=others)
     return await verifier.verify(task, candidate)
 
 

@@ -58,7 +58,7 @@ def _limit_processes(nproc: int) -> None:
 def _new_main(path: str) -> dict:
     module = types.ModuleType("__main__")
     module.__file__ = path
-    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    module.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = module
     sys.argv = [path]
     return module.__dict__

@@ -21,6 +21,7 @@ import collections
 import decimal
 import fractions
 import json
+from typing import Any
 import sys
 
 MAX_DEPTH = 200
@@ -37,13 +38,13 @@ if hasattr(sys, "set_int_max_str_digits"):  # big integers cross as JSON numbers
     sys.set_int_max_str_digits(0)
 
 _SCALARS = (bool, int, float, str, type(None))
-_DICTS = {dict: "dict", collections.OrderedDict: "odict", collections.Counter: "counter",
+_DICTS: dict[type, str] = {dict: "dict", collections.OrderedDict: "odict", collections.Counter: "counter",
           collections.defaultdict: "ddict"}
-_SEQUENCES = {tuple: "tuple", set: "set", frozenset: "frozenset", collections.deque: "deque"}
+_SEQUENCES: dict[type, str] = {tuple: "tuple", set: "set", frozenset: "frozenset", collections.deque: "deque"}
 _FROM_TAG = {"tuple": tuple, "set": set, "frozenset": frozenset, "deque": collections.deque}
 
 
-def encode(value: object, depth: int = 0) -> object:
+def encode(value: Any, depth: int = 0) -> object:
     """`value` as JSON-ready plain data; NotPlain names the first type that cannot cross.
 
     Types are matched exactly (a subclass of int or list is not an int or a list), and
@@ -55,21 +56,21 @@ def encode(value: object, depth: int = 0) -> object:
     if kind in _SCALARS:
         return value
     if kind is list:
-        return [encode(item, depth + 1) for item in list.__iter__(value)]  # type: ignore[arg-type]
+        return [encode(item, depth + 1) for item in list.__iter__(value)]
     if kind in _DICTS:
-        items = dict.items(value)  # type: ignore[arg-type]
+        items = dict.items(value)
         return {"t": _DICTS[kind], "v": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in items]}
     if kind in _SEQUENCES:
         return {"t": _SEQUENCES[kind], "v": [encode(item, depth + 1) for item in kind.__iter__(value)]}
     if kind is bytes or kind is bytearray:
-        return {"t": kind.__name__, "v": bytes.hex(bytes(value))}  # type: ignore[call-overload]
+        return {"t": kind.__name__, "v": bytes.hex(bytes(value))}
     if kind is complex:
-        return {"t": "complex", "v": [complex.real.__get__(value), complex.imag.__get__(value)]}  # type: ignore[attr-defined]
+        return {"t": "complex", "v": [complex.real.__get__(value), complex.imag.__get__(value)]}
     if kind is fractions.Fraction or kind is decimal.Decimal:
         return {"t": kind.__name__.lower(), "v": str(value)}
     if hasattr(kind, "__next__") and hasattr(kind, "__iter__"):  # a generator, map, zip, iterator...
-        drained = []
-        for item in value:  # type: ignore[attr-defined]
+        drained: list[object] = []
+        for item in value:
             if len(drained) >= MAX_ITEMS:
                 raise NotPlain(f"an iterator of more than {MAX_ITEMS} items")
             drained.append(encode(item, depth + 1))
@@ -81,7 +82,7 @@ def dumps(value: object) -> bytes:
     return json.dumps(value, allow_nan=True, separators=(",", ":")).encode("utf-8")
 
 
-def decode(data: object, depth: int = 0) -> object:
+def decode(data: Any, depth: int = 0) -> object:
     """Fresh builtin values from an `encode`d payload; NotPlain for anything else."""
     if depth > MAX_DEPTH:
         raise NotPlain(f"a payload nested more than {MAX_DEPTH} deep")
@@ -89,10 +90,10 @@ def decode(data: object, depth: int = 0) -> object:
     if kind in _SCALARS:
         return data
     if kind is list:
-        return [decode(item, depth + 1) for item in data]  # type: ignore[attr-defined]
-    if kind is not dict or set(data) != {"t", "v"}:  # type: ignore[arg-type]
+        return [decode(item, depth + 1) for item in data]
+    if kind is not dict or set(data) != {"t", "v"}:
         raise NotPlain(f"not a plain encoding: {kind.__name__}")
-    tag, payload = data["t"], data["v"]  # type: ignore[index]
+    tag, payload = data["t"], data["v"]
     try:
         if tag in ("dict", "odict", "counter", "ddict"):
             pairs = [(decode(k, depth + 1), decode(v, depth + 1)) for k, v in payload]
