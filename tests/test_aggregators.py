@@ -5,8 +5,15 @@ import pytest
 from manyminds.aggregators import Majority, aggregator, available, get_aggregator
 from manyminds.errors import ConfigError
 from manyminds.types import Candidate, Decision, Task
+import math
+from manyminds.aggregators import ModelConsistency, RPC, WeightedMajority
+from manyminds.backends import Scripted
+from manyminds.errors import CapabilityError
+from manyminds.strategies import SelfConsistency, UniversalSelfConsistency
+from manyminds.strategies.ranked import borda, parse_ranking
+from manyminds.types import Generation, TokenLogprob, Verdict
 
-TASK = Task(question="q")
+TASK = Task(question="q", gold="12")
 
 
 def cands(*answers):
@@ -58,7 +65,7 @@ def test_user_aggregator_registers_by_decorator():
 
 def test_self_agreement_prefers_the_answer_the_model_states_usc_the_response_number():
     from manyminds.aggregators.selection import read_selection
-    from manyminds.strategies import SelfAgreement, UniversalSelfConsistency
+    from manyminds.strategies import SelfAgreement
 
     task = Task(question="q")
     cands = [Candidate(index=i, text=f"The answer is {a}.", answer=a) for i, a in enumerate(["42", "42", "41"])]
@@ -68,3 +75,108 @@ def test_self_agreement_prefers_the_answer_the_model_states_usc_the_response_num
     assert read_selection("The most consistent answer is 7 (Response 3).", task, cands, "answer").answer == "41"
     assert SelfAgreement(n=3).aggregation().params["prefer"] == "answer"
     assert "prefer" not in UniversalSelfConsistency(n=3).aggregation().params
+
+
+
+def cand(i, answer, logprob=None, text=None, source="sample", score=None):
+    lps = None if logprob is None else tuple(TokenLogprob(token="t", logprob=logprob) for _ in range(4))
+    return Candidate(
+        index=i, text=text or f"path {i}", answer=answer, source=source,
+        generation=Generation(text=text or f"path {i}", index=i, logprobs=lps),
+        verdict=None if score is None else Verdict(score=score, passed=score >= 0.5, verifier="v"),
+    )
+
+
+def test_weighted_by_verifier_score():
+    cands = [cand(0, "12", score=0.9), cand(1, "13", score=0.3), cand(2, "13", score=0.3), cand(3, None, score=1.0)]
+    d = WeightedMajority()(TASK, cands)
+    assert d.answer == "12" and d.tally == pytest.approx({"12": 0.9, "13": 0.6})
+    assert d.confidence == pytest.approx(0.9 / 1.5)
+
+
+def test_weighted_by_logprob_and_given():
+    cands = [cand(0, "12", -0.1), cand(1, "13", -2.0), cand(2, "13", -2.0)]
+    assert WeightedMajority(by="logprob")(TASK, cands).answer == "12"  # e^-0.1 > 2 e^-2
+    given = WeightedMajority(by="given", weight=lambda c: 5.0 if c.answer == "13" else 1.0)
+    assert given(TASK, cands).answer == "13"
+
+
+def test_weighted_ties_and_abstention():
+    tie = [cand(0, "7", score=0.5), cand(1, "9", score=0.5)]
+    assert WeightedMajority()(TASK, tie).answer == "7"
+    assert WeightedMajority()(TASK, [cand(0, None, score=1.0)]).answer is None
+
+
+def test_weighted_needs_what_it_weighs():
+    with pytest.raises(ConfigError, match="verified"):
+        WeightedMajority()(TASK, [cand(0, "1")])
+    with pytest.raises(CapabilityError, match="logprobs"):
+        WeightedMajority(by="logprob")(TASK, [cand(0, "1")])
+
+
+def test_rpc_prefers_probable_paths_over_many_improbable_ones():
+    cands = [cand(0, "12", -0.1), cand(1, "12", -0.15), cand(2, "13", -2.0), cand(3, "13", -2.1),
+             cand(4, "13", -2.2), cand(5, "14", -3.0)]
+    assert get_aggregator("majority")(TASK, cands).answer == "13"
+    d = RPC()(TASK, cands)
+    assert d.answer == "12" and d.aggregator == "rpc" and d.params["pruned"] >= 1
+
+
+def test_rpc_counts_identical_paths_once():
+    cands = [cand(0, "12", -1.0, text="same"), cand(1, "12", -1.0, text="same"), cand(2, "13", -0.9, text="other")]
+    d = RPC(prune=False)(TASK, cands)
+    assert d.answer == "13" and d.tally["12"] == pytest.approx(math.exp(-1.0))
+
+
+def test_rpc_without_logprobs_is_a_clear_error_and_all_abstain_is_no_answer():
+    with pytest.raises(CapabilityError, match="RPC needs token logprobs"):
+        RPC()(TASK, [cand(0, "12")])
+    assert RPC()(TASK, [cand(0, None), cand(1, None)]).answer is None
+
+
+def test_rpc_with_scripted_logprobs_through_self_consistency():
+    def reply(messages, params, index):
+        confident = index % 3 == 0
+        lp = -0.05 if confident else -2.5
+        text = "The answer is 12." if confident else "The answer is 13."
+        return Generation(text=text, index=index, logprobs=tuple(TokenLogprob(token="x", logprob=lp) for _ in range(5)))
+
+    backend = Scripted(reply)
+    result = SelfConsistency(n=9, aggregator="rpc", logprobs=True).solve(TASK, backend=backend)
+    assert backend.requests[0].params.logprobs
+    assert result.answer == "12" and result.decision.aggregator == "rpc"
+
+
+@pytest.mark.integration
+def test_rpc_and_weighted_with_logprobs_from_the_embedded_model(local_backend, tmp_path):
+    task = Task(question="What is 3 + 4?", gold="7")
+    for name in ("rpc", "weighted"):
+        strategy = SelfConsistency(n=6, prompt="direct", max_tokens=16, seed=4, logprobs=True,
+                                   aggregator="majority" if name == "weighted" else name)
+        result = strategy.solve(task, backend=local_backend, cache=tmp_path / "c.db")
+        assert all(c.generation.logprobs for c in result.candidates)
+        d = RPC()(task, result.candidates) if name == "rpc" else WeightedMajority(by="logprob")(task, result.candidates)
+        assert d.answer is None or d.answer in result.tally
+
+
+def test_model_consistency_trusts_confident_models_that_agree_with_others():
+    cands = [cand(0, "A", source="m1"), cand(1, "A", source="m1"), cand(2, "A", source="m1"),
+             cand(3, "B", source="m2"), cand(4, "C", source="m2"), cand(5, "D", source="m2"),
+             cand(6, "A", source="m3"), cand(7, "B", source="m3"), cand(8, "A", source="m3")]
+    d = ModelConsistency()(TASK, cands)
+    assert d.answer == "A"
+    weights = d.params["model_weights"]
+    assert weights["m1"] > weights["m3"] > weights["m2"]
+
+
+def test_model_consistency_groups_moa_proposers_across_layers():
+    cands = [cand(0, "B", source="layer-1/proposer-1"), cand(1, "B", source="layer-2/proposer-1"),
+             cand(2, "A", source="layer-1/proposer-2"), cand(3, "A", source="layer-2/proposer-2"),
+             cand(4, "A", source="layer-1/proposer-3"), cand(5, "C", source="layer-2/proposer-3")]
+    assert set(ModelConsistency()(TASK, cands).params["model_weights"]) == {"proposer-1", "proposer-2", "proposer-3"}
+
+
+def test_borda_and_ranking_parse():
+    assert borda([[2, 0, 1], [2, 1, 0]], 3) == [1.0, 1.0, 4.0]
+    assert parse_ranking("Ranking: 3 > 1 > 2", 3) == [2, 0, 1]
+    assert parse_ranking("Ranking: 3 > 1", 3) is None

@@ -12,6 +12,8 @@ from manyminds.backends.openai_compat import OpenAICompatible
 from manyminds.cache import GenerationCache, request_key
 from manyminds.errors import CacheError
 from manyminds.types import Message, SamplingParams
+import json
+from manyminds.types import Generation, Task
 
 MSGS = [Message(role="user", content="What is 7 + 5?")]
 PARAMS = SamplingParams(temperature=0.7, max_tokens=32)
@@ -110,12 +112,11 @@ def test_wal_mode_and_schema_version(tmp_path):
 
 
 def test_a_schema_2_cache_with_a_stored_run_is_migrated_and_its_run_still_loads(tmp_path):
-    import json
 
     import sqlite_utils
 
     from manyminds.cache.schema import _META, _migrate_v1, _migrate_v2
-    from manyminds.types import Decision, Result, Task, Usage
+    from manyminds.types import Decision, Result, Usage
 
     path = tmp_path / "old.db"
     db = sqlite_utils.Database(path)
@@ -263,3 +264,17 @@ def test_stats(tmp_path):
         stats = cache.stats()
     assert stats.generations == 3 and stats.requests == 1
     assert stats.models == {"scripted:scripted": 3}
+
+
+def test_a_version_1_cache_migrates_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    with GenerationCache(path) as cache:
+        cache.put("k", {"backend": {"kind": "x", "model": "m"}}, [Generation(text="kept", index=0)])
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE results")
+    conn.execute("DROP TABLE runs")
+    conn.execute("UPDATE manyminds_meta SET value='1' WHERE name='schema_version'")
+    conn.commit()
+    conn.close()
+    with GenerationCache(path) as cache:
+        assert cache.lookup("k", [0])[0].text == "kept" and cache.runs.all() == []

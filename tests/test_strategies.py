@@ -13,6 +13,9 @@ from manyminds.strategies import (
 from manyminds.strategies.div_se import DEFAULT_APPROACHES, parse_proposal
 from manyminds.strategies.idiv_se import split_sections
 from manyminds.types import AnswerFormat, Task
+from manyminds.aggregators import get_aggregator
+from manyminds.strategies import RankedVote, UniversalSelfConsistency
+from manyminds.strategies.resampled import ChoiceShuffle, permutation
 
 
 def last(request):
@@ -292,3 +295,66 @@ def test_every_strategy_keeps_order_and_counts_usage_in_batches(name):
     assert [r.task.question for r in results] == [f"What is {i} + 2?" for i in range(3)]
     assert all(r.usage.calls >= 1 and r.candidates and r.strategy == name for r in results)
     assert sum(r.usage.calls for r in results) == backend.calls
+
+
+TASK = Task(question="q", gold="12")
+
+
+def test_usc_picks_by_response_number_for_free_text():
+    def reply(messages, params, index):
+        if "most consistent with the others" in messages[-1].content:
+            return "The most consistent response is Response 2."
+        return ["Paris, surely", "The answer is Paris.", "Lyon"][index % 3]
+
+    backend = Scripted(reply)
+    result = UniversalSelfConsistency(n=3).solve(Task(question="Capital of France?", format=AnswerFormat.TEXT), backend=backend)
+    assert result.answer == "paris" and "selection: chose response 2" in result.trace
+
+
+def test_ranked_vote_uses_every_judge():
+    judges = (Scripted(["Ranking: 2 > 1 > 3"]), Scripted(["Ranking: 2 > 3 > 1"]), Scripted(["no idea"]))
+    backend = Scripted(["The answer is 11.", "The answer is 12.", "The answer is 13."])
+    result = RankedVote(n=3, judges=judges).solve(TASK, backend=backend)
+    assert result.answer == "12" and result.decision.aggregator == "borda"
+    assert result.tally == {"11": 1.0, "12": 4.0, "13": 1.0}
+    assert any("judge 3: ranking unreadable" in t for t in result.trace)
+
+
+def test_choice_shuffling_maps_each_sample_s_letter_back_to_the_original_option():
+    task = Task(question="Which is a fruit?", choices=("car", "apple", "stone", "river"), format=AnswerFormat.CHOICE)
+
+    def by_content(messages, params, index):
+        for letter, text in re.findall(r"\(([A-D])\) (\w+)", messages[-1].content):
+            if text == "apple":
+                return f"The answer is ({letter})."
+
+    result = ChoiceShuffle(n=6).solve(task, backend=Scripted(by_content))
+    assert result.answer == "B" and result.tally == {"B": 6.0}
+    orders = {tuple(permutation(ChoiceShuffle(), task, i)) for i in range(6)}
+    assert len(orders) > 1, "the samples saw different orders"
+    biased = ChoiceShuffle(n=8).solve(task, backend=Scripted(["The answer is (A)."]))
+    assert len(biased.tally) > 1, "a model that always says (A) no longer votes for one option"
+
+
+def test_moa_defaults_follow_the_reference_setup_and_the_paper_s_layer_count_maps():
+    from manyminds.strategies import MixtureOfAgents, SelfMoA
+
+    moa = MixtureOfAgents()
+    assert moa.synthesis_temperature == 0.7 and moa.sampling.max_tokens == 2048
+    assert MixtureOfAgents(temperature=0.3).sampling.max_tokens == 2048, "a shorthand keeps the other defaults"
+    assert MixtureOfAgents.from_paper(layers=3, proposers=6).layers == 2, "the paper counts the aggregator's layer"
+    backend = Scripted(lambda m, p, i: "The answer is 12.")
+    SelfMoA(n=2).solve("What is 7 + 5?", backend=backend)
+    assert backend.requests[-1].params.temperature == 0.7 and backend.requests[-1].params.max_tokens == 2048
+
+
+def test_moa_can_decide_by_model_agreement_over_the_last_layer_instead_of_a_synthesis():
+    from manyminds.strategies import MixtureOfAgents
+
+    backends = [Scripted(["The answer is 12."]), Scripted(["The answer is 12."]), Scripted(["The answer is 13."])]
+    judge = Scripted(["never used"])
+    result = MixtureOfAgents(layers=2, proposer_backends=tuple(backends), vote="model-agreement").solve(
+        "What is 7 + 5?", backend=judge)
+    assert result.answer == "12" and result.decision.aggregator == "model-agreement"
+    assert not judge.requests, "no synthesis call"
+    assert get_aggregator("model-consistency").name == "model-agreement", "the old name still finds it"

@@ -102,3 +102,19 @@ def test_verified_vote_weighs_votes_by_score():
     result = VerifiedVote(n=5, verifier=KnownVerifier({"12"}, scores)).solve(TASK, backend=numbers(12, 13, 13, 13, 12))
     assert result.answer == "12"  # 2 x 0.9 outweighs 3 x 0.2
     assert result.tally == pytest.approx({"12": 1.8, "13": 0.6})
+
+
+def replies(answers):
+    return Scripted(lambda m, p, i: f"The answer is {answers[i]}." if answers[i] else "I do not know.")
+
+
+def test_verifier_resampling_with_batch_one_is_the_paper_s_sequential_setting():
+    from manyminds.strategies import VerifierResampling
+    from manyminds.verifiers import MathAnswer
+
+    answers = ["13", "11", "12", "12", "12"]
+    backend = replies(answers)
+    result = VerifierResampling(batch=1, budget=5, verifier=MathAnswer()).solve(
+        Task(question="What is 7 + 5?", gold="12"), backend=backend)
+    assert [(r.n, r.first_index) for r in backend.requests] == [(1, 0), (1, 1), (1, 2)], "one at a time, stop at the pass"
+    assert result.answer == "12" and "a candidate passed after 3 samples" in result.stop_reason

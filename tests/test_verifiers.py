@@ -14,6 +14,8 @@ from manyminds.verifiers import (
     GradeJudge, Limits, MathAnswer, PTrueJudge, RewardEndpoint, UnitTests, all_of, any_of, panel, weighted,
 )
 from tests.conftest import TEST_DATA
+import math
+from manyminds.errors import ConfigError
 
 LIMITS = Limits(timeout=3, cpu_seconds=3, memory_mb=256, max_processes=8)
 
@@ -71,7 +73,6 @@ def test_math_answer(gold, text, ok):
 
 
 def logprob_judge(p_true):
-    import math
 
     def reply(messages, params, index):
         top = {"True": math.log(p_true), "False": math.log(1 - p_true)}
@@ -159,3 +160,58 @@ def test_reward_endpoint(score_server):
     bad = run(rm.verify(Task(question="What is 7 + 5?"), cand("The answer is 13.")))
     assert good.passed and good.score == pytest.approx(0.8808, abs=1e-3) and not bad.passed
     assert seen[0] == {"model": "rm", "text_1": "What is 7 + 5?", "text_2": "The answer is 12."}
+
+
+def judged_reply(messages, params, index):
+    """Samples 12, 13, 12; a P(True) judge says (A) to 12 only, a grade judge gives 9."""
+    text = messages[-1].content
+    if "Proposed answer" in text:
+        return "A" if "The answer is 12." in text.split("Proposed answer:")[1] else "B"
+    if "Score: N" in text:
+        return "Score: 9"
+    return ["The answer is 12.", "The answer is 13.", "The answer is 12."][index % 3]
+
+
+def test_p_true_can_show_the_other_samples_and_ask_in_the_papers_a_b_form():
+    from manyminds.strategies import VerifiedVote
+    from manyminds.verifiers import PTrueJudge
+
+    backend = Scripted(judged_reply)
+    judge = PTrueJudge(backend, form="ab", show_others=2, samples=3)
+    result = VerifiedVote(n=3, verifier=judge).solve("What is 7 + 5?", backend=backend)
+    asked = [r for r in backend.requests if "Proposed answer" in r.messages[-1].content]
+    assert asked and all("(A) True" in r.messages[-1].content for r in asked)
+    assert all("other answers to the question" in r.messages[-1].content for r in asked)
+    assert {c.answer: c.verdict.score for c in result.candidates} == {"12": 1.0, "13": 0.0}
+    with pytest.raises(ConfigError, match="form must be"):
+        PTrueJudge(backend, form="yes-no")
+
+
+def test_a_panel_passes_the_other_samples_to_the_judges_that_read_them():
+    from manyminds.strategies import VerifiedVote
+    from manyminds.verifiers import GradeJudge, PTrueJudge, panel
+
+    backend = Scripted(judged_reply)
+    jury = panel([PTrueJudge(backend, form="ab", show_others=2, samples=1), GradeJudge(backend)], combine="mean")
+    assert jury.sees_other_samples
+    VerifiedVote(n=3, verifier=jury).solve("What is 7 + 5?", backend=backend)
+    p_true = [r for r in backend.requests if "Proposed answer" in r.messages[-1].content]
+    assert len(p_true) >= 3 and all("other answers to the question" in r.messages[-1].content for r in p_true)
+    graded = [r for r in backend.requests if "Score: N" in r.messages[-1].content]
+    assert len(graded) == 3 and not any("other answers" in r.messages[-1].content for r in graded)
+    assert not panel([GradeJudge(backend)]).sees_other_samples
+
+
+def test_judges_see_the_reference_answer_only_when_asked():
+    from manyminds.types import Candidate
+    from manyminds.verifiers import GradeJudge, PTrueJudge
+
+    task = Task(question="What is 7 + 5?", gold="12")
+    candidate = Candidate(index=0, text="The answer is 12.", answer="12")
+    assert "Reference answer" not in PTrueJudge(Scripted(["True"])).messages(task, candidate)[0].content
+    assert "Reference answer: 12" in PTrueJudge(Scripted(["True"]), reference=True).messages(task, candidate)[0].content
+    backend = Scripted(["Score: 9"])
+    import asyncio
+
+    asyncio.run(GradeJudge(backend, reference=True).verify(task, candidate))
+    assert "Reference answer: 12" in backend.requests[0].messages[0].content
