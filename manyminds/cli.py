@@ -73,10 +73,8 @@ def _aggregator_names() -> list[str]:
 
 if TYPE_CHECKING:  # str enums generated from the registries: to a type checker, their members are strings
     StrategyName = str
-    VerifierName = str
 else:
     StrategyName = _choices("StrategyName", _strategy_names())
-    VerifierName = _choices("VerifierName", _verifier_names())
 
 
 def _value(choice: "enum.Enum | str") -> str:
@@ -125,10 +123,9 @@ def _stop_rule(spec: str | None):
     return parse_rule(spec) if spec else None
 
 
-VerifierOpt = Annotated[
-    Optional[VerifierName], typer.Option("--verifier", help="For the strategies that need one (best-of-n, "
-                                         "verifier-resampling, verified-vote).")
-]
+VerifierOpt = Annotated[Optional[str], typer.Option(
+    "--verifier", help="For the strategies that need one (best-of-n, verifier-resampling, verified-vote): "
+    + ", ".join(_verifier_names()) + "; parameters as NAME:KEY=VALUE,... (p-true:samples=3).")]
 AggregatorOpt = Annotated[Optional[str], typer.Option(
     "--aggregator", "-a", help="How samples vote, for voting strategies: " + ", ".join(_aggregator_names())
     + "; parameters as NAME:KEY=VALUE,... (weighted:by=logprob).")]

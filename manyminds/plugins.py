@@ -247,6 +247,56 @@ def plugin_versions(objects: Any) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def _plain(value: Any) -> bool:
+    """Whether `value` is plain data a run record can hold (a function or a backend is not)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def records_arguments(cls: type[T]) -> type[T]:
+    """Capture the arguments `cls` is constructed with, once, for the run record: instances get a
+    `params()` returning them (defaults applied; arguments left at None and values that are not plain
+    data, such as functions, left out) unless the class writes its own. Registering decorators
+    (`@aggregator`) apply it, so a plugin's aggregator needs no hand-written `params()`."""
+    init = cls.__init__
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "_manyminds_arguments" not in self.__dict__:  # the outermost class's arguments are the record
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            self.__dict__["_manyminds_arguments"] = {
+                name: value for name, value in list(bound.arguments.items())[1:]
+                if signature.parameters[name].kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                           inspect.Parameter.VAR_KEYWORD)
+                and value is not None and _plain(value)}
+        init(self, *args, **kwargs)
+
+    setattr(cls, "__init__", __init__)
+    if not callable(getattr(cls, "params", None)):
+        setattr(cls, "params", recorded_params)
+    return cls
+
+
+def recorded_params(self: Any) -> dict[str, Any]:
+    """The arguments the object was constructed with (`records_arguments`)."""
+    return dict(self.__dict__.get("_manyminds_arguments", {}))
+
+
+class RecordsArguments:
+    """A base whose `params()` are the constructor's arguments (captured by `records_arguments`,
+    which the registering decorators apply): what a type checker sees of the protocol's `params`."""
+
+    def params(self) -> dict[str, Any]:
+        return recorded_params(self)
+
+
 def parse_spec(text: str, what: str, argument: str | None = None) -> tuple[str, dict[str, Any]]:
     """The one spec grammar of aggregators, stopping rules and verifiers: `NAME[:KEY=VALUE,...]`.
 
@@ -279,26 +329,29 @@ def spec_of(obj: Any) -> dict[str, Any]:
     return {"name": getattr(obj, "name", type(obj).__name__), **params}
 
 
-def checked_call(factory: Callable[..., T], params: dict[str, Any], what: str) -> T:
+def checked_call(factory: Callable[..., T], params: dict[str, Any], what: str,
+                 given: dict[str, Any] | None = None) -> T:
     """`factory(**params)`, once each parameter is known to it and of its annotated type.
 
     The one check between user input (a CLI spec such as `weighted:by=nothing`, a JSON
     setting) and a plugin's constructor: an unknown or ill-typed parameter is a
-    ConfigError naming it, never a TypeError from deep inside.
+    ConfigError naming it, never a TypeError from deep inside. `given` are arguments the
+    caller supplies itself (a verifier factory's options): passed, never checked or listed.
     """
+    given = given or {}
     from pydantic import ConfigDict, ValidationError, create_model
 
     target = getattr(factory, "__init__") if isinstance(factory, type) else factory
     try:
         signature = inspect.Signature() if target is object.__init__ else inspect.signature(target)
     except (TypeError, ValueError):
-        return factory(**params)
+        return factory(**given, **params)
     try:
         hints = typing.get_type_hints(target, include_extras=True)
     except Exception:  # an annotation that cannot be resolved here is not checked
         hints = {}
     accepted = {name: p for name, p in signature.parameters.items()
-                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+                if name != "self" and name not in given and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         unknown = sorted(set(params) - set(accepted))
         if unknown:
@@ -312,5 +365,5 @@ def checked_call(factory: Callable[..., T], params: dict[str, Any], what: str) -
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
                              for e in error.errors())
         raise ConfigError(f"{what}: {problems}") from None
-    return factory(**params)
+    return factory(**given, **params)
 

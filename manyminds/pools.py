@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from manyminds.answers import NUMBER_ONLY, extract, normalise_number
 from manyminds.errors import ConfigError
 from manyminds.types import AnswerFormat, Candidate, Generation, Result, Task, TokenLogprob
+from manyminds.datasets.reading import read_json_lines
 
 
 class PoolQuestion:
@@ -178,8 +179,6 @@ def _token_count(raw: Any, where: str) -> int | None:
 
 def load_pool(path: str | Path) -> list[PoolQuestion]:
     """Read a pool file (native, ESC or ConSol format) into tasks with candidates."""
-    from manyminds.datasets.reading import read_json_lines
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"pool file not found: {path}")

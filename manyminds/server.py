@@ -59,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from manyminds.backends.base import Backend
 from manyminds.errors import BackendError, ConfigError, ManymindsError
 from manyminds.types import MAX_SAMPLES, AnswerFormat, Message, Result, Task
+from manyminds.verifiers.base import VerifierOptions
 
 log = logging.getLogger("manyminds.server")
 
@@ -391,7 +392,6 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     """The request's strategy, built by `strategies.make` as every door builds one: the OpenAI
     parameters given and the `manyminds` settings, nothing else (the strategy's defaults stand)."""
     from manyminds.strategies import by_name, make
-    from manyminds.verifiers.base import VerifierOptions
 
     cls = by_name(name.strategy)
     extra = dict(body.manyminds)
@@ -407,7 +407,7 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     verifier = extra.pop("verifier", None)
     if verifier is not None and not isinstance(verifier, str):
         raise bad_request("manyminds.verifier must be a verifier's name", param="manyminds.verifier")
-    if verifier == "unit-tests":
+    if verifier is not None and verifier.partition(":")[0].strip() == "unit-tests":
         raise bad_request("the server does not run model-written code", param="manyminds.verifier")
     settings: dict[str, Any] = {}
     for key, value in (("temperature", body.temperature), ("top_p", body.top_p), ("seed", body.seed),

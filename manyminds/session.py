@@ -26,6 +26,7 @@ from manyminds.backends.base import Backend
 from manyminds.cache import GenerationCache, open_cache
 from manyminds.errors import ConfigError
 from manyminds.types import Result, Task
+from manyminds.answers import equivalence
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -63,7 +64,6 @@ class Session:
         self.concurrency = concurrency
         self.progress = progress
         self._keep_pools = keep_pools
-        from manyminds.answers import equivalence
 
         self._pools_before = equivalence.pool_running()
         self._upstreams: dict[str, Backend] = {}
@@ -146,8 +146,6 @@ class Session:
         finally:
             self._close_backend()
             if not self._keep_pools and not self._pools_before:
-                from manyminds.answers import equivalence
-
                 equivalence.shutdown_pool()
 
     def _close_backend(self) -> None:

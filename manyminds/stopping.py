@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from manyminds.errors import ConfigError, one_line
 from manyminds.extensions import StopRule as StopRule
-from manyminds.plugins import Registry
+from manyminds.plugins import checked_call, parse_spec, Registry
 
 
 def _fewest(rule: StopRule, answers: Sequence[str | None]) -> int:
@@ -347,8 +347,6 @@ class MixtureSPRT(_Sequential):
 def parse_rule(spec: str) -> StopRule:
     """A rule from the one spec grammar (`plugins.parse_spec`): `esc`, `esc:window=5`, `sprt:alpha=0.05,p1=0.7`,
     or `NAME:VALUE` for the rule's own `argument` (`esc:5`, `adaptive:0.95`); the CLI's --stop."""
-    from manyminds.plugins import parse_spec
-
     name = spec.partition(":")[0].strip()
     try:
         cls = REGISTRY.get(name)
@@ -356,7 +354,6 @@ def parse_rule(spec: str) -> StopRule:
         raise ConfigError(f"unknown stopping rule {spec!r}: use one of {', '.join(REGISTRY.names())}, "
                           "optionally NAME:KEY=VALUE,... or NAME:VALUE (esc:5, adaptive:0.95)") from None
     _, params = parse_spec(spec, "stopping rule", getattr(cls, "argument", None))
-    from manyminds.plugins import checked_call
 
     try:
         return checked_call(cls, params, f"stopping rule {name!r}")

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 import manyminds.aggregators as aggregators_package
-from manyminds.agents.builder import Pipeline, Request, Settled, View
+from manyminds.agents.builder import Pipeline
+from manyminds.extensions import Request, Settled, View
 from manyminds.agents.nodes import RunContext
 from manyminds.aggregators import AggregatorSpec, available
 from manyminds.backends import Scripted
@@ -199,10 +200,10 @@ def test_the_cli_says_when_a_setting_does_not_apply():
 
 
 def test_cli_choices_come_from_the_registries():
-    from manyminds.cli import StrategyName, VerifierName
+    from manyminds.cli import StrategyName, _verifier_names
 
     assert sorted(s.value for s in StrategyName) == names() == sorted(REGISTRY.all())
-    assert {"math", "p-true", "grade", "unit-tests"} <= {v.value for v in VerifierName}
+    assert {"math", "p-true", "grade", "unit-tests"} <= set(_verifier_names()), "--verifier's help lists them"
 
 
 # -- the builder's own guarantees ---------------------------------------------------------------
@@ -315,3 +316,31 @@ def test_a_session_closes_what_it_opened_and_only_that(tmp_path):
         assert SelfConsistency(n=2).solve("What is 1 + 2?", backend=backend, cache=mine).usage.cached_samples == 2
     with GenerationCache(path, read_only=True) as reread:
         assert reread.count() == 4, "every sample the session paid for was stored"
+
+
+def test_evidence_kinds_are_declared_and_a_plugin_kind_is_stored_as_an_object():
+    from manyminds.types import EVIDENCE_KINDS, evidence_kind
+
+    strategy = SelfConsistency(n=2)
+    p = strategy.pipeline(Scripted(["The answer is 1."]))
+    with pytest.raises(ConfigError, match="evidence kind 'critique' is not declared: declare it with "
+                                          r"manyminds.extensions.evidence_kind\('critique'"):
+        p.ask("critique", lambda v: None, strategy.sampling_params())
+    try:
+        assert evidence_kind("critique", "a model's critique") == "critique"
+        assert evidence_kind("critique", "a model's critique") == "critique", "the same declaration is a no-op"
+        with pytest.raises(ValueError, match="declared already"):
+            evidence_kind("critique", "something else")
+        for bad in ("sample", "layer-2", "Two Words", ""):
+            with pytest.raises(ValueError, match="lower-case word"):
+                evidence_kind(bad, "x")
+        source = Source(kind="critique", prompt="judge-1", stage="review")
+        candidate = Candidate(index=0, text="t", answer="1", source=source)
+        stored = json.loads(candidate.model_dump_json())["source"]
+        assert stored == {"kind": "critique", "prompt": "judge-1", "layer": None, "stage": "review"}
+        assert Candidate.model_validate_json(candidate.model_dump_json()).source == source
+        assert not candidate.votes, "evidence never votes"
+        assert json.loads(Candidate(index=0, text="t", answer=None, source=Source.parse("then/layer-1/synthesis")
+                                    ).model_dump_json())["source"] == "then/layer-1/synthesis", "built-ins stay short"
+    finally:
+        EVIDENCE_KINDS.pop("critique", None)

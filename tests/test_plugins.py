@@ -90,3 +90,36 @@ def test_the_plugins_command_lists_every_kind_with_its_provider():
     local = next(r for r in rows if r["kind"] == "backend" and r["name"] == "local")
     assert local["provided_by"] == "manyminds.backends.local.from_spec" and local["distribution"] == "manyminds"
     assert any(r["name"] == "exemplar-resampling" for r in rows)
+
+
+def test_a_registered_aggregator_records_the_arguments_it_was_built_with():
+    from manyminds.aggregators.base import REGISTRY, aggregator, get_aggregator
+
+    @aggregator("test-longest")
+    class Longest:
+        def __init__(self, minimum: int = 3, key=len, note: str | None = None) -> None:
+            self.minimum, self.key = minimum, key
+
+        def __call__(self, task, candidates):
+            raise NotImplementedError
+
+    try:
+        assert get_aggregator("test-longest", minimum=5).params() == {"minimum": 5}, "a function is not recorded"
+        assert get_aggregator("test-longest").params() == {"minimum": 3}, "defaults are; None is left out"
+        with pytest.raises(ConfigError, match="aggregator 'test-longest': minimum: Input should be a valid integer"):
+            get_aggregator("test-longest", minimum="many")
+    finally:
+        REGISTRY._entries.pop("test-longest")
+
+
+def test_verifier_specs_take_parameters_checked_against_the_factory():
+    from manyminds.backends import Scripted
+    from manyminds.verifiers.base import VerifierOptions, make_verifier
+
+    options = VerifierOptions(backend=Scripted(["Yes"]))
+    judge = make_verifier("p-true:samples=3,threshold=0.6", options)
+    assert (judge.samples, judge.threshold) == (3, 0.6)
+    with pytest.raises(ConfigError, match=r"verifier 'p-true' takes no nope \(it takes samples, threshold"):
+        make_verifier("p-true:nope=1", options)
+    with pytest.raises(ConfigError, match="verifier 'math': timeout: Input should be a valid integer"):
+        make_verifier("math:timeout=soon", options)

@@ -41,9 +41,12 @@ from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.extensions import Request, Settled, View
 from manyminds.types import (
+    EVIDENCE_KINDS,
     Candidate, Decision, Generation, Message, Result, SamplingParams, Source, Task, Usage, Verdict, response_text,
     trusted,
 )
+from manyminds.verifiers.base import check
+from manyminds.answers.equivalence import aunify_keys
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -164,8 +167,6 @@ class Pipeline(Generic[S]):
 
     def verify(self, verifier: Any, *, name: str = "verify", max_parallel: int = 16) -> "Pipeline":
         """Verify every ballot not verified yet, concurrently; the verdict joins the candidate."""
-        from manyminds.verifiers.base import check  # verifiers load only for pipelines that verify
-
         name = self._unique(name)
 
         async def verify(state: EnsembleState) -> dict[str, Any]:
@@ -215,6 +216,10 @@ class Pipeline(Generic[S]):
         ballot) and counts in usage. `read_answer` (default: for syntheses)
         reads an answer key out of it.
         """
+        if kind not in EVIDENCE_KINDS:
+            raise ConfigError(f"evidence kind {kind!r} is not declared: declare it with "
+                              f"manyminds.extensions.evidence_kind({kind!r}, '<what it is>') (declared: "
+                              f"{', '.join(sorted(EVIDENCE_KINDS))})")
         name = self._unique(name or kind)
         asker = backend or self.backend
         read = kind == "synthesis" if read_answer is None else read_answer
@@ -560,8 +565,6 @@ async def _absorb(state: EnsembleState, new: list[list[Sample]], sampling: _Samp
 
 async def _merge_equivalent(candidates: list[Candidate]) -> list[Candidate]:
     """Math answers equal in value get one key (math-verify), so they never split the vote."""
-    from manyminds.answers.equivalence import aunify_keys
-
     mapping = await aunify_keys([c.answer for c in candidates if c.answer is not None and c.source.kind == "sample"])
     return [
         c if c.answer is None or mapping.get(c.answer, c.answer) == c.answer

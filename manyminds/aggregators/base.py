@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from manyminds.extensions import Aggregator as Aggregator  # the protocol's home: extensions.py
-from manyminds.plugins import Registry
-from manyminds.types import Candidate, Decision, Task
+from manyminds.plugins import checked_call, parse_spec as parse, records_arguments, Registry
+from manyminds.types import ballots, Candidate, Decision, Task
 
 
 F = TypeVar("F", bound=Callable[..., Aggregator])
@@ -38,6 +38,8 @@ REGISTRY: Registry[Callable[..., Aggregator]] = Registry("aggregator", "manymind
 def aggregator(name: str) -> Callable[[F], F]:
     """Register an aggregator class (or factory) under `name`."""
     def register(entry: F) -> F:
+        if isinstance(entry, type):
+            records_arguments(entry)  # its params() are the arguments it was built with, unless it says otherwise
         REGISTRY.decorator(name)(entry)
         return entry
 
@@ -55,7 +57,6 @@ def get_aggregator(spec: "str | AggregatorSpec | Aggregator", **params: Any) -> 
         return spec.build()
     if not isinstance(spec, str):
         return spec
-    from manyminds.plugins import checked_call
 
     return checked_call(REGISTRY.get(spec), params, f"aggregator {spec!r}")
 
@@ -107,8 +108,6 @@ class AggregatorSpec(BaseModel):
 def parse_spec(text: str) -> AggregatorSpec:
     """The command line's form, the one spec grammar (`plugins.parse_spec`): `NAME` or
     `NAME:KEY=VALUE,KEY=VALUE`: `weighted:by=logprob`, `selection:fallback=rpc`."""
-    from manyminds.plugins import parse_spec as parse
-
     name, params = parse(text, "aggregator")
     return AggregatorSpec(name=name, params=params)
 
@@ -140,8 +139,6 @@ class Decider:
 
     def vote(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         """The fallback's decision over the ballots."""
-        from manyminds.types import ballots
-
         return self._fallback(task, ballots(candidates))
 
     def fell_back(self, decision: Decision, why: str, **params: Any) -> Decision:

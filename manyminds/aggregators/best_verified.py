@@ -9,24 +9,21 @@ and answering nothing is the honest outcome when none does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from manyminds.plugins import RecordsArguments
 from manyminds.aggregators.base import aggregator
 from manyminds.aggregators.majority import tally
 from manyminds.types import Candidate, Decision, Task
 
 
 @aggregator("best-verified")
-class BestVerified:
+class BestVerified(RecordsArguments):
     """The tally holds each answer's best score; confidence is the winner's score."""
 
     name = "best-verified"
 
     def __init__(self, abstain: bool = False) -> None:
         self.abstain = abstain
-
-    def params(self) -> dict[str, Any]:
-        return {"abstain": self.abstain}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         scored = sorted(((c, c.answer, c.verdict) for c in candidates

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from manyminds.plugins import RecordsArguments
 from manyminds.aggregators.base import aggregator
 from manyminds.types import Candidate, Decision, Task
 
@@ -43,7 +44,7 @@ def decide(counts: dict[str, float], name: str, params: dict[str, Any]) -> Decis
 
 
 @aggregator("majority")
-class Majority:
+class Majority(RecordsArguments):
     """One candidate, one vote; candidates without an answer abstain.
 
     Ties: the answer whose first vote came from the lowest sample index wins.
@@ -51,9 +52,6 @@ class Majority:
     """
 
     name = "majority"
-
-    def params(self) -> dict[str, Any]:
-        return {}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         return decide(tally(candidates), self.name, self.params())

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from manyminds.plugins import RecordsArguments
 from manyminds.aggregators.base import REGISTRY, aggregator
 from manyminds.aggregators.majority import decide
 from manyminds.types import Candidate, Decision, Task
@@ -33,7 +33,7 @@ def _by_source(candidate: Candidate) -> str:
 
 
 @aggregator("model-agreement")
-class ModelAgreement:
+class ModelAgreement(RecordsArguments):
     """Answer scores = sum over models of weight(model) x the model's answer shares.
 
     weight = self-confidence x (agreement with the other models + `floor`).
@@ -45,9 +45,6 @@ class ModelAgreement:
     def __init__(self, group: Callable[[Candidate], str] | None = None, floor: float = 0.05) -> None:
         self.group = group or _by_source
         self.floor = floor
-
-    def params(self) -> dict[str, Any]:
-        return {"floor": self.floor}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         models: dict[str, list[Candidate]] = {}

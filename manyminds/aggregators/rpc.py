@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from manyminds.plugins import RecordsArguments
 from manyminds.aggregators.base import aggregator
 from manyminds.aggregators.majority import decide
 from manyminds.errors import CapabilityError
@@ -70,7 +71,7 @@ def low_component(probabilities: Sequence[float]) -> list[bool]:
 
 
 @aggregator("rpc")
-class RPC:
+class RPC(RecordsArguments):
     """Perplexity consistency over the paths left after reasoning pruning.
 
     Args:
@@ -84,9 +85,6 @@ class RPC:
     def __init__(self, prune: bool = True, min_paths: int = 4) -> None:
         self.prune = prune
         self.min_paths = min_paths
-
-    def params(self) -> dict[str, Any]:
-        return {"prune": self.prune, "min_paths": self.min_paths}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         paths = sorted((c for c in candidates if c.votes), key=lambda c: c.index)

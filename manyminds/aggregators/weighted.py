@@ -8,8 +8,9 @@ logprob of its generation), or from a function the user supplies.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
+from manyminds.plugins import RecordsArguments
 from manyminds.aggregators.base import aggregator
 from manyminds.aggregators.majority import decide, tally
 from manyminds.errors import CapabilityError, ConfigError
@@ -33,7 +34,7 @@ def logprob_weight(candidate: Candidate) -> float:
 
 
 @aggregator("weighted")
-class WeightedMajority:
+class WeightedMajority(RecordsArguments):
     """Sum of weights per answer; the heaviest answer wins (ties: lowest sample index first).
 
     Confidence is the winner's share of the total weight.
@@ -50,9 +51,6 @@ class WeightedMajority:
             raise ConfigError("weighted vote by='given' needs a weight function of the candidate")
         self.by = by
         self.weight: Callable[[Candidate], float] = weight or (verifier_weight if by == "verifier" else logprob_weight)
-
-    def params(self) -> dict[str, Any]:
-        return {"by": self.by}
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         weights = [self.weight(c) if c.votes else 0.0 for c in candidates]

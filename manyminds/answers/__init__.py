@@ -17,6 +17,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 from manyminds.types import OPTION_LETTERS, AnswerFormat, Result, Task
+from manyminds.answers.blocksworld import parse_plan
+from manyminds.answers.equivalence import keys_equal
 
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+(?!\w|\.\d))?(?:\s*/\s*\d+)?|-?\.\d+"
 NUMBER_RE = re.compile(rf"(?<![\w.])(?:{_NUMBER})")
@@ -315,8 +317,6 @@ FORMATS: dict[AnswerFormat, FormatRules] = {
 def plan_key(text: str) -> str | None:
     """A plan's actions as one canonical line, '(unstack d c) (put-down d) ...', read from the
     text after its last '[PLAN]' (or the whole text); None when no action can be read."""
-    from manyminds.answers.blocksworld import parse_plan
-
     head, marker, tail = text.rpartition("[PLAN]")
     actions = parse_plan(tail if marker else text)
     return " ".join(f"({' '.join(a)})" for a in actions) or None
@@ -330,8 +330,6 @@ def same_answer(task: Task, answer: str | None, gold_key: str | None) -> bool:
     if answer == gold_key:
         return True
     if FORMATS[task.format].merge_by_value:
-        from manyminds.answers.equivalence import keys_equal
-
         return keys_equal(answer, gold_key)
     return False
 

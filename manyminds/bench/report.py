@@ -25,12 +25,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from manyminds.answers import is_correct
+from manyminds.answers import is_correct, normalise_gold, same_answer
 from manyminds.bench.runner import QuestionRecord, RunReport, bootstrap_interval
 from manyminds.bench.scoring import Score
 from manyminds.bench.stats import coverage, equal_compute, paired, comparable, single_sample
 from manyminds.cache import GenerationCache
 from manyminds.errors import ConfigError
+from manyminds.types import ballots
 
 
 def load_runs(path: str | Path, runs: Sequence[int] | None = None) -> list[RunReport]:
@@ -79,8 +80,6 @@ def samples_curve(run: RunReport, *, repeats: int = 32, seed: int = 0,
     """
     import numpy as np
 
-    from manyminds.answers import normalise_gold, same_answer
-    from manyminds.types import ballots
 
     rows = [r.result for r in run.records if r.result is not None and r.result.task.gold is not None]
     if not rows or run.meta.get("scorer", "answer") != "answer" or not any(r.tally for r in rows):

@@ -37,6 +37,7 @@ from manyminds.session import Session
 from manyminds.errors import BackendError, ConfigError, RunFailed
 from manyminds.strategies.base import Strategy
 from manyminds.types import Result, Task, Usage
+from manyminds.verifiers.base import is_oracle
 
 if TYPE_CHECKING:
     import numpy as np
@@ -293,7 +294,6 @@ async def arun(
             labelled[f"{s.name} (n={getattr(s, 'n', '?')})"] = s
     if not labelled:
         raise ConfigError("no strategy to run")
-    from manyminds.verifiers.base import is_oracle
 
     for label in list(labelled):
         checker = getattr(labelled[label], "verifier", None)
@@ -338,8 +338,6 @@ async def arun(
 
 async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict[str, Any], session: Session,
                    scorer: Scorer, bar: "_Progress", chunk: int, max_failures: int | None) -> RunReport:
-    from manyminds.verifiers.base import is_oracle
-
     spec = strategy.aggregation()
     run_meta = {**meta, "aggregator": spec.model_dump() if spec is not None else None}
     store = session.cache

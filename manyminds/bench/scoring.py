@@ -14,12 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from manyminds.answers import is_correct
+from manyminds.answers import extract_code, is_correct, normalise_gold, same_answer
 from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.extensions import Scorer as Scorer
 from manyminds.text import clip
-from manyminds.types import Candidate, Message, Result, SamplingParams
+from manyminds.types import ballots, Candidate, Message, Result, SamplingParams
+from manyminds.answers.blocksworld import check_plan, parse_plan, parse_problem
 
 
 class Score(BaseModel):
@@ -37,15 +38,11 @@ class Score(BaseModel):
 
 def voting_samples(result: Result) -> list[Candidate]:
     """The samples that voted, in sample-index order (what per-sample scores are listed by)."""
-    from manyminds.types import ballots
-
     return sorted(ballots(result.candidates), key=lambda c: c.index)
 
 
 def answer_sample_scores(result: Result) -> list[float]:
     """Each voting sample's answer against the gold key (1 or 0), in sample-index order."""
-    from manyminds.answers import normalise_gold, same_answer
-
     gold = normalise_gold(result.task)
     return [float(same_answer(result.task, c.answer, gold)) for c in voting_samples(result)]
 
@@ -70,8 +67,6 @@ class AnswerScorer:
     name = "answer"
 
     async def score(self, result: Result) -> Score:
-        from manyminds.answers import normalise_gold
-
         gold = normalise_gold(result.task)
         if gold is None:
             raise ConfigError(f"task {result.task.id!r} has no gold answer to score against")
@@ -101,8 +96,6 @@ class UnitTestScorer:
 
     async def score_samples(self, result: Result) -> list[float]:
         """Each sample's code against all the tests (a program written twice is run once)."""
-        from manyminds.answers import extract_code
-
         samples = voting_samples(result)
         distinct = {extract_code(c.text): c for c in samples}
         verdicts = await asyncio.gather(*(self.verifier.verify(result.task, c) for c in distinct.values()))
@@ -116,8 +109,6 @@ class PlanScorer:
     name = "plan"
 
     async def score(self, result: Result) -> Score:
-        from manyminds.answers.blocksworld import check_plan, parse_plan, parse_problem
-
         if "problem" not in result.task.metadata:
             raise ConfigError(f"task {result.task.id!r} has no metadata['problem'] (its PDDL) to check plans against")
         if result.answer is None:
@@ -126,8 +117,6 @@ class PlanScorer:
         return Score(value=float(check.valid), detail=check.detail)
 
     async def score_samples(self, result: Result) -> list[float]:
-        from manyminds.answers.blocksworld import check_plan, parse_plan, parse_problem
-
         problem = parse_problem(result.task.metadata["problem"])
         return [float(c.answer is not None and check_plan(problem, parse_plan(c.answer)).valid)
                 for c in voting_samples(result)]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from manyminds.bench.runner import QuestionRecord, RunReport, bootstrap_interval
+from manyminds.bench.scoring import answer_sample_scores
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -41,7 +42,6 @@ def sample_scores(record: QuestionRecord) -> list[float] | None:
     result = record.result
     if result is None or result.task.gold is None or result.task.format.value in ("code", "plan"):
         return None
-    from manyminds.bench.scoring import answer_sample_scores
 
     return answer_sample_scores(result)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from manyminds.errors import CacheError
+from manyminds.types import Result, Task
 
 if TYPE_CHECKING:
     from manyminds.cache.store import GenerationCache
@@ -80,8 +81,6 @@ class StoredRuns:
 
     def rows(self, run: int) -> list[dict[str, Any]]:
         """Every stored question of a run, in order: position, task, result (None if failed), score, error."""
-        from manyminds.types import Result, Task
-
         with self._cache.reading() as reader:
             rows = reader.execute(
                 "SELECT position, task, result, score, error FROM results WHERE run = ? ORDER BY position", (run,)
@@ -108,8 +107,6 @@ class StoredRuns:
 
     def load(self, run: int | None = None) -> list["Result"]:
         """The results of run `run` (default: the latest), in their order."""
-        from manyminds.types import Result
-
         with self._cache.reading() as reader:
             if run is None:
                 row = reader.execute("SELECT MAX(id) FROM runs").fetchone()

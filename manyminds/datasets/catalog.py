@@ -22,6 +22,7 @@ from typing import Any
 from manyminds.datasets.reading import DataError, files_version, read_json, read_json_lines
 from manyminds.errors import ConfigError
 from manyminds.types import OPTION_LETTERS, AnswerFormat, Task
+from manyminds.answers import boxed_contents, plan_key
 
 DATA = Path(__file__).parent / "data"
 
@@ -110,8 +111,6 @@ def _math500(files: list[Path], split: str) -> Iterator[Task]:
 
 
 def _math(files: list[Path], split: str) -> Iterator[Task]:
-    from manyminds.answers import boxed_contents
-
     (path,) = files
     for number, row in read_json_lines(path):
         where = f"{path.name}:{number}"
@@ -231,8 +230,6 @@ def _mbpp(files: list[Path], split: str) -> Iterator[Task]:
 
 
 def _blocksworld(files: list[Path], split: str) -> Iterator[Task]:
-    from manyminds.answers import plan_key
-
     path, problems = files
     for k, row in enumerate(_field(read_json(path), "instances", path.name)):
         where = f"{path.name} instance {k}"

@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from manyminds.types import AnswerFormat, Task
+from manyminds.datasets.reading import read_json_lines
 
 
 def _lines(path: Path) -> list[dict]:
-    from manyminds.datasets.reading import read_json_lines
-
     return [row for _, row in read_json_lines(path)]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from manyminds.datasets.reading import DataError, reading_errors, files_version, read_json, read_json_lines
 from manyminds.errors import ConfigError
 from manyminds.types import OPTION_LETTERS, AnswerFormat, Task
+from manyminds.answers import extract, normalise_text
 
 
 def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -74,8 +75,6 @@ def _choices(value: Any, where: str, field: str) -> tuple[str, ...]:
 
 
 def _gold(value: Any, format: AnswerFormat, choices: tuple[str, ...] | None, where: str) -> str:
-    from manyminds.answers import extract, normalise_text
-
     text = _text(value, where, "answer", truth=format is AnswerFormat.YES_NO).strip()
     if format is AnswerFormat.CHOICE:
         if choices is None:

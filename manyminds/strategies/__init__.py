@@ -15,6 +15,10 @@
 | best-of-n | BestOfN | verifier picks the best of n |
 | verifier-resampling | VerifierResampling | sample until a verifier passes (Stroebl et al. 2024) |
 | verified-vote | VerifiedVote | votes weighted by verifier scores |
+| exemplar-resampling | ExemplarResampling | each sample its own draw of few-shot exemplars |
+| choice-shuffle | ChoiceShuffle | each sample sees the options permuted (Medprompt) |
+| self-refine-vote | SelfRefineVote | one-file example: each draft refined once, then a vote |
+| temperature-mix | TemperatureMix | one-file example: the budget spread over temperatures |
 """
 
 from typing import TYPE_CHECKING, Any
@@ -32,8 +36,13 @@ from manyminds.strategies.self_agreement import SelfAgreement
 from manyminds.strategies.self_consistency import SelfConsistency
 from manyminds.strategies.self_moa import SelfMoA, SelfMoASeq
 from manyminds.strategies.ranked import RankedVote
+from manyminds.strategies.refine_vote import SelfRefineVote
+from manyminds.strategies.resampled import ChoiceShuffle, ExemplarResampling
+from manyminds.strategies.temperature_mix import TemperatureMix
 from manyminds.strategies.usc import UniversalSelfConsistency
 from manyminds.strategies.verified import BestOfN, VerifiedVote, VerifierResampling
+from manyminds.aggregators.base import parse_spec
+from manyminds.verifiers.base import make_verifier, REGISTRY as VERIFIERS, VerifierOptions
 
 if TYPE_CHECKING:
     from manyminds.verifiers.base import Verifier, VerifierOptions
@@ -44,6 +53,10 @@ __all__ = [
     "VERIFYING",
     "BestOfN",
     "Cascade",
+    "ChoiceShuffle",
+    "ExemplarResampling",
+    "SelfRefineVote",
+    "TemperatureMix",
     "VerifiedVote",
     "VerifierResampling",
     "DivSE",
@@ -110,17 +123,11 @@ def make(name: str, n: int | None = None, *, verifier: "str | Verifier | None" =
             f"its settings are {', '.join(sorted(accepted))}"
         )
     if isinstance(settings.get("aggregator"), str):
-        from manyminds.aggregators.base import parse_spec
-
         settings["aggregator"] = parse_spec(settings["aggregator"])
     if cls.needs_verifier:
         if verifier is None:
-            from manyminds.verifiers.base import REGISTRY as VERIFIERS
-
             raise ConfigError(f"strategy {name} needs a verifier: one of {', '.join(VERIFIERS.names())}")
         if isinstance(verifier, str):
-            from manyminds.verifiers.base import VerifierOptions, make_verifier
-
             verifier = make_verifier(verifier, verifier_options or VerifierOptions())
         settings["verifier"] = verifier
     elif verifier is not None:

@@ -19,12 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from manyminds._perf import run_sync
 from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
-from manyminds.cache import GenerationCache, open_cache
+from manyminds.cache import GenerationCache
 from manyminds.exemplars import Exemplars
-from manyminds.strategies.prompting import COT_PROMPT, DIRECT_PROMPT
+from manyminds.strategies.prompting import COT_PROMPT, DIRECT_PROMPT, question_prompt
 from manyminds.plugins import Registry
 from manyminds.types import MAX_SAMPLES, Message, Result, SamplingParams, Task
 from manyminds.extensions import Request, Settled, View
+from manyminds.stopping import next_wave, parse_rule, settle, StopRule
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -105,11 +106,13 @@ class Strategy(BaseModel):
 
         Input: ``{"question": str}``, ``{"task": Task}`` or ``{"tasks": [...]}``.
         Output: ``results`` (one per task) and, for one question, ``result``,
-        ``answer`` and ``confidence``. A cache given as a path is opened here
-        and flushed when the process exits.
+        ``answer`` and ``confidence``. The graph runs over a `Session` of
+        `backend` and `cache`; a cache given as a path stays open as long as
+        the process (`Session.graph` closes it when you choose).
         """
-        opened, _ = open_cache(cache)
-        return self.build(opened.wrap(backend) if opened is not None else backend)
+        from manyminds.session import Session
+
+        return Session(backend, cache=cache, keep_pools=True).graph(self)
 
     @classmethod
     def for_budget(cls, n: int, **settings: Any) -> "Strategy":
@@ -330,8 +333,6 @@ class PromptedStrategy(SampledStrategy):
 
     def ask(self, task: Task) -> str:
         """The question as this strategy's prompt style asks it (its "cot" or "direct" template; raw as is)."""
-        from manyminds.strategies.prompting import question_prompt
-
         return question_prompt(task, self.prompt, dict(self.prompts).get(self.prompt))  # None: the style's own
 
     def messages(self, task: Task) -> list[Message]:
@@ -353,8 +354,6 @@ class OnePromptStrategy(PromptedStrategy):
     @field_validator("stop", mode="before")
     @classmethod
     def _stopping_rule(cls, value: Any) -> Any:
-        from manyminds.stopping import StopRule, parse_rule
-
         if value is None or isinstance(value, StopRule):
             return value
         if isinstance(value, str):
@@ -376,8 +375,6 @@ class OnePromptStrategy(PromptedStrategy):
         the samples used are the sequential rule's, and samples drawn ahead
         become `spare`.
         """
-        from manyminds.stopping import next_wave, settle
-
         params = self.sampling_params()
         read = getattr(self, "read", None)
         n = self.draws()

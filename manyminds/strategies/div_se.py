@@ -29,7 +29,7 @@ from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.strategies.base import SampledStrategy, Voting
 from manyminds.strategies.prompting import answer_form, render_question
-from manyminds.types import Message, Task
+from manyminds.types import Message, Source, Task
 from manyminds.extensions import Request, View
 
 if TYPE_CHECKING:
@@ -203,8 +203,6 @@ class DivSE(DiversityConfig, Voting):
             persona=persona, approach=approach, question=render_question(t), form=answer_form(t)))
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.types import Source
-
         def solve(v: "View") -> "list[Request]":
             if self.pairs is not None:
                 persona, approach = self.pairs[v.slot]

@@ -30,7 +30,7 @@ from manyminds.backends.base import Backend
 from manyminds.errors import ConfigError
 from manyminds.strategies.base import ModelDecides, PromptedStrategy
 from manyminds.text import clip
-from manyminds.types import Message, SamplingParams, Task
+from manyminds.types import Message, SamplingParams, Source, Task
 from manyminds.extensions import Request, View
 
 if TYPE_CHECKING:
@@ -120,8 +120,6 @@ class MixtureOfAgents(SynthesisConfig):
         return record
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
-        from manyminds.types import Source
-
         proposers = list(self.proposer_backends) or [backend] * self.proposers
 
         def propose(v: View) -> list[Request]:

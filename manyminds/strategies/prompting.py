@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from manyminds.answers import FORMATS
 from manyminds.types import AnswerFormat, Candidate, Task
+from manyminds.text import clip
 
 # Each format's wording lives with its extraction rules: manyminds.answers.FORMATS.
 
@@ -52,8 +53,6 @@ def direct_instruction(task: Task) -> str:
 
 def numbered(candidates: "Sequence[Candidate]", max_chars: int | None = None) -> str:
     """Candidates as 'Response 1: ...' blocks, each cut to `max_chars` if given (selection and ranking prompts)."""
-    from manyminds.text import clip
-
     def shown(text: str) -> str:
         text = text.strip() or "(empty)"
         return clip(text, max_chars) if max_chars else text

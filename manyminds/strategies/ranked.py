@@ -19,6 +19,7 @@ from manyminds.aggregators.borda import borda, parse_ranking
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import ModelDecides, OnePromptStrategy
 from manyminds.types import MAX_SAMPLES, Candidate, Message, Task
+from manyminds.strategies.prompting import numbered
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -50,8 +51,6 @@ class RankedVote(OnePromptStrategy, ModelDecides):
         return record
 
     def ranking_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
-        from manyminds.strategies.prompting import numbered
-
         return self.chat(self.template("rank").format(question=task.render(), n=len(candidates),
                                             responses=numbered(candidates, self.max_chars_per_response)))
 

@@ -24,6 +24,7 @@ from manyminds.exemplars import Exemplars
 from manyminds.strategies.base import OnePromptStrategy, Voting
 from manyminds.types import OPTION_LETTERS, Task
 from manyminds.extensions import Request
+from manyminds.strategies.prompting import question_prompt
 
 if TYPE_CHECKING:
     from manyminds.agents.state import Sample
@@ -55,8 +56,6 @@ class ExemplarResampling(OnePromptStrategy, Voting):
         return self.draw(self.pipeline(backend)).aggregate()
 
     def requests(self, task: Task, first: int, size: int) -> "list[Request]":
-        from manyminds.strategies.prompting import question_prompt
-
         pool = self.pool.for_task(task)
         return [Request(f"shots-{i + 1}", self.with_shots(task, lambda t: question_prompt(t, self.prompt),
                                                           pool.draw(self.k, _key(self, task, i))), 1, first_index=i)

@@ -22,7 +22,7 @@ from pydantic import Field
 from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
 from manyminds.strategies.base import ModelDecides, OnePromptStrategy
-from manyminds.strategies.prompting import render_question
+from manyminds.strategies.prompting import numbered, render_question
 from manyminds.types import Candidate, Message, Task
 
 if TYPE_CHECKING:
@@ -55,8 +55,6 @@ class SelfAgreement(OnePromptStrategy, ModelDecides):
     select_max_tokens: int = Field(default=256, ge=8)
 
     def selection_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
-        from manyminds.strategies.prompting import numbered
-
         return self.chat(
             self.template("select").format(
                 question=render_question(task), n=len(candidates),

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from manyminds.strategies.self_agreement import SelfAgreement
 from manyminds.types import Candidate, Message, Task
+from manyminds.strategies.prompting import numbered
 
 # -- prompt (after Chen et al. 2023: "select the most consistent response based on
 #    majority consensus", answered by response number) ----------------------------
@@ -37,7 +38,5 @@ class UniversalSelfConsistency(SelfAgreement):
     templates: ClassVar[dict[str, str]] = {"select": USC_PROMPT}
 
     def selection_messages(self, task: Task, candidates: Sequence[Candidate]) -> list[Message]:
-        from manyminds.strategies.prompting import numbered
-
         return self.chat(self.template("select").format(question=task.render(),
                                            responses=numbered(candidates, self.max_chars_per_response)))

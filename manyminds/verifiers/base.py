@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from manyminds.errors import ConfigError
 from manyminds.extensions import ReadsOthers, Verifier as Verifier
-from manyminds.plugins import Registry
+from manyminds.plugins import checked_call, parse_spec, Registry
 from manyminds.types import Candidate, Task, Verdict
 
 if TYPE_CHECKING:
@@ -67,5 +68,11 @@ def is_oracle(verifier: Any) -> bool:
     return bool(getattr(verifier, "oracle", False))
 
 
-def make_verifier(name: str, options: VerifierOptions | None = None) -> Verifier:
-    return REGISTRY.get(name)(options or VerifierOptions())
+def make_verifier(spec: str, options: VerifierOptions | None = None) -> Verifier:
+    """A verifier from the one spec grammar, `NAME[:KEY=VALUE,...]` (`p-true:samples=3,threshold=0.6`):
+    the factory is given `options` and the parameters, each checked against its signature."""
+    name, params = parse_spec(spec, "verifier")
+    factory = REGISTRY.get(name)
+    if "options" in params:
+        raise ConfigError(f"verifier {spec!r}: 'options' is not a parameter one sets in a spec")
+    return checked_call(factory, params, f"verifier {name!r}", given={"options": options or VerifierOptions()})

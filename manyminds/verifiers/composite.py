@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from manyminds.errors import ConfigError
 from manyminds.types import Candidate, Task, Verdict
-from manyminds.verifiers.base import Verifier, check, reads_others
+from manyminds.verifiers.base import check, is_oracle, reads_others, Verifier
 
 Rule = Literal["all", "any", "vote", "mean", "weighted"]
 
@@ -54,8 +54,6 @@ class Combined:
     @property
     def oracle(self) -> bool:
         """An oracle when any member is."""
-        from manyminds.verifiers.base import is_oracle
-
         return any(is_oracle(v) for v in self.verifiers)
 
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from manyminds.backends.base import Backend
 from manyminds.errors import CapabilityError, ConfigError
@@ -205,10 +205,13 @@ def _judge_backend(options: VerifierOptions, name: str) -> Backend:
 
 
 @verifier("p-true")
-def _p_true(options: VerifierOptions) -> PTrueJudge:
-    return PTrueJudge(_judge_backend(options, "p-true"))
+def _p_true(options: VerifierOptions, samples: int = 5, threshold: float = 0.5,
+            form: Literal["true-false", "ab"] = "true-false", show_others: int = 0,
+            reference: bool = False) -> PTrueJudge:
+    return PTrueJudge(_judge_backend(options, "p-true"), samples=samples, threshold=threshold, form=form,
+                      show_others=show_others, reference=reference)
 
 
 @verifier("grade")
-def _grade(options: VerifierOptions) -> GradeJudge:
-    return GradeJudge(_judge_backend(options, "grade"))
+def _grade(options: VerifierOptions, threshold: float = 0.7, reference: bool = False) -> GradeJudge:
+    return GradeJudge(_judge_backend(options, "grade"), threshold=threshold, reference=reference)
