@@ -123,3 +123,16 @@ def test_verifier_specs_take_parameters_checked_against_the_factory():
         make_verifier("p-true:nope=1", options)
     with pytest.raises(ConfigError, match="verifier 'math': timeout: Input should be a valid integer"):
         make_verifier("math:timeout=soon", options)
+
+
+def test_backend_specs_take_keyword_parameters_and_never_a_credential():
+    from manyminds.backends import from_spec
+
+    keyword = from_spec("openai:model=gpt-x,base_url=http://127.0.0.1:9/v1,batch_width=64")
+    short = from_spec("openai:gpt-x@http://127.0.0.1:9/v1")
+    assert keyword.cache_identity() == short.cache_identity() and keyword.capabilities.batch_width == 64
+    assert from_spec("scripted:The answer is x=3.|4").model == "scripted", "a reply is never read as keywords"
+    with pytest.raises(ConfigError, match=r"a credential \(api_key\) is never given in a spec"):
+        from_spec("openai:model=m,api_key=sk-not-this")
+    with pytest.raises(ConfigError, match=r"backend 'openai' takes no colour \(it takes model, base_url"):
+        from_spec("openai:model=m,colour=red")

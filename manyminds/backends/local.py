@@ -296,6 +296,8 @@ def _fingerprint(messages: list[dict[str, str]], params: SamplingParams) -> str:
     return json.dumps([messages, params.model_dump(mode="json")], sort_keys=True)
 
 
-def from_spec(rest: str) -> Local:
-    """`local` or `local:PATH.gguf`."""
-    return Local(model_path=rest or None)
+def from_spec(rest: str = "", *, model_path: str | None = None, n_ctx: int = 2048, n_threads: int | None = None,
+              batched: bool = True, weights: str = "auto") -> Local:
+    """`local`, `local:PATH.gguf`, or the keyword form `local:n_ctx=4096,weights=as-is`."""
+    return Local(model_path=rest or model_path or None, n_ctx=n_ctx, n_threads=n_threads, batched=batched,
+                 weights=weights)

@@ -287,9 +287,15 @@ def _short(text: str, secrets: "Sequence[str | None]" = (), limit: int = 200) ->
     return clip(text, limit, "...")
 
 
-def from_spec(rest: str) -> OpenAICompatible:
-    """`openai:MODEL` or `openai:MODEL@BASE_URL`; the key comes from OPENAI_API_KEY."""
-    model, _, base_url = rest.partition("@")
+def from_spec(rest: str = "", *, model: str | None = None, base_url: str | None = None, max_concurrency: int = 32,
+              timeout: float = 120.0, retry_deadline: float = 120.0, native_n: bool | None = None,
+              batch_width: int = 1) -> OpenAICompatible:
+    """`openai:MODEL`, `openai:MODEL@BASE_URL`, or the keyword form `openai:model=M,base_url=U,batch_width=64`;
+    the key comes from OPENAI_API_KEY, never from a spec (specs land in shell histories and run records)."""
+    if rest:
+        model, _, url = rest.partition("@")
+        base_url = base_url or url or None
     if not model:
         raise ConfigError("backend spec 'openai:' needs a model, e.g. openai:gpt-4o-mini")
-    return OpenAICompatible(model=model, base_url=base_url or None)
+    return OpenAICompatible(model=model, base_url=base_url, max_concurrency=max_concurrency, timeout=timeout,
+                            retry_deadline=retry_deadline, native_n=native_n, batch_width=batch_width)

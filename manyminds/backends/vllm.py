@@ -324,8 +324,10 @@ def cpu_memory_fraction(wanted: int = CPU_ENGINE_BYTES) -> float:
     return round(min(0.9, max(0.05, wanted / _node_memory())), 3)
 
 
-def from_spec(rest: str) -> VLLM:
-    """`vllm:MODEL` (a name or path vLLM can load), or `vllm:embedded` for the embedded SmolLM2."""
+def from_spec(rest: str = "", *, model: str | None = None, max_batch: int = 256) -> VLLM:
+    """`vllm:MODEL` (a name or path vLLM can load), `vllm:embedded` for the embedded SmolLM2, or the
+    keyword form `vllm:model=M,max_batch=64`."""
+    rest = rest or model or ""
     if not rest:
         raise ConfigError("backend spec 'vllm:' needs a model, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct or vllm:embedded")
-    return VLLM(rest)
+    return VLLM(rest, max_batch=max_batch)
