@@ -48,13 +48,15 @@ class CapabilityError(ManymindsError):
     """The backend cannot do what was asked (e.g. logprobs), and we will not fake it."""
 
 
-def one_line(error: "ValidationError", prefix: str = "") -> str:
+def one_line(error: "ValidationError", prefix: str = "", *, limit: int | None = None, inputs: bool = True) -> str:
     """A pydantic ValidationError as one line naming each field, what is wrong and the value given:
-    what the CLI prints, the server answers (400) and `strategies.make` raises as a ConfigError."""
+    what the CLI prints, the server answers (400), `strategies.make` and `plugins.checked_call` raise
+    as a ConfigError. `limit` keeps the first problems only; `inputs=False` leaves the values out
+    (a data record's field may be pages long)."""
     parts = []
-    for e in error.errors():
+    for e in error.errors()[:limit]:
         where = ".".join(str(p) for p in e["loc"]) or prefix or error.title
         message = e["msg"].removeprefix("Value error, ")
-        given = "input" in e and "got" not in message and not isinstance(e["input"], dict)
+        given = inputs and "input" in e and "got" not in message and not isinstance(e["input"], dict)
         parts.append(f"{where}: {message}" + (f" (got {e['input']!r})" if given else ""))
     return "; ".join(parts)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from manyminds.errors import ConfigError
+from manyminds.errors import ConfigError, one_line
 
 log = logging.getLogger("manyminds.plugins")
 T = TypeVar("T")
@@ -362,8 +362,6 @@ def checked_call(factory: Callable[..., T], params: dict[str, Any], what: str,
     try:
         model(**{k: v for k, v in params.items() if k in fields})
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-                             for e in error.errors())
-        raise ConfigError(f"{what}: {problems}") from None
+        raise ConfigError(f"{what}: {one_line(error)}") from None
     return factory(**given, **params)
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from manyminds.answers import NUMBER_ONLY, extract, normalise_number
-from manyminds.errors import ConfigError
+from manyminds.errors import ConfigError, one_line
 from manyminds.types import AnswerFormat, Candidate, Generation, Result, Task, TokenLogprob
 from manyminds.datasets.reading import read_json_lines
 
@@ -98,9 +98,7 @@ def _validated(model: type[_Record], row: dict[str, Any], where: str) -> Any:
     try:
         return model.model_validate(row, strict=False) if model is NativeRecord else model.model_validate(row)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in error.errors()[:3]
-        )
+        problems = one_line(error, "record", limit=3, inputs=False)
         raise ConfigError(f"{where}: not a {model.__name__.removesuffix('Record')} pool record ({problems})") from None
 
 
