@@ -264,6 +264,10 @@ def records_arguments(cls: type[T]) -> type[T]:
     data, such as functions, left out) unless the class writes its own. Registering decorators
     (`@aggregator`) apply it, so a plugin's aggregator needs no hand-written `params()`."""
     init = cls.__init__
+    if init is object.__init__:  # no arguments to capture; params() is {} (and an argument stays refused)
+        if not callable(getattr(cls, "params", None)):
+            setattr(cls, "params", recorded_params)
+        return cls
     signature = inspect.signature(init)
 
     @functools.wraps(init)
@@ -343,7 +347,8 @@ def checked_call(factory: Callable[..., T], params: dict[str, Any], what: str,
 
     target = getattr(factory, "__init__") if isinstance(factory, type) else factory
     try:
-        signature = inspect.Signature() if target is object.__init__ else inspect.signature(target)
+        unwrapped = inspect.unwrap(target)
+        signature = inspect.Signature() if unwrapped is object.__init__ else inspect.signature(target)
     except (TypeError, ValueError):
         return factory(**given, **params)
     try:

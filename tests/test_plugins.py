@@ -108,6 +108,8 @@ def test_a_registered_aggregator_records_the_arguments_it_was_built_with():
         assert get_aggregator("test-longest").params() == {"minimum": 3}, "defaults are; None is left out"
         with pytest.raises(ConfigError, match="aggregator 'test-longest': minimum: Input should be a valid integer"):
             get_aggregator("test-longest", minimum="many")
+        with pytest.raises(ConfigError, match=r"aggregator 'majority' takes no bogus \(it takes nothing\)"):
+            get_aggregator("majority", bogus=1)  # a class without __init__ of its own still refuses arguments
     finally:
         REGISTRY._entries.pop("test-longest")
 
