@@ -89,9 +89,13 @@ class Session:
 
     def graph(self, strategy: "Strategy") -> "CompiledStateGraph":
         """The strategy's compiled graph over this session's (cached) backend, to embed in a
-        LangGraph app as a subgraph; the cache is this session's, closed when it closes."""
+        LangGraph app as a subgraph (sync or async: `agents.builder.embeddable`), run with this
+        session's concurrency; the cache is this session's, closed when it closes."""
+        from manyminds.agents.builder import embeddable
+        from manyminds.agents.nodes import RunContext
+
         self._check_open()
-        return strategy.compiled(self.wrapped)
+        return embeddable(strategy.compiled(self.wrapped), RunContext(self.concurrency))
 
     async def asolve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
                           progress: "bool | Callable[[int], None] | None" = None,

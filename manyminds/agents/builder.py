@@ -33,7 +33,7 @@ from langgraph.types import Send
 
 from manyminds._perf import gc_paused
 from manyminds.agents.nodes import (
-    RunContext, advance, async_node, inline_node, per_task, prepare,
+    RunContext, advance, async_node, inline_node, per_task, prepare, run_sync,
 )
 from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState, Sample, SlotSamples
 from manyminds.answers import FORMATS, extract
@@ -606,3 +606,30 @@ def outputs(state: EnsembleState, results: list[Result]) -> dict[str, Any]:
 
 
 __all__ = ["Pipeline", "Plan", "Request", "RunContext", "Settled", "Until", "View", "outputs"]
+
+
+def embeddable(graph: "CompiledStateGraph[Any, Any, Any, Any]",
+               context: RunContext | None = None) -> "CompiledStateGraph[Any, Any, Any, Any]":
+    """`graph` as a user's LangGraph app takes it, sync or async: one node with both forms that runs
+    the ensemble graph (asynchronously, on a private event loop under `invoke`) with `context`.
+
+    Takes ``question``, ``task`` or ``tasks``; gives ``results`` and, for one question, ``result``,
+    ``answer`` and ``confidence``. The ensemble's own steps stay async-only and run on LangGraph's
+    fast path; only this one node pays for the public sync/async wrapper.
+    """
+    from langchain_core.runnables import RunnableLambda
+
+    chosen = context or RunContext()
+
+    async def arun(state: EnsembleState) -> dict[str, Any]:
+        given = {k: v for k, v in state.items() if k in ("question", "task", "tasks") and v is not None}
+        return dict(await graph.ainvoke(given, context=chosen))
+
+    def run(state: EnsembleState) -> dict[str, Any]:
+        return run_sync(arun(state))
+
+    outer = StateGraph(EnsembleState, input_schema=EnsembleInput, output_schema=EnsembleOutput)
+    outer.add_node("ensemble", RunnableLambda(run, afunc=arun, name=graph.get_name()))
+    outer.add_edge(START, "ensemble")
+    outer.add_edge("ensemble", END)
+    return outer.compile(name=graph.get_name())

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.runtime import Runtime
 
 from manyminds._perf import run_sync as _run_on_new_loop
 from manyminds.agents.state import EnsembleState
@@ -25,7 +26,8 @@ DEFAULT_CONCURRENCY = 16
 T = TypeVar("T")
 S = TypeVar("S", bound=EnsembleState)
 
-Node = Callable[[EnsembleState, RunnableConfig], Awaitable[dict[str, Any]]]
+Node = Callable[..., Awaitable[dict[str, Any]]]
+"""A step as LangGraph runs it: `node(state, runtime)`."""
 
 
 @dataclass(frozen=True)
@@ -55,51 +57,47 @@ async def run_batch(graph: Any, tasks: Sequence[Task], context: RunContext) -> l
     return list(out["results"])
 
 
-def run_context() -> RunContext:
-    """The invocation's RunContext (the defaults when none, or another type, was given)."""
-    from langgraph.runtime import get_runtime
+_CURRENT: ContextVar[RunContext] = ContextVar("manyminds_run_context", default=_DEFAULT_CONTEXT)
 
-    try:
-        context = get_runtime().context
-    except RuntimeError:  # called outside a graph run
-        return _DEFAULT_CONTEXT
-    return context if isinstance(context, RunContext) else _DEFAULT_CONTEXT
+
+def run_context() -> RunContext:
+    """The running node's RunContext (the defaults outside a graph, or where a parent graph's
+    context is another type)."""
+    return _CURRENT.get()
 
 
 # -- node wrappers --------------------------------------------------------------
 
 
-def inline_node(func: Callable[[S], dict[str, Any]], name: str) -> RunnableLambda:
-    """A quick synchronous node that runs on the event loop under `ainvoke`.
-
-    LangGraph runs plain sync functions on a worker thread in async mode; for
-    nodes that take microseconds per task the thread hop costs more than
-    the work.
-    """
+def inline_node(func: Callable[[S], dict[str, Any]], name: str) -> Node:
+    """A quick synchronous step, run on the event loop (LangGraph would run a plain sync function
+    on a worker thread in async mode; for steps of microseconds the hop costs more than the work)."""
 
     async def afunc(state: S) -> dict[str, Any]:
         return func(state)
 
-    return _node(func, afunc, name)
+    return async_node(afunc, name)
 
 
-def async_node(afunc: Callable[[S], Coroutine[Any, Any, dict[str, Any]]], name: str) -> RunnableLambda:
-    """A node whose work is async, usable from `invoke` as well as `ainvoke`.
+def async_node(afunc: Callable[[S], Coroutine[Any, Any, dict[str, Any]]], name: str) -> Node:
+    """A node as LangGraph's public API takes one: an async function, to which LangGraph passes the
+    run's `Runtime` (the graph declares `context_schema=RunContext`). It makes the RunContext the
+    one `run_context()` returns while the step runs.
 
-    Under `invoke` the coroutine runs on a private event loop (a fresh thread
-    if the calling thread already runs one), so a user's synchronous parent
-    graph can embed an ensemble graph.
+    Ensemble graphs run asynchronously (a Session, a cascade's stages); a synchronous caller gets
+    `agents.builder.embeddable(graph)`, one node with a sync and an async form around the graph.
     """
 
-    def func(state: S) -> dict[str, Any]:
-        return run_sync(afunc(state))
+    async def node(state: S, runtime: Runtime[Any]) -> dict[str, Any]:
+        context = runtime.context if isinstance(runtime.context, RunContext) else _DEFAULT_CONTEXT
+        token = _CURRENT.set(context)
+        try:
+            return await afunc(state)
+        finally:
+            _CURRENT.reset(token)
 
-    return _node(func, afunc, name)
-
-
-def _node(func: Callable[..., Any], afunc: Callable[..., Any], name: str) -> Any:
-    """A node with a sync and an async form (LangGraph's public runnable for a function pair)."""
-    return RunnableLambda(func, afunc=afunc, name=name)
+    node.__name__ = node.__qualname__ = name
+    return node
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
