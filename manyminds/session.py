@@ -1,4 +1,6 @@
-"""A session: what one run owns (backend, cache, compiled graphs, worker pools, concurrency, progress).
+"""A session: the one front door. What one run owns (backend, cache, compiled graphs, worker
+pools, concurrency, progress), and the only thing that runs strategies: the Python API
+(`Strategy.solve*` are one-call sessions), `manyminds run`, `bench`, `discover` and the server.
 
     with mm.Session("local", cache="runs.db", concurrency=8) as session:
         results = session.solve_many(SelfConsistency(n=8), questions)
@@ -22,11 +24,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from manyminds._perf import run_sync
+from manyminds.answers import equivalence
 from manyminds.backends.base import Backend
 from manyminds.cache import GenerationCache, open_cache
 from manyminds.errors import ConfigError
 from manyminds.types import Result, Task
-from manyminds.answers import equivalence
 
 if TYPE_CHECKING:
     from pathlib import Path
