@@ -203,7 +203,8 @@ def _tally_table(result, title: str) -> Table:
 @app.command()
 def run(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
-    n: Annotated[int, typer.Option("-n", "--samples", min=1, max=MAX_SAMPLES, help="Samples to draw (the budget).")] = 8,
+    n: Annotated[Optional[int], typer.Option("-n", "--samples", min=1, max=MAX_SAMPLES, show_default=False,
+                                             help="Samples to draw (the budget; default the strategy's, 8 for most).")] = None,
     backend: BackendOpt = "local",
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
@@ -307,7 +308,8 @@ def bench(
         Optional[list[StrategyName]], typer.Option("--strategy", "-s", help="Strategies to compare (repeatable; "
                                                    "default self-consistency).")] = None,
     budgets: Annotated[Optional[list[int]], typer.Option(
-        "-n", "--samples", min=1, max=MAX_SAMPLES, help="Sample budgets per question (repeatable; default 8).")] = None,
+        "-n", "--samples", min=1, max=MAX_SAMPLES,
+        help="Sample budgets per question (repeatable; default each strategy's own, 8 for most).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-k", min=1, help="Number of questions (default all).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", "--level", help="The data set's split (arithmetic: "
                                                  "its level).")] = None,
@@ -349,7 +351,7 @@ def bench(
     from manyminds.backends import from_spec
     from manyminds.bench import run as run_bench
     from manyminds.bench.runner import most_split
-    from manyminds.strategies import by_name
+    from manyminds.strategies import by_name, default_budget
     from manyminds import datasets
 
     if (dataset is None) == (data is None):
@@ -381,8 +383,8 @@ def bench(
     settings.update(aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop), pairs=_plan_pairs(plan))
     for choice in strategies or ["self-consistency"]:
         name = _value(choice)
-        for n in sorted(set(budgets or [8])):  # smaller budgets first: the larger reuse their samples
-            verifying = by_name(name).needs_verifier  # the others do not take one; scoring may
+        for n in sorted(set(budgets)) if budgets else [default_budget(by_name(name))]:  # smaller first: the larger
+            verifying = by_name(name).needs_verifier  # reuse their samples; only verifying strategies take one
             methods[f"{name} (n={n})"] = _make(name, n, verifier=verifier if verifying else None, options=options,
                                                **settings)
     path = _cache_path(cache, no_cache)

@@ -20,24 +20,30 @@ QUESTION = "What is 7 + 5?"
 REPLY = "The answer is 12."
 
 
-@pytest.mark.parametrize("name, n", [("moa", 3), ("self-consistency", 4), ("usc", 3)])
+@pytest.mark.parametrize("name, n", [("moa", 3), ("self-consistency", 4), ("usc", 3), ("self-moa", None),
+                                     ("ranked-vote", None)])
 def test_a_method_records_the_same_settings_through_every_door(tmp_path, name, n):
+    """n None: no budget given anywhere, so each door uses the strategy's own (self-moa's is 6, not 8)."""
+    budget = [] if n is None else ["-n", str(n)]
     python = strategies.make(name, n).solve(Task(question=QUESTION, format=AnswerFormat.NUMBER),
                                             backend=Scripted([REPLY])).strategy_params
-    run = json.loads(cli("run", QUESTION, "-s", name, "-n", str(n), "--backend", f"scripted:{REPLY}", "--no-cache",
+    run = json.loads(cli("run", QUESTION, "-s", name, *budget, "--backend", f"scripted:{REPLY}", "--no-cache",
                          "--json").stdout)["strategy_params"]
     data = tmp_path / "q.jsonl"
     data.write_text(json.dumps({"question": QUESTION, "answer": "12"}) + "\n")
     (bench,) = [json.loads(line)["params"] for line in cli(
-        "bench", "--data", str(data), "-s", name, "-n", str(n), "--no-baseline", "--backend", f"scripted:{REPLY}",
+        "bench", "--data", str(data), "-s", name, *budget, "--no-baseline", "--backend", f"scripted:{REPLY}",
         "--no-cache", "--json").stdout.splitlines()]
     with served(Scripted([REPLY])) as url:
-        reply = client(url).chat.completions.create(model=f"{name}-{n}", messages=[{"role": "user", "content": QUESTION}],
-                                                    extra_body={"manyminds": {"format": "number"}})
+        reply = client(url).chat.completions.create(
+            model=name if n is None else f"{name}-{n}", messages=[{"role": "user", "content": QUESTION}],
+            extra_body={"manyminds": {"format": "number"}})
     server = reply.model_extra["manyminds"]["strategy_params"]
     assert python == run == bench == server
     default = strategies.by_name(name).model_fields["sampling"].get_default(call_default_factory=True)
     assert python["sampling"]["max_tokens"] == default.max_tokens, "the strategy's own default, not a door's"
+    if n is None:
+        assert strategies.default_budget(strategies.by_name(name)) != 8, "a case where a door's 8 would differ"
 
 
 def test_make_takes_a_verifier_by_name_and_refuses_one_where_none_is_taken():
