@@ -420,6 +420,8 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
         settings["system"] = system
     if "prompt" in cls.settings() and answer_format is AnswerFormat.TEXT:
         settings["prompt"] = "raw"  # free-form: the user's words exactly
+    if "aggregator" in cls.settings() and answer_format is AnswerFormat.TEXT:
+        settings["aggregator"] = "mbr"  # free text votes by agreement (chrF), not by identical strings
     settings.update(extra)
     try:
         strategy = make(name.strategy, name.n, verifier=verifier, verifier_options=VerifierOptions(backend=backend),

@@ -4,7 +4,7 @@ import pytest
 
 from manyminds.aggregators import Majority, aggregator, available, get_aggregator
 from manyminds.errors import ConfigError
-from manyminds.types import Candidate, Decision, Task
+from manyminds.types import AnswerFormat, Candidate, Decision, Task
 import math
 from manyminds.aggregators import ModelConsistency, RPC, WeightedMajority
 from manyminds.backends import Scripted
@@ -180,3 +180,83 @@ def test_borda_and_ranking_parse():
     assert borda([[2, 0, 1], [2, 1, 0]], 3) == [1.0, 1.0, 4.0]
     assert parse_ranking("Ranking: 3 > 1 > 2", 3) == [2, 0, 1]
     assert parse_ranking("Ranking: 3 > 1", 3) is None
+
+
+# -- confidence-weighted, confidence-filtered, MBR, run-off, selective ------------------------
+
+
+def lp_cand(i, answer, logprobs, text=None):
+    tokens = tuple(TokenLogprob(token="t", logprob=x) for x in logprobs) if logprobs is not None else None
+    body = text or f"path {i}: {answer}"
+    return Candidate(index=i, text=body, answer=answer, generation=Generation(text=body, index=i, logprobs=tokens))
+
+
+SPLIT = [lp_cand(0, "7", [-2, -2, -2]), lp_cand(1, "7", [-2, -3, -2]), lp_cand(2, "8", [-0.1, -0.1]),
+         lp_cand(3, "8", [-0.2, -0.1]), lp_cand(4, "9", [-1, -1]), lp_cand(5, "7", [-2.5, -2])]
+
+
+def test_cisc_weights_paths_by_softmax_confidence_and_is_majority_at_high_temperature():
+    assert get_aggregator("majority")(TASK, SPLIT).answer == "7"
+    assert get_aggregator("cisc")(TASK, SPLIT).answer == "8", "two confident paths outweigh three unsure ones"
+    assert get_aggregator("cisc", temperature=1000.0)(TASK, SPLIT).answer == "7"
+    plain = [Candidate(index=i, text="t", answer=a) for i, a in enumerate("778")]
+    assert get_aggregator("cisc")(TASK, plain).params["note"] == "no logprobs: majority"
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
+        get_aggregator("cisc", temperature=0.0)
+
+
+def test_deepconf_keeps_the_paths_whose_weakest_window_is_strongest():
+    from manyminds.aggregators.deepconf import lowest_group_confidence
+
+    tokens = [TokenLogprob(token="t", logprob=x) for x in (-0.1, -0.1, -3.0, -0.1, -0.1)]
+    assert lowest_group_confidence(tokens, 2) == pytest.approx(-1.55), "the window over the -3.0 dip"
+    assert lowest_group_confidence(tokens, 50) == pytest.approx(-3.4 / 5), "a path shorter than the window"
+    top = [TokenLogprob(token="t", logprob=-0.5, top={"a": -0.1, "b": -4.0})]
+    assert lowest_group_confidence(top, 1) == pytest.approx(2.05), "the paper's -mean(top-k) where given"
+    decision = get_aggregator("deepconf", keep=0.5)(TASK, SPLIT)
+    assert decision.answer == "8" and decision.params["kept"] == 3 and decision.params["of"] == 6
+    assert get_aggregator("deepconf", keep=1.0, weighted=False)(TASK, SPLIT).answer == "7", "all kept: the vote"
+    with pytest.raises(ConfigError, match=r"keep is a share of the paths in \(0, 1\]"):
+        get_aggregator("deepconf", keep=1.5)
+
+
+def test_run_off_goes_to_a_second_round_only_without_a_majority():
+    decision = get_aggregator("run-off")(TASK, SPLIT)
+    assert decision.answer == "8" and set(decision.params["second_round"]) == {"7", "8"}
+    clear = SPLIT + [lp_cand(6, "7", [-3, -3]), lp_cand(7, "7", [-3, -3])]
+    assert get_aggregator("run-off")(TASK, clear).answer == "7", "5 of 8: a majority, no second round"
+    plain = [Candidate(index=i, text="t", answer=a) for i, a in enumerate("7789")]
+    assert get_aggregator("run-off")(TASK, plain).params["note"] == "no logprobs: plurality"
+
+
+def test_selective_answers_only_a_significant_vote():
+    unanimous = [Candidate(index=i, text="t", answer="7") for i in range(12)]
+    close = [Candidate(index=i, text="t", answer=a) for i, a in enumerate("7777778888")]
+    assert get_aggregator("selective")(TASK, unanimous).answer == "7"
+    abstained = get_aggregator("selective")(TASK, close)
+    assert abstained.answer is None and abstained.params["would_answer"] == "7" and abstained.params["abstained"]
+    nine_to_one = [Candidate(index=i, text="t", answer=a) for i, a in enumerate("7777777778")]
+    assert get_aggregator("selective")(TASK, nine_to_one).answer is None, "9 to 1 is not significant at 0.05"
+    assert get_aggregator("selective", alpha=0.4)(TASK, nine_to_one).answer == "7", "a looser level answers"
+    with pytest.raises(ConfigError, match=r"alpha must be in \(0, 0.5\)"):
+        get_aggregator("selective", alpha=0.9)
+
+
+def test_mbr_picks_the_text_closest_to_the_others_and_exact_utility_is_the_vote():
+    texts = ["Paris is the capital of France.", "The capital of France is Paris.", "Lyon.",
+             "Paris is France's capital city."]
+    free = [Candidate(index=i, text=t, answer=t.lower()) for i, t in enumerate(texts)]
+    for utility in ("chrf", "rouge-l"):
+        decision = get_aggregator("mbr", utility=utility)(Task(question="q", format=AnswerFormat.TEXT), free)
+        assert decision.chosen != 2 and decision.answer == texts[decision.chosen].lower()
+    votes = [Candidate(index=i, text=f"path {i}", answer=a) for i, a in enumerate("7887")]
+    decision = get_aggregator("mbr", utility="exact", over="answer")(TASK, votes)
+    assert decision.answer == "7" and decision.chosen == 0, "a 2-2 tie goes to the lowest index, as the vote's"
+
+
+def test_self_consistency_on_free_text_decided_by_mbr_returns_the_consensus_sample():
+    replies = ["Paris is the capital of France.", "Lyon, I think.", "The capital of France is Paris.",
+               "Paris is the capital city of France."]
+    result = SelfConsistency(n=4, prompt="raw", aggregator="mbr").solve(
+        Task(question="What is the capital of France?", format=AnswerFormat.TEXT), backend=Scripted(replies))
+    assert result.decision.aggregator == "mbr" and result.text in (replies[0], replies[3])

@@ -286,3 +286,15 @@ def test_the_openapi_document_holds_up_under_schemathesis():
 
         generated()
     assert 200 in seen or 400 in seen
+
+
+def test_free_text_votes_by_mbr_by_default():
+    replies = ["Paris is the capital of France.", "Lyon, I think.", "The capital of France is Paris.",
+               "Paris is the capital city of France."]
+    with served(Scripted(replies)) as url:
+        reply = client(url).chat.completions.create(
+            model="self-consistency-4", messages=[{"role": "user", "content": "What is the capital of France?"}])
+        numbers = client(url).chat.completions.create(model="self-consistency-4", messages=ASK, extra_body=NUMBERS)
+    assert reply.model_extra["manyminds"]["aggregator"] == "mbr"
+    assert reply.choices[0].message.content in (replies[0], replies[3]), "the sample closest to the others"
+    assert numbers.model_extra["manyminds"]["aggregator"] == "majority", "answers that are keys still vote"
