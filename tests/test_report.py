@@ -81,3 +81,24 @@ def test_report_errors_name_what_is_missing(tmp_path):
     mm.bench.run(_tasks(2), [SelfConsistency(n=2)], backend=Scripted(_three_in_four_right), cache=db, progress=False)
     with pytest.raises(ConfigError, match="has no run 7; its runs: 1"):
         load_runs(db, [7])
+
+
+def test_a_selective_run_reports_what_it_answered_and_its_accuracy_against_coverage(tmp_path):
+    def split(messages, params, index):
+        """Questions 0-4 unanimous and right; 5-9 split 3 to 2, the majority wrong."""
+        if "Question 5" in messages[-1].content or any(f"Question {k}:" in messages[-1].content for k in range(6, 10)):
+            return "The answer is 5." if index % 5 < 3 else "The answer is 4."
+        return "The answer is 4."
+
+    strategies = {"vote": SelfConsistency(n=10), "selective": SelfConsistency(n=10, aggregator="selective")}
+    report = mm.bench.run(_tasks(10), strategies, backend=Scripted(split), cache=tmp_path / "c.db", progress=False)
+    from manyminds.bench.report import selective
+
+    vote, chosen = selective(report.run("vote")), selective(report.run("selective"))
+    assert vote["answered"] == 1.0 and vote["selective_accuracy"] == 0.5
+    assert [p["accuracy"] for p in vote["risk_coverage"]][:1] == [0.5] and vote["risk_coverage"][-1]["accuracy"] == 1.0
+    assert chosen["answered"] == 0.5 and chosen["selective_accuracy"] == 1.0, "the split votes abstain"
+    written = write_report(report.runs, tmp_path / "report")
+    text = written["markdown"].read_text()
+    assert "## Selective answering: accuracy against coverage" in text
+    assert "| selective | 50.0% | 100.0% |" in text

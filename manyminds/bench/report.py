@@ -150,6 +150,27 @@ def calibration(run: RunReport, bins: int = 10) -> dict[str, Any] | None:
     return {"ece": ece, "bins": table, "questions": len(pairs)}
 
 
+COVERAGES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def selective(run: RunReport) -> dict[str, Any] | None:
+    """Abstention and the risk-coverage trade: the share of questions answered (a `selective` vote
+    abstains), the accuracy on those, and the accuracy when only the most confident share of questions
+    is answered (by the result's confidence; abstentions count as least confident)."""
+    pairs = [(r.result.confidence if r.result.answer is not None else -1.0, r.score.value, r.result.answer is not None)
+             for r in run.records if r.result is not None and r.score is not None and r.result.tally]
+    if len(pairs) < 2:
+        return None
+    answered = [v for _, v, a in pairs if a]
+    ranked = sorted(pairs, key=lambda p: -p[0])
+    curve = []
+    for share in COVERAGES:
+        top = ranked[:max(1, round(share * len(ranked)))]
+        curve.append({"coverage": share, "accuracy": sum(v for _, v, _ in top) / len(top)})
+    return {"answered": len(answered) / len(pairs),
+            "selective_accuracy": sum(answered) / len(answered) if answered else None, "risk_coverage": curve}
+
+
 class RunSummary(BaseModel):
     run: int | None
     label: str
@@ -176,6 +197,8 @@ class RunSummary(BaseModel):
     oracle: bool = False
     """The run was decided with a verifier that read the gold answer or the scorer's tests."""
     calibration: dict[str, Any] | None = None
+    selective: dict[str, Any] | None = None
+    """Share answered, accuracy when answering, and accuracy at each coverage (most confident first)."""
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -203,7 +226,8 @@ def summarise(run: RunReport, prices: dict[str, float] | None = None) -> RunSumm
         prompt_tokens_per_question=usage.prompt_tokens / scored,
         cost_per_question=None if price is None else usage.total_tokens / scored * price,
         curve=samples_curve(run), coverage=coverage(run), single_sample=single_sample(run),
-        oracle=bool(run.meta.get("oracle")), calibration=calibration(run), params=run.params)
+        oracle=bool(run.meta.get("oracle")), calibration=calibration(run), selective=selective(run),
+        params=run.params)
 
 
 # -- writing -------------------------------------------------------------------------
@@ -318,6 +342,19 @@ def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str,
         for s in calibrated:
             calibration = s.calibration or {}
             lines.append(f"| {s.run} | {s.label} | {calibration['ece']:.3f} | {calibration['questions']} |")
+    chosen = [s for s in summaries if s.selective]
+    if chosen:
+        lines += ["", "## Selective answering: accuracy against coverage", "",
+                  "Answered: the share of questions given an answer (a `selective` vote abstains). Then the accuracy "
+                  "when only the most confident share of questions is answered (by vote share; abstentions last).",
+                  "", "| run | method | answered | accuracy when answering | "
+                  + " | ".join(f"at {round(100 * c)}%" for c in COVERAGES) + " |",
+                  "|---:|---|---:|---:|" + "---:|" * len(COVERAGES)]
+        for s in chosen:
+            sel = s.selective or {}
+            at = " | ".join(_pct(p["accuracy"]) for p in sel["risk_coverage"])
+            answered_accuracy = "-" if sel["selective_accuracy"] is None else _pct(sel["selective_accuracy"])
+            lines.append(f"| {s.run} | {s.label} | {_pct(sel['answered'])} | {answered_accuracy} | {at} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in plots.items()]
     return "\n".join(lines) + "\n"
