@@ -118,6 +118,25 @@ def test_composites():
     assert w.score == pytest.approx(0.7) and w.passed
 
 
+def test_reward_ensembles_by_median_worst_case_and_uncertainty():
+    from manyminds.verifiers import reward_ensemble
+
+    models = [PTrueJudge(logprob_judge(p)) for p in (0.9, 0.8, 0.2)]
+    task, c = Task(question="q"), cand("a")
+    assert run(reward_ensemble(models, "median").verify(task, c)).score == pytest.approx(0.8)
+    assert not run(reward_ensemble(models, "min").verify(task, c)).passed
+    mean = (0.9 + 0.8 + 0.2) / 3
+    variance = sum((s - mean) ** 2 for s in (0.9, 0.8, 0.2)) / 3
+    penalised = run(reward_ensemble(models, "uncertainty", penalty=2.0).verify(task, c))
+    assert penalised.score == pytest.approx(mean - 2 * variance) and penalised.verifier == "reward-uncertainty"
+    agreeing = [PTrueJudge(logprob_judge(0.7)) for _ in range(3)]
+    assert run(reward_ensemble(agreeing, "uncertainty").verify(task, c)).score == pytest.approx(0.7), \
+        "members that agree lose nothing"
+    assert reward_ensemble(models, "uncertainty", penalty=2.0).params()["penalty"] == 2.0
+    with pytest.raises(ConfigError, match="penalty must be >= 0"):
+        reward_ensemble(models, "uncertainty", penalty=-1.0)
+
+
 @pytest.mark.integration
 def test_p_true_with_the_embedded_model(local_backend):
     verdict = run(PTrueJudge(local_backend, samples=3).verify(Task(question="What is 2 + 2?"), cand("4")))
