@@ -4,6 +4,8 @@ import re
 from typing import TypedDict
 
 import pytest
+
+from manyminds import strategies
 from langgraph.graph import END, START, StateGraph
 
 from manyminds.backends import Scripted
@@ -250,6 +252,22 @@ def test_cascade_escalates_only_unsure_questions_and_reuses_cached_samples(tmp_p
     assert len(unsure.candidates) == 14 and unsure.candidates[0].source.stage == "first"
     assert str(unsure.candidates[-1].source) == "then" and unsure.candidates[-1].source.votes
     assert unsure.strategy == "cascade" and unsure.strategy_params["then"]["n"] == 10
+
+
+def test_a_window_cascade_escalates_on_any_disagreement_within_its_window():
+    def reply(messages, params, index):
+        if "7 + 5" in messages[-1].content:  # the first 3 agree, the fourth does not: confidence 0.75
+            return "The answer is 12." if index != 3 else "The answer is 13."
+        return f"The answer is {index % 2 + 3}."  # 3, 4, 3, 4: disagreement from the start
+
+    window = strategies.make("cascade", 16, escalate_on="disagreement", window=3, threshold=0.99)
+    assert (window.first.n, window.then.n, window.window) == (4, 16, 3)
+    kept, escalated = window.solve_many(["What is 7 + 5?", "What is 1 + 2?"], backend=Scripted(reply))
+    assert "kept: the first 3 answers agree" in kept.trace and kept.usage.samples == 4, \
+        "confidence 0.75 < 0.99 would have escalated; the window's agreement keeps it"
+    assert "escalated: the first 3 answers disagree" in escalated.trace and escalated.usage.samples == 20
+    assert window.params()["escalate_on"] == "disagreement"
+    assert "escalate_on" not in Cascade().params(), "the default records as before"
 
 
 def test_cascade_can_escalate_to_another_strategy():

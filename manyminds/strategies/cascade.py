@@ -9,7 +9,7 @@ self-consistency with 3 samples to 12 pays only for the 9 new ones.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SerializeAsAny
 
@@ -30,7 +30,7 @@ class CascadeState(EnsembleState, total=False):
     """The second strategy's result for each escalated task, by task index."""
 
 
-def _escalated(first: Result, then: Result, threshold: float, record: dict[str, Any]) -> Result:
+def _escalated(first: Result, then: Result, why: str, record: dict[str, Any]) -> Result:
     """The second stage's decision, with both stages' candidates, cost and path."""
     candidates = [
         c.model_copy(update={"index": k, "source": c.source.within(stage)})
@@ -45,19 +45,19 @@ def _escalated(first: Result, then: Result, threshold: float, record: dict[str, 
             "strategy": Cascade.name,
             "strategy_params": record,
             "trace": [f"first: {first.strategy}", *first.trace,
-                      f"escalated: confidence {first.confidence:.2f} < {threshold:.2f}",
+                      f"escalated: {why}",
                       f"then: {then.strategy}", *then.trace],
         }
     )
 
 
-def _kept(first: Result, threshold: float, record: dict[str, Any]) -> Result:
+def _kept(first: Result, why: str, record: dict[str, Any]) -> Result:
     return first.model_copy(
         update={
             "strategy": Cascade.name,
             "strategy_params": record,
             "trace": [f"first: {first.strategy}", *first.trace,
-                      f"kept: confidence {first.confidence:.2f} >= {threshold:.2f}"],
+                      f"kept: {why}"],
         }
     )
 
@@ -70,22 +70,39 @@ class Cascade(Strategy):
     first: SerializeAsAny[Strategy] = Field(default_factory=lambda: SelfConsistency(n=3))
     then: SerializeAsAny[Strategy] = Field(default_factory=lambda: SelfConsistency(n=12))
     threshold: float = Field(default=0.75, ge=0, le=1, description="escalate when confidence is below this")
+    escalate_on: Literal["confidence", "disagreement"] = Field(
+        default="confidence", description="escalate on low confidence, or on any disagreement within `window`")
+    window: int = Field(default=0, ge=0, description="with escalate_on='disagreement': the first `window` "
+                                                    "answers of the first stage must agree (0: all of them)")
+
+    def reason(self, first: Result) -> tuple[bool, str]:
+        """Whether to escalate `first`'s question, and why (the trace says it)."""
+        if self.escalate_on == "confidence":
+            low = first.confidence < self.threshold
+            return low, f"confidence {first.confidence:.2f} {'<' if low else '>='} {self.threshold:.2f}"
+        answers = [c.answer for c in sorted(first.candidates, key=lambda c: c.index) if c.source.votes]
+        seen = answers[:self.window] if self.window else answers
+        split = not seen or None in seen or len(set(seen)) > 1
+        shown = f"the first {len(seen)} answers"
+        return split, f"{shown} {'disagree' if split else 'agree'}"
 
     @classmethod
     def for_budget(cls, n: int, **settings: Any) -> "Cascade":
         """Self-consistency with about n/4 samples, escalating to n."""
-        return cls(first=SelfConsistency(n=max(1, n // 4), **settings), then=SelfConsistency(n=n, **settings))
+        own = {k: settings.pop(k) for k in ("threshold", "escalate_on", "window") if k in settings}
+        return cls(first=SelfConsistency(n=max(1, n // 4), **settings), then=SelfConsistency(n=n, **settings), **own)
 
     @classmethod
     def settings(cls) -> set[str]:
         """A budget's cascade is self-consistency at both stages: its settings go to both."""
-        return SelfConsistency.settings() - {"n"}
+        return (SelfConsistency.settings() - {"n"}) | {"threshold", "escalate_on", "window"}
 
     def params(self) -> dict[str, Any]:
         return {
             "first": {"strategy": self.first.name, **self.first.params()},
             "then": {"strategy": self.then.name, **self.then.params()},
             "threshold": self.threshold,
+            **({"escalate_on": self.escalate_on, "window": self.window} if self.escalate_on != "confidence" else {}),
         }
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
@@ -102,7 +119,7 @@ class Cascade(Strategy):
             return {"first": await run_batch(first_graph, state["batch"], run_context())}
 
         async def escalate(state: CascadeState) -> dict[str, Any]:
-            chosen = [i for i, r in enumerate(state["first"]) if r.confidence < self.threshold]
+            chosen = [i for i, r in enumerate(state["first"]) if self.reason(r)[0]]
             if not chosen:
                 return {"then": {}}
             quiet = replace(run_context(), progress=None)  # a question is counted once, by the first stage
@@ -112,7 +129,7 @@ class Cascade(Strategy):
         def finish(state: CascadeState) -> dict[str, Any]:
             then = state.get("then", {})
             results = [
-                _escalated(r, then[i], self.threshold, record) if i in then else _kept(r, self.threshold, record)
+                _escalated(r, then[i], self.reason(r)[1], record) if i in then else _kept(r, self.reason(r)[1], record)
                 for i, r in enumerate(state["first"])
             ]
             return outputs(state, results)
