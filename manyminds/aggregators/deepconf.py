@@ -65,9 +65,8 @@ class DeepConf(RecordsArguments):
             return decision.model_copy(update={"params": {**decision.params, "note": "no logprobs: majority"}})
         count = max(1, math.ceil(self.keep * len(scored)))
         kept = sorted(scored, key=lambda cs: (-cs[1], cs[0].index))[:count]
-        chosen = {c.index for c, _ in kept}
         top = max(s for _, s in kept)
         weight = {c.index: (math.exp(s - top) if self.weighted else 1.0) for c, s in kept}
-        weights = [weight.get(c.index, 0.0) if c.index in chosen else 0.0 for c in candidates]
+        weights = [weight.get(c.index, 0.0) for c in candidates]  # paths not kept do not vote
         decision = decide(tally(candidates, weights), self.name, self.params())
         return decision.model_copy(update={"params": {**decision.params, "kept": len(kept), "of": len(scored)}})

@@ -71,13 +71,8 @@ class MBR(RecordsArguments):
         if len(ballots) == 1:
             expected = [1.0]
         else:
-            score = utility(self.utility)
-            pair: dict[tuple[int, int], float] = {}
-            for i in range(len(texts)):
-                for j in range(len(texts)):
-                    if i != j:
-                        pair[i, j] = score(texts[i], texts[j])
-            expected = [sum(pair[i, j] for j in range(len(texts)) if j != i) / (len(texts) - 1)
+            score = utility(self.utility)  # chrF is not symmetric: each ballot is scored as the hypothesis
+            expected = [sum(score(texts[i], texts[j]) for j in range(len(texts)) if j != i) / (len(texts) - 1)
                         for i in range(len(texts))]
         best = max(range(len(ballots)), key=lambda i: (expected[i], -ballots[i].index))
         chosen = ballots[best]
