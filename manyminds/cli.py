@@ -98,13 +98,27 @@ def _make(name: str, n: int | None, *, verifier: "enum.Enum | str | None" = None
     return make(name, n, verifier=None if verifier is None else _value(verifier), verifier_options=options, **given)
 
 
-def _aggregator_spec(text: str | None):
-    """The aggregator a user named, built once to check it before anything is opened or created."""
+def _aggregator_spec(text: str | None, allow_code: bool = False, allow_unisolated: bool = False):
+    """The aggregator a user named, built once to check it before anything is opened or created.
+
+    The code-execution flags reach an aggregator that runs code (`execution`) as they reach the
+    unit-test verifier: as its `allow_code_execution` / `allow_unisolated_execution` arguments."""
+    import inspect
+
     from manyminds.aggregators.base import parse_spec
 
     if not text:
         return None
     spec = parse_spec(text)
+    try:
+        accepts = set(inspect.signature(spec.factory).parameters)
+    except (TypeError, ValueError):
+        accepts = set()
+    granted = {name: True for name, given in (("allow_code_execution", allow_code),
+                                              ("allow_unisolated_execution", allow_unisolated))
+               if given and name in accepts and name not in spec.params}
+    if granted:
+        spec = spec.model_copy(update={"params": {**spec.params, **granted}})
     spec.build()
     return spec
 
@@ -136,7 +150,7 @@ ExemplarsOpt = Annotated[Optional[str], typer.Option(
 StopOpt = Annotated[Optional[str], typer.Option(
     "--stop", help="Sample in waves and stop early: esc, esc:WINDOW, adaptive, adaptive:THRESHOLD.")]
 AllowCodeOpt = Annotated[
-    bool, typer.Option("--allow-code-execution", help="Let the unit-test verifier run model-written code (sandboxed).")
+    bool, typer.Option("--allow-code-execution", help="Let the unit-test verifier and the execution aggregator run model-written code (sandboxed).")
 ]
 AllowUnisolatedOpt = Annotated[
     bool,
@@ -238,7 +252,8 @@ def run(
         _value(strategy_name), n, verifier=verifier,
         options=_verifier_options(chosen, allow_code_execution, allow_unisolated_code_execution),
         temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
-        aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop), pairs=_plan_pairs(plan), exemplars=exemplars,
+        aggregator=_aggregator_spec(aggregator, allow_code_execution, allow_unisolated_code_execution),
+        stop=_stop_rule(stop), pairs=_plan_pairs(plan), exemplars=exemplars,
     )
     # The session opens the cache before any model loads (a bad path fails first) and closes it
     # after the run is stored, however the run ends.
@@ -380,7 +395,7 @@ def bench(
     methods: "dict[str, Strategy]" = {}
     if baseline:
         methods["single sample"] = _make("self-consistency", 1, **settings)
-    settings.update(aggregator=_aggregator_spec(aggregator), stop=_stop_rule(stop), pairs=_plan_pairs(plan))
+    settings.update(aggregator=_aggregator_spec(aggregator, allow_code_execution, allow_unisolated_code_execution), stop=_stop_rule(stop), pairs=_plan_pairs(plan))
     for choice in strategies or ["self-consistency"]:
         name = _value(choice)
         for n in sorted(set(budgets)) if budgets else [default_budget(by_name(name))]:  # smaller first: the larger

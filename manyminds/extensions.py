@@ -97,6 +97,9 @@ class Backend(Protocol):
 
 @runtime_checkable
 class Aggregator(Protocol):
+    """Candidates to a Decision. One that does slow work (runs programs, calls out) sets a class
+    attribute `blocking = True`: the aggregate step then calls it on a worker thread."""
+
     name: str
 
     def params(self) -> dict[str, Any]:

@@ -320,7 +320,14 @@ class Pipeline(Generic[S]):
                 ]
             return outputs(state, results)
 
-        self._add(_Step(self._unique("aggregate"), inline_node(aggregate, "aggregate")))
+        async def aggregate_off_the_loop(state: EnsembleState) -> dict[str, Any]:
+            return await asyncio.to_thread(aggregate, state)
+
+        # An aggregator that runs programs or calls out (`blocking = True`) runs on a worker thread, so
+        # other questions' sampling (and a server's other requests) go on; the rest take microseconds.
+        node = (async_node(aggregate_off_the_loop, "aggregate") if getattr(decide, "blocking", False)
+                else inline_node(aggregate, "aggregate"))
+        self._add(_Step(self._unique("aggregate"), node))
         return self.compile()
 
     def compile(self) -> "CompiledStateGraph[Any, Any, Any, Any]":

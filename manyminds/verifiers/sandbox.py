@@ -150,6 +150,9 @@ class SandboxResult:
     """A memory cgroup bounded the whole run (processes, tmpfs and memfd files), not only each process."""
     out_of_memory: bool = False
     """The run reached its memory bound."""
+    tests_stdout: str = ""
+    """`run_tests` only: what the tests' own process printed (no candidate code runs there, so the
+    candidate cannot write it; execution-based voting reads the outputs it probed from here)."""
 
     @property
     def ok(self) -> bool:
@@ -507,7 +510,7 @@ def run_tests(
             stderr=stderr, timed_out=timed_out, seconds=time.monotonic() - start, isolated=bwrap is not None,
             completed=b"".join(report) == token,
             memory_bounded=all("memory" in run.cgroup.bounds for run in runs),
-            out_of_memory=any(run.out_of_memory for run in runs),
+            out_of_memory=any(run.out_of_memory for run in runs), tests_stdout=tests_run.stdout,
         )
     finally:
         _close(token_r, report_r, report_w, source, spec, requests_r, requests_w, replies_r, replies_w)
