@@ -156,7 +156,7 @@ def curves(tasks: list[Task], pools: dict, truth: dict) -> list[dict]:
     for n in SAMPLES:
         for label, strategy in (
             ("best-of-n", BestOfN(n=n, verifier=verifier)),
-            ("resampling", VerifierResampling(batch=1, budget=n, verifier=verifier, abstain=True)),
+            ("resampling", VerifierResampling(batch=1, max_samples=n, verifier=verifier, abstain=True)),
         ):
             backend = Scripted(reply)
             results = strategy.solve_many(weak, backend=backend, progress=False)

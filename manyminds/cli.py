@@ -149,6 +149,26 @@ ExemplarsOpt = Annotated[Optional[str], typer.Option(
     "--exemplars", help="Few-shot exemplars before each question: a named set (gsm8k-cot-8, mmlu-5).")]
 StopOpt = Annotated[Optional[str], typer.Option(
     "--stop", help="Sample in waves and stop early: esc, esc:WINDOW, adaptive, adaptive:THRESHOLD.")]
+BudgetOpt = Annotated[Optional[str], typer.Option(
+    "--budget", help="Per question, over every model call: TOKENS (completion tokens), or tokens=N,samples=M. "
+                     "No request starts that could exceed it.", show_default=False)]
+
+
+def _budget(text: str | None) -> dict[str, int] | None:
+    """`--budget`: a number of completion tokens, or `tokens=N,samples=M` (the spec grammar's keys)."""
+    if text is None:
+        return None
+    from manyminds.plugins import parse_spec
+
+    if text.strip().isdigit():
+        return {"tokens": int(text)}
+    _, params = parse_spec(f"budget:{text}", "budget")
+    unknown = sorted(set(params) - {"tokens", "samples"})
+    if unknown or not params:
+        raise ManymindsError(f"--budget takes TOKENS or tokens=N,samples=M, not {text!r}")
+    return params  # the strategy validates the values (a clear error naming the field)
+
+
 AllowCodeOpt = Annotated[
     bool, typer.Option("--allow-code-execution", help="Let the unit-test verifier and the execution aggregator run model-written code (sandboxed).")
 ]
@@ -239,6 +259,7 @@ def run(
     verifier: VerifierOpt = None,
     allow_code_execution: AllowCodeOpt = False,
     allow_unisolated_code_execution: AllowUnisolatedOpt = False,
+    budget: BudgetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Answer one question with an ensemble strategy (self-consistency by default) and show the vote."""
@@ -253,7 +274,7 @@ def run(
         options=_verifier_options(chosen, allow_code_execution, allow_unisolated_code_execution),
         temperature=temperature, max_tokens=max_tokens, prompt=prompt.value if prompt else None, seed=seed,
         aggregator=_aggregator_spec(aggregator, allow_code_execution, allow_unisolated_code_execution),
-        stop=_stop_rule(stop), pairs=_plan_pairs(plan), exemplars=exemplars,
+        stop=_stop_rule(stop), pairs=_plan_pairs(plan), exemplars=exemplars, budget=_budget(budget),
     )
     # The session opens the cache before any model loads (a bad path fails first) and closes it
     # after the run is stored, however the run ends.
@@ -290,6 +311,7 @@ def run(
     out.print(
         f"usage: {u.samples} samples ({u.cached_samples} from cache), {u.calls} calls, "
         f"{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens"
+        + (f"; {u.withheld_samples} not drawn: {escape(result.stop_reason or 'budget spent')}" if u.withheld_samples else "")
     )
 
 
@@ -348,6 +370,7 @@ def bench(
     verifier: VerifierOpt = None,
     allow_code_execution: AllowCodeOpt = False,
     allow_unisolated_code_execution: AllowUnisolatedOpt = False,
+    budget: BudgetOpt = None,
     judge: Annotated[Optional[str], typer.Option(help="Backend SPEC judging pairwise (alpaca_eval; default: --backend).")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Your own .jsonl, .json or .csv file.")] = None,
     question_field: Annotated[str, typer.Option(help="--data: the question's field.")] = "question",
@@ -395,7 +418,8 @@ def bench(
     methods: "dict[str, Strategy]" = {}
     if baseline:
         methods["single sample"] = _make("self-consistency", 1, **settings)
-    settings.update(aggregator=_aggregator_spec(aggregator, allow_code_execution, allow_unisolated_code_execution), stop=_stop_rule(stop), pairs=_plan_pairs(plan))
+    settings.update(aggregator=_aggregator_spec(aggregator, allow_code_execution, allow_unisolated_code_execution),
+                    stop=_stop_rule(stop), pairs=_plan_pairs(plan), budget=_budget(budget))
     for choice in strategies or ["self-consistency"]:
         name = _value(choice)
         for n in sorted(set(budgets)) if budgets else [default_budget(by_name(name))]:  # smaller first: the larger

@@ -411,9 +411,15 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
         raise bad_request("the server does not run model-written code", param="manyminds.verifier")
     settings: dict[str, Any] = {}
     for key, value in (("temperature", body.temperature), ("top_p", body.top_p), ("seed", body.seed),
-                       ("max_tokens", getattr(body, "max_completion_tokens", None) or body.max_tokens)):
+                       ("max_tokens", body.max_tokens)):
         if value is not None:
             settings[key] = value
+    # max_completion_tokens bounds everything generated for the answer (OpenAI counts a reasoning
+    # model's hidden tokens in it): here every sample and model call of the ensemble, a token budget
+    # per question (manyminds.budget); max_tokens stays each sample's own limit.
+    budget = getattr(body, "max_completion_tokens", None)
+    if budget is not None:
+        settings["budget"] = {"tokens": budget}
     if body.stop is not None:
         settings["sampling"] = {"stop": [body.stop] if isinstance(body.stop, str) else body.stop}
     if system is not None:
@@ -423,9 +429,15 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     if "aggregator" in cls.settings() and answer_format is AnswerFormat.TEXT:
         settings["aggregator"] = "mbr"  # free text votes by agreement (chrF), not by identical strings
     settings.update(extra)
+    options = VerifierOptions(backend=backend)
     try:
-        strategy = make(name.strategy, name.n, verifier=verifier, verifier_options=VerifierOptions(backend=backend),
-                        **settings)
+        if budget is not None and "max_tokens" not in settings:
+            unbounded = make(name.strategy, name.n, verifier=verifier, verifier_options=options,
+                             **{k: v for k, v in settings.items() if k != "budget"})
+            sampling = getattr(unbounded, "sampling", None)
+            if sampling is not None and sampling.max_tokens > budget:
+                settings["max_tokens"] = budget  # the method's default length would not fit: the budget's does
+        strategy = make(name.strategy, name.n, verifier=verifier, verifier_options=options, **settings)
     except (ManymindsError, TypeError, ValueError) as error:
         message = str(error).split("\n")[0]
         raise bad_request(message, param="manyminds.verifier" if "verifier" in message else "manyminds") from None
@@ -500,6 +512,7 @@ def _completion(result: Result, model: str, *, chat: bool) -> dict[str, Any]:
         "calls": result.usage.calls,
         "samples": result.usage.samples,
         "cached_samples": result.usage.cached_samples,
+        "withheld_samples": result.usage.withheld_samples,
         "candidates": [{"index": c.index, "answer": c.answer, "source": str(c.source), "votes": c.votes}
                        for c in result.candidates],
         "streaming": "the answer is sent once decided, as one chunk",

@@ -23,11 +23,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from manyminds._perf import run_sync
 from manyminds.answers import equivalence
 from manyminds.backends.base import Backend
+from manyminds.budget import Budget, Ledger
 from manyminds.cache import GenerationCache, open_cache
-from manyminds.errors import ConfigError
+from manyminds.errors import ConfigError, one_line
 from manyminds.types import Result, Task
 
 if TYPE_CHECKING:
@@ -36,6 +39,15 @@ if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
     from manyminds.strategies.base import Strategy
+
+
+def _budget(value: "Budget | dict[str, int] | int") -> Budget:
+    if isinstance(value, Budget):
+        return value
+    try:
+        return Budget.model_validate({"tokens": value} if isinstance(value, int) else value)
+    except ValidationError as error:
+        raise ConfigError(f"session budget: {one_line(error)}") from None
 
 
 class Session:
@@ -49,9 +61,13 @@ class Session:
         concurrency: int = 16,
         progress: bool | None = None,
         keep_pools: bool = False,
+        budget: "Budget | dict[str, int] | int | None" = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        self.ledger = None if budget is None else Ledger(_budget(budget))
+        """The session's budget across all its questions (`manyminds.budget`): what it allows,
+        what is spent (`ledger.tokens`, `ledger.samples`). None: no limit but each strategy's own."""
         if isinstance(backend, str):
             from manyminds.backends import from_spec
 
@@ -97,7 +113,7 @@ class Session:
         from manyminds.agents.nodes import RunContext
 
         self._check_open()
-        return embeddable(strategy.compiled(self.wrapped), RunContext(self.concurrency))
+        return embeddable(strategy.compiled(self.wrapped), RunContext(self.concurrency, ledger=self.ledger))
 
     async def asolve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
                           progress: "bool | Callable[[int], None] | None" = None,
@@ -118,10 +134,10 @@ class Session:
         graph = strategy.compiled(backend if backend is not None else self.wrapped)
         try:
             if callable(progress):
-                return await run_batch(graph, batch, RunContext(self.concurrency, progress))
+                return await run_batch(graph, batch, RunContext(self.concurrency, progress, ledger=self.ledger))
             wanted = self.progress if progress is None else progress
             with progress_bar(len(batch), strategy.name, wanted) as advance:
-                return await run_batch(graph, batch, RunContext(self.concurrency, advance))
+                return await run_batch(graph, batch, RunContext(self.concurrency, advance, ledger=self.ledger))
         finally:
             if self.cache is not None and not self.cache.closed:
                 self.cache.flush()

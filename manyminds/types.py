@@ -477,6 +477,8 @@ class Usage(BaseModel):
     """Samples a stopping rule drew ahead in batched waves and did not use (kept in the cache)."""
     speculative_tokens: int = 0
     """Completion tokens of those samples."""
+    withheld_samples: int = 0
+    """Samples and model calls a budget did not let start (`manyminds.budget`)."""
 
     @property
     def total_tokens(self) -> int:
@@ -491,15 +493,18 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             speculative_samples=self.speculative_samples + other.speculative_samples,
             speculative_tokens=self.speculative_tokens + other.speculative_tokens,
+            withheld_samples=self.withheld_samples + other.withheld_samples,
         )
 
     @classmethod
     def of(
-        cls, generations: "list[Generation] | tuple[Generation, ...]", spare: "Sequence[Generation]" = ()
+        cls, generations: "list[Generation] | tuple[Generation, ...]", spare: "Sequence[Generation]" = (),
+        withheld: int = 0,
     ) -> "Usage":
         """Count calls by distinct request id; prompt tokens once per call, as APIs bill them.
 
-        `spare`: samples drawn ahead and not used; their calls count, their samples apart."""
+        `spare`: samples drawn ahead and not used; their calls count, their samples apart.
+        `withheld`: samples a budget did not let start."""
         fresh_requests: set[str] = set()
         prompt_tokens_by_request: dict[str, int] = {}
         completion = 0
@@ -529,6 +534,7 @@ class Usage(BaseModel):
             completion_tokens=completion,
             speculative_samples=len(spare),
             speculative_tokens=sum(g.completion_tokens for g in spare),
+            withheld_samples=withheld,
         )
 
 

@@ -112,6 +112,21 @@ def test_models_completions_and_the_model_grammar():
             api.chat.completions.create(model="self-consistency-3:gpt-4o-mini", messages=ASK)
 
 
+def test_max_completion_tokens_bounds_the_whole_ensemble_and_max_tokens_each_sample():
+    with served(Scripted(votes)) as url:
+        api = client(url)
+        reply = api.chat.completions.create(model="self-consistency-8", messages=ASK, max_completion_tokens=20,
+                                            max_tokens=5, extra_body=NUMBERS)
+        extra = reply.model_extra["manyminds"]
+        assert reply.usage.completion_tokens == 16 and extra["samples"] == 4 and extra["withheld_samples"] == 4
+        assert extra["strategy_params"]["budget"]["tokens"] == 20 and "budget of 20 tokens" in extra["stop_reason"]
+        # without max_tokens, the method's default (512) could not fit: each sample gets the budget's length
+        alone = api.chat.completions.create(model="self-consistency-8", messages=ASK, max_completion_tokens=20,
+                                            extra_body=NUMBERS)
+        assert alone.model_extra["manyminds"]["strategy_params"]["sampling"]["max_tokens"] == 20
+        assert alone.usage.completion_tokens <= 20
+
+
 def test_a_conversation_reaches_the_model_as_turns_not_a_flattened_transcript():
     backend = Scripted(votes)
     conversation = [{"role": "system", "content": "Be brief."},

@@ -38,7 +38,7 @@ TASK = Task(question="What is 7 + 5?", gold="12")
 def test_resampling_stops_at_the_first_pass():
     backend = numbers(10, 11, 12, 13, 14, 15)
     verifier = KnownVerifier({"12"})
-    result = VerifierResampling(batch=1, budget=6, verifier=verifier).solve(TASK, backend=backend)
+    result = VerifierResampling(batch=1, max_samples=6, verifier=verifier).solve(TASK, backend=backend)
     assert result.answer == "12" and result.usage.samples == 3 and verifier.calls == 3
     assert [(r.n, r.first_index) for r in backend.requests] == [(1, 0), (1, 1), (1, 2)]
     assert "stopped: a candidate passed after 3 samples" in result.trace
@@ -46,7 +46,7 @@ def test_resampling_stops_at_the_first_pass():
 
 def test_resampling_never_exceeds_its_budget_and_abstains():
     backend = numbers(10, 11)
-    result = VerifierResampling(batch=3, budget=7, verifier=KnownVerifier(set())).solve(TASK, backend=backend)
+    result = VerifierResampling(batch=3, max_samples=7, verifier=KnownVerifier(set())).solve(TASK, backend=backend)
     assert result.usage.samples == 7 and sum(r.n for r in backend.requests) == 7
     assert [r.n for r in backend.requests] == [3, 3, 1]
     assert result.answer is None and result.decision.params["abstained"]
@@ -55,14 +55,14 @@ def test_resampling_never_exceeds_its_budget_and_abstains():
 
 def test_resampling_without_abstention_answers_its_best():
     scores = {"10": 0.2, "11": 0.4}
-    result = VerifierResampling(batch=2, budget=4, verifier=KnownVerifier(set(), scores), abstain=False).solve(
+    result = VerifierResampling(batch=2, max_samples=4, verifier=KnownVerifier(set(), scores), abstain=False).solve(
         TASK, backend=numbers(10, 11))
     assert result.answer == "11" and result.confidence == 0.4
 
 
 def test_resampling_counts_false_positives():
     verifier = KnownVerifier({"13", "12"})  # an imperfect verifier: 13 is wrong but passes
-    result = VerifierResampling(batch=2, budget=6, verifier=verifier).solve(TASK, backend=numbers(13, 11, 12))
+    result = VerifierResampling(batch=2, max_samples=6, verifier=verifier).solve(TASK, backend=numbers(13, 11, 12))
     assert result.answer == "13" and is_correct(result) is False
     assert false_positives(result) == 1
 
@@ -73,15 +73,15 @@ def test_resampling_samples_only_the_undecided_questions():
 
     backend = Scripted(reply)
     tasks = [TASK, Task(question="What is 1 + 2?", gold="3")]
-    easy, hard = VerifierResampling(batch=2, budget=8, verifier=KnownVerifier({"12", "3"})).solve_many(tasks, backend=backend)
+    easy, hard = VerifierResampling(batch=2, max_samples=8, verifier=KnownVerifier({"12", "3"})).solve_many(tasks, backend=backend)
     assert easy.usage.samples == 2 and easy.answer == "12"
     assert hard.usage.samples == 4 and hard.answer == "3"
     assert sum(1 for r in backend.requests if "7 + 5" in r.messages[-1].content) == 1
 
 
 def test_batch_larger_than_budget_is_rejected():
-    with pytest.raises(ValidationError, match="must not exceed budget"):
-        VerifierResampling(batch=5, budget=4, verifier=KnownVerifier(set()))
+    with pytest.raises(ValidationError, match="must not exceed max_samples"):
+        VerifierResampling(batch=5, max_samples=4, verifier=KnownVerifier(set()))
 
 
 def test_best_of_n_takes_the_best_score_and_breaks_ties_by_vote():
@@ -114,7 +114,7 @@ def test_verifier_resampling_with_batch_one_is_the_paper_s_sequential_setting():
 
     answers = ["13", "11", "12", "12", "12"]
     backend = replies(answers)
-    result = VerifierResampling(batch=1, budget=5, verifier=MathAnswer()).solve(
+    result = VerifierResampling(batch=1, max_samples=5, verifier=MathAnswer()).solve(
         Task(question="What is 7 + 5?", gold="12"), backend=backend)
     assert [(r.n, r.first_index) for r in backend.requests] == [(1, 0), (1, 1), (1, 2)], "one at a time, stop at the pass"
     assert result.answer == "12" and "a candidate passed after 3 samples" in result.stop_reason

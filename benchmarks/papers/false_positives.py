@@ -130,7 +130,7 @@ def main() -> None:
     visible_curve = [curve(shown, hidden, b) for b in budgets]
     oracle_curve = [curve(hidden, hidden, b) for b in budgets]
     # the strategy itself, at the full budget, on the same (cached) samples: the same candidates win
-    strategy = VerifierResampling(batch=1, budget=args.n, verifier=visible, abstain=True, prompt="direct",
+    strategy = VerifierResampling(batch=1, max_samples=args.n, verifier=visible, abstain=True, prompt="direct",
                                   temperature=0.8, max_tokens=args.max_tokens, seed=args.seed)
     resampled = strategy.solve_many(tasks, backend=backend, cache=args.cache, progress=False)
     agree = sum(1 for r, p in zip(resampled, shown)
@@ -144,7 +144,7 @@ def main() -> None:
              "The verifier runs each problem's first assert; accuracy is all of HumanEval's asserts passing. "
              "Resampling stops at a problem's first sample that passes the verifier (batch = 1, the paper's "
              "sequential setting) and abstains when none passes within the budget.", "",
-             f"`VerifierResampling(batch=1, budget={args.n})` run on the same samples stopped where the curve "
+             f"`VerifierResampling(batch=1, max_samples={args.n})` run on the same samples stopped where the curve "
              f"says for {agree} of {len(tasks)} problems.", "",
              "| budget | accuracy | passed visible, failed hidden | abstained | samples/problem | oracle accuracy |",
              "|---:|---:|---:|---:|---:|---:|"]

@@ -33,11 +33,12 @@ from langgraph.types import Send
 
 from manyminds._perf import gc_paused
 from manyminds.agents.nodes import (
-    RunContext, advance, async_node, inline_node, per_task, prepare, run_sync,
+    RunContext, advance, allowance, async_node, inline_node, per_task, prepare, run_sync,
 )
 from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState, Sample, SlotSamples
 from manyminds.answers import FORMATS, extract
 from manyminds.backends.base import Backend
+from manyminds.budget import Allowance, Budget
 from manyminds.errors import ConfigError
 from manyminds.extensions import Request, Settled, View
 from manyminds.types import (
@@ -119,6 +120,11 @@ class Pipeline(Generic[S]):
         self._samplings: list[_Sampling] = []
         self._names: set[str] = set()
 
+    @property
+    def budget(self) -> "Budget | None":
+        """The strategy's per-question budget (`manyminds.budget`), honoured by every model call."""
+        return getattr(self.strategy, "budget", None)
+
     # -- steps ---------------------------------------------------------------------
 
     def sample(
@@ -160,7 +166,7 @@ class Pipeline(Generic[S]):
             return [Send(name, {**state, "slot": j}) for j in range(slots)]
 
         slot_backend: Callable[[int], Backend] = (lambda j: backends[j]) if backends else (lambda j: main)
-        self._add(_Step(name, async_node(self._slot_node(slot_backend, plan, params, sampling), name),
+        self._add(_Step(name, async_node(self._slot_node(slot_backend, plan, params, sampling, slots), name),
                         fan_out=route))
         self._add(_Step(join, async_node(self._join_node(sampling), join)))
         return self
@@ -225,14 +231,24 @@ class Pipeline(Generic[S]):
         read = kind == "synthesis" if read_answer is None else read_answer
         loop = self._loops[-1].name if self._loops else None
 
+        own = self.budget
+
         async def ask(state: EnsembleState) -> dict[str, Any]:
             r = state["rounds"].get(loop, 0) if loop else 0
+            skipped: dict[int, tuple[int, str | None]] = {}
 
             async def work(i: int, task: Task) -> Generation | None:
                 messages = build(View(i, task, state, round=r))
                 if messages is None:
                     return None
+                left = allowance(state, i, own)
+                if left is not None and not left.admit(1, params.max_tokens):
+                    left.withhold(1)  # the decider falls back to its vote, as for an unreadable reply
+                    skipped[i] = (1, left.stop_reason())
+                    return None
                 (reply,) = await asker.generate(messages, params, 1)
+                if left is not None:
+                    left.charge(1, params.max_tokens, [reply])
                 return reply
 
             replies = await per_task(state, work)
@@ -248,8 +264,11 @@ class Pipeline(Generic[S]):
                 candidates.append(cands)
                 issued.append(k)
                 aux.append(state["aux"][i] + ([reply] if reply is not None else []))
-                traces.append(state["traces"][i] + [name])
-            return {"candidates": candidates, "issued": issued, "aux": aux, "traces": traces}
+                traces.append(state["traces"][i] + [name if i not in skipped else f"{name}: not asked"])
+            update: dict[str, Any] = {"candidates": candidates, "issued": issued, "aux": aux, "traces": traces}
+            if skipped:
+                _budget_stops(state, update, list(state["stop_reasons"]), skipped)
+            return update
 
         self._add(_Step(name, async_node(ask, name)))
         return self
@@ -409,10 +428,13 @@ class Pipeline(Generic[S]):
     # -- node bodies -----------------------------------------------------------------
 
     def _sample_node(self, backend: Backend, plan: Plan, params: SamplingParams, sampling: _Sampling) -> Any:
+        own = self.budget
+
         async def sample(state: EnsembleState) -> dict[str, Any]:
             r = state["rounds"].get(sampling.loop, 0) if sampling.loop else 0
             settled = state["stop_reasons"]
             idle: list[int] = []
+            limited: dict[int, Allowance] = {}
 
             async def work(i: int, task: Task) -> list[Sample]:
                 if sampling.settles and settled[i] is not None:
@@ -420,33 +442,50 @@ class Pipeline(Generic[S]):
                 requests = plan(View(i, task, state, round=r))
                 if not requests and sampling.settles:
                     idle.append(i)
-                return await _run_requests(backend, params, requests)
+                left = allowance(state, i, own) if requests else None
+                drawn = await _run_requests(backend, params, requests, left)
+                if left is not None and left.withheld:
+                    limited[i] = left
+                return drawn
 
             new = await per_task(state, work, finishes=sampling.finishes)
             update = await _absorb(state, new, sampling)
-            if idle:
-                update["stop_reasons"] = [
-                    "nothing left to sample" if i in idle else r for i, r in enumerate(state["stop_reasons"])
-                ]
+            if idle or limited:
+                reasons = ["nothing left to sample" if i in idle else r for i, r in enumerate(state["stop_reasons"])]
+                _budget_stops(state, update, reasons, {i: (a.withheld, a.stop_reason()) for i, a in limited.items()})
+                if sampling.loop is not None and sampling is self._samplings[-1]:
+                    # settled here, not by the loop's check: the question is finished now
+                    advance(sum(1 for i in limited if state["stop_reasons"][i] is None))
             return update
 
         return sample
 
     def _slot_node(self, backend_for: Callable[[int], Backend], plan: Plan, params: SamplingParams,
-                   sampling: _Sampling) -> Any:
+                   sampling: _Sampling, slots: int) -> Any:
+        own = self.budget
+
         async def run_slot(state: dict[str, Any]) -> dict[str, Any]:
             slot = state["slot"]
             backend = backend_for(slot)
             r = state["rounds"].get(sampling.loop, 0) if sampling.loop else 0
             settled = state["stop_reasons"]
+            withheld = [0] * len(state["batch"])
+            stops: list[str | None] = [None] * len(state["batch"])
 
             async def work(i: int, task: Task) -> list[Sample]:
                 if sampling.settles and settled[i] is not None:
                     return []
-                return await _run_requests(backend, params, plan(View(i, task, state, round=r, slot=slot)))
+                requests = plan(View(i, task, state, round=r, slot=slot))
+                unit = max((q.params or params).max_tokens for q in requests) if requests else 1
+                left = allowance(state, i, own, slot=slot, slots=slots, unit=unit) if requests else None
+                drawn = await _run_requests(backend, params, requests, left)
+                if left is not None and left.withheld:
+                    withheld[i], stops[i] = left.withheld, left.stop_reason()
+                return drawn
 
             samples = await per_task(state, work)
-            return {"slot_samples": [SlotSamples(step=_step_key(sampling, state), slot=slot, samples=samples)]}
+            return {"slot_samples": [SlotSamples(step=_step_key(sampling, state), slot=slot, samples=samples,
+                                                 withheld=withheld, budget_stops=stops)]}
 
         return run_slot
 
@@ -459,6 +498,14 @@ class Pipeline(Generic[S]):
                 for i, samples in enumerate(slot.samples):
                     merged[i].extend(samples)
             update = await _absorb(state, merged, sampling)
+            limited: dict[int, tuple[int, str | None]] = {}
+            for slot in mine:
+                for i, count in enumerate(slot.withheld):
+                    if count:
+                        before = limited.get(i, (0, None))
+                        limited[i] = (before[0] + count, before[1] or slot.budget_stops[i])
+            if limited:
+                _budget_stops(state, update, list(state["stop_reasons"]), limited)
             if sampling.finishes:
                 advance(len(state["batch"]))
             return update
@@ -521,9 +568,12 @@ def _step_key(sampling: _Sampling, state: Any) -> str:
     return f"{sampling.name}@{sampling.loop}={state['rounds'].get(sampling.loop, 0)}"
 
 
-async def _run_requests(backend: Backend, params: SamplingParams, requests: Sequence[Request]) -> list[Sample]:
+async def _run_requests(backend: Backend, params: SamplingParams, requests: Sequence[Request],
+                        budget: Allowance | None = None) -> list[Sample]:
     if not requests:
         return []
+    if budget is not None:
+        return await _run_within(backend, params, requests, budget)
     if len(requests) == 1:  # the common case: no extra asyncio task per question
         r = requests[0]
         batches = [await backend.generate(r.messages, r.params or params, r.n, r.first_index)]
@@ -535,6 +585,46 @@ async def _run_requests(backend: Backend, params: SamplingParams, requests: Sequ
         origin = requests[0].origin
         return [trusted(Sample, source=origin, generation=g) for g in batches[0]]
     return [trusted(Sample, source=r.origin, generation=g) for r, gens in zip(requests, batches) for g in gens]
+
+
+async def _run_within(backend: Backend, params: SamplingParams, requests: Sequence[Request],
+                      budget: Allowance) -> list[Sample]:
+    """The requests in order, each started only as far as its worst case fits the budget; the rest
+    of a request is drawn in further waves (the next sample indices) while it fits, after the
+    admitted samples' real cost is known. Deterministic: the same samples, in the same order,
+    cost the same on a rerun (cached samples count as fresh ones)."""
+    drawn: list[Sample] = []
+    for r in requests:
+        p = r.params or params
+        wanted, first = r.n, r.first_index
+        while wanted > 0:
+            k = budget.admit(wanted, p.max_tokens)
+            if k == 0:
+                budget.withhold(wanted)
+                break
+            try:
+                generations = await backend.generate(r.messages, p, k, first)
+            except BaseException:
+                budget.charge(k, p.max_tokens, [])
+                raise
+            budget.charge(k, p.max_tokens, generations)
+            drawn.extend(trusted(Sample, source=r.origin, generation=g) for g in generations)
+            wanted, first = wanted - k, first + k
+    return drawn
+
+
+def _budget_stops(state: EnsembleState, update: dict[str, Any], reasons: list[str | None],
+                  limited: Mapping[int, "tuple[int, str | None]"]) -> None:
+    """Record what a budget withheld from each task and settle it: nothing more will fit, so a loop
+    does not ask again (`stop_reasons`, the trace, `withheld`)."""
+    traces = list(update.get("traces", state["traces"]))
+    withheld = list(state["withheld"])
+    for i, (count, why) in limited.items():
+        withheld[i] += count
+        traces[i] = traces[i] + [f"budget: {count} not drawn, {why or 'budget spent'}"]
+        if reasons[i] is None:
+            reasons[i] = why or "budget spent"
+    update.update(stop_reasons=reasons, traces=traces, withheld=withheld)
 
 
 async def _absorb(state: EnsembleState, new: list[list[Sample]], sampling: _Sampling) -> dict[str, Any]:
@@ -595,7 +685,8 @@ def _result(task: Task, state: EnsembleState, i: int, decision: Decision, strate
         confidence=decision.confidence,
         tally=decision.tally,
         candidates=list(candidates),
-        usage=Usage.of([s.generation for s in state["samples"][i]] + state["aux"][i], spare=state["spare"][i]),
+        usage=Usage.of([s.generation for s in state["samples"][i]] + state["aux"][i], spare=state["spare"][i],
+                       withheld=state["withheld"][i]),
         decision=decision,
         strategy=strategy,
         strategy_params=record,

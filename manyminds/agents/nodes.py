@@ -19,6 +19,7 @@ from langgraph.runtime import Runtime
 
 from manyminds._perf import run_sync as _run_on_new_loop
 from manyminds.agents.state import EnsembleState
+from manyminds.budget import Allowance, Budget, cost, Ledger
 from manyminds.errors import ConfigError
 from manyminds.types import Task
 
@@ -35,12 +36,19 @@ class RunContext:
     """Run-time options of one graph invocation (LangGraph's run context, `context=`).
 
     `concurrency` bounds the questions in flight; `progress`, when given, is
-    called once per finished question. A graph embedded in a user's app,
-    whose own context is another type, runs with the defaults.
+    called once per finished question. `ledger` is the run's budget across
+    its questions (`Session(budget=)`); `question_budget` a parent's limit per
+    question (a cascade's), applied with the strategy's own; `spent` what each
+    question of the batch spent in an earlier stage, as (tokens, samples). A
+    graph embedded in a user's app, whose own context is another type, runs
+    with the defaults.
     """
 
     concurrency: int = DEFAULT_CONCURRENCY
     progress: Callable[[int], None] | None = None
+    ledger: Ledger | None = None
+    question_budget: Budget | None = None
+    spent: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -133,6 +141,34 @@ async def per_task(
     return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(state["batch"]))))
 
 
+def allowance(state: "EnsembleState | Mapping[str, Any]", i: int, own: Budget | None, *, slot: int = 0,
+              slots: int = 1, unit: int = 1) -> Allowance | None:
+    """Task i's budget for one step (None when nothing limits it): the strategy's own per-question
+    budget with a parent's, less what the task spent (here and in an earlier stage), and the run's
+    ledger. A fanned-out step divides what its task has left among its `slots` in whole samples
+    (`unit`: a sample's max_tokens; the first slots take the remainder), so slots running at once
+    cannot overspend it together."""
+    context = run_context()
+    budget = own.tighter(context.question_budget) if own is not None else context.question_budget
+    if budget is None and context.ledger is None:
+        return None
+    tokens, samples = cost([*(s.generation for s in state["samples"][i]), *state["aux"][i], *state["spare"][i]])
+    if i < len(context.spent):
+        tokens, samples = tokens + context.spent[i][0], samples + context.spent[i][1]
+    shown = budget
+    if budget is not None and slots > 1:
+        unit = max(1, unit)
+        budget = Budget.model_construct(  # a share may be 0: not a limit a user could set, so not validated
+            tokens=None if budget.tokens is None else tokens + unit * _share((budget.tokens - tokens) // unit, slot, slots),
+            samples=None if budget.samples is None else samples + _share(budget.samples - samples, slot, slots))
+    return Allowance(budget, tokens, samples, context.ledger, shown=shown)
+
+
+def _share(left: int, slot: int, slots: int) -> int:
+    left = max(0, left)
+    return left // slots + (1 if slot < left % slots else 0)
+
+
 def advance(finished: int) -> None:
     """Tell the run's progress that `finished` more questions are done."""
     progress = run_context().progress
@@ -165,5 +201,6 @@ def prepare(state: EnsembleState) -> dict[str, Any]:
         "spare": [[] for _ in batch],
         "traces": [["prepare"] for _ in batch],
         "stop_reasons": [None for _ in batch],
+        "withheld": [0 for _ in batch],
         "rounds": {},
     }

@@ -18,7 +18,8 @@ builder (`agents/builder.py`) and nobody else:
   assigned once, from `issued[i]`, and never reused, so verdicts and tie
   rules can rely on it; list order is the order of issue.
 - `stop_reasons[i]` is None while task i may still be sampled; a loop's
-  stopping condition sets it, and settled tasks are never sampled again.
+  stopping condition sets it (or a budget that withheld a request), and
+  settled tasks are never sampled again.
 
 A strategy that needs more per-task values declares them in a TypedDict
 extending `EnsembleState` (DIV-SE's `DiversityState`), never in a loose dict.
@@ -52,6 +53,10 @@ class SlotSamples(BaseModel):
     """The sampling step and the loop rounds it ran in, e.g. "propose@layer=1"."""
     slot: int
     samples: list[list[Sample]]
+    withheld: list[int] = []
+    """Per task: samples a budget did not let this slot draw."""
+    budget_stops: list[str | None] = []
+    """Per task: which budget withheld them."""
 
 
 class EnsembleInput(TypedDict, total=False):
@@ -91,6 +96,8 @@ class EnsembleState(EnsembleInput, EnsembleOutput, total=False):
     """Per task, the steps taken and anything notable (fallbacks, escalations)."""
     stop_reasons: list[str | None]
     """Why a loop stopped sampling a task; None while it may still be sampled."""
+    withheld: list[int]
+    """Samples and calls a budget did not let start (`manyminds.budget`), per task."""
     rounds: dict[str, int]
     """Completed rounds of each loop, by the loop's name ("waves", "layers", "rounds")."""
     slot_samples: Annotated[list[SlotSamples], operator.add]

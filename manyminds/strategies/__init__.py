@@ -88,8 +88,8 @@ def by_name(name: str) -> type[Strategy]:
 
 
 def default_budget(cls: type[Strategy]) -> int:
-    """The samples a strategy spends when no budget is given (its own `n` or `budget` default)."""
-    for field_name in ("n", "budget"):
+    """The samples a strategy spends when no budget is given (its own `n` or `max_samples` default)."""
+    for field_name in ("n", "max_samples"):
         field = cls.model_fields.get(field_name)
         if field is not None and isinstance(field.default, int):
             return field.default

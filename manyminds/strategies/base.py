@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from manyminds._perf import run_sync
 from manyminds.aggregators.base import AggregatorSpec
 from manyminds.backends.base import Backend
+from manyminds.budget import Budget
 from manyminds.cache import GenerationCache
 from manyminds.exemplars import Exemplars
 from manyminds.strategies.prompting import COT_PROMPT, DIRECT_PROMPT, question_prompt
@@ -68,6 +69,10 @@ class Strategy(BaseModel):
     name: ClassVar[str] = "strategy"
     needs_verifier: ClassVar[bool] = False
     """Whether the strategy must be given a `verifier` (the CLI's --verifier)."""
+
+    budget: Budget | None = Field(default=None, description=(
+        "at most this many completion tokens and/or samples per question, over every model call "
+        "(manyminds.budget); None: only the method's own n"))
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -129,8 +134,20 @@ class Strategy(BaseModel):
         return set(cls.model_fields)
 
     def params(self) -> dict[str, Any]:
-        """The configuration recorded in every result."""
-        return self.model_dump(mode="json")
+        """The configuration recorded in every result (a budget only when one is set, so runs
+        recorded before budgets existed keep their fingerprints)."""
+        record = self.model_dump(mode="json")
+        if record.get("budget") is None:
+            record.pop("budget", None)
+        return record
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget_from_short_forms(cls, value: Any) -> Any:
+        """`budget=4000` is 4,000 completion tokens; a mapping gives tokens and samples."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"tokens": value}
+        return value
 
     async def asolve(self, task: Task | str, *, backend: Backend, cache: CacheArg = None) -> Result:
         (result,) = await self.asolve_many([task], backend=backend, cache=cache, progress=False)
@@ -221,6 +238,14 @@ class SampledStrategy(Strategy):
         for klass in reversed(cls.__mro__):
             found.update(getattr(klass, "__dict__", {}).get("templates", {}))
         return found
+
+    @model_validator(mode="after")
+    def _budget_fits_a_sample(self) -> "SampledStrategy":
+        if self.budget is not None and self.budget.tokens is not None and self.budget.tokens < self.sampling.max_tokens:
+            raise ValueError(f"a budget of {self.budget.tokens} tokens cannot fit one sample of max_tokens = "
+                             f"{self.sampling.max_tokens}: no request may start that could exceed it, so nothing "
+                             "would be drawn; raise the budget or lower max_tokens")
+        return self
 
     @field_validator("prompts", mode="before")
     @classmethod

@@ -89,13 +89,13 @@ class Cascade(Strategy):
     @classmethod
     def for_budget(cls, n: int, **settings: Any) -> "Cascade":
         """Self-consistency with about n/4 samples, escalating to n."""
-        own = {k: settings.pop(k) for k in ("threshold", "escalate_on", "window") if k in settings}
+        own = {k: settings.pop(k) for k in ("threshold", "escalate_on", "window", "budget") if k in settings}
         return cls(first=SelfConsistency(n=max(1, n // 4), **settings), then=SelfConsistency(n=n, **settings), **own)
 
     @classmethod
     def settings(cls) -> set[str]:
         """A budget's cascade is self-consistency at both stages: its settings go to both."""
-        return (SelfConsistency.settings() - {"n"}) | {"threshold", "escalate_on", "window"}
+        return (SelfConsistency.settings() - {"n"}) | {"threshold", "escalate_on", "window", "budget"}
 
     def params(self) -> dict[str, Any]:
         return {
@@ -103,6 +103,7 @@ class Cascade(Strategy):
             "then": {"strategy": self.then.name, **self.then.params()},
             "threshold": self.threshold,
             **({"escalate_on": self.escalate_on, "window": self.window} if self.escalate_on != "confidence" else {}),
+            **({"budget": self.budget.model_dump()} if self.budget is not None else {}),
         }
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
@@ -115,14 +116,25 @@ class Cascade(Strategy):
         then_graph = self.then.compiled(backend)
         record = self.params()
 
+        def bounded() -> Any:
+            """The run's context with the cascade's per-question budget, applied to both stages together."""
+            context = run_context()
+            if self.budget is None:
+                return context
+            return replace(context, question_budget=self.budget.tighter(context.question_budget))
+
         async def first(state: CascadeState) -> dict[str, Any]:
-            return {"first": await run_batch(first_graph, state["batch"], run_context())}
+            return {"first": await run_batch(first_graph, state["batch"], bounded())}
 
         async def escalate(state: CascadeState) -> dict[str, Any]:
             chosen = [i for i, r in enumerate(state["first"]) if self.reason(r)[0]]
             if not chosen:
                 return {"then": {}}
-            quiet = replace(run_context(), progress=None)  # a question is counted once, by the first stage
+            # a question is counted once, by the first stage; the second stage starts from what the first spent
+            spent = tuple((state["first"][i].usage.completion_tokens + state["first"][i].usage.speculative_tokens,
+                           state["first"][i].usage.samples + state["first"][i].usage.speculative_samples)
+                          for i in chosen)
+            quiet = replace(bounded(), progress=None, spent=spent)
             then = await run_batch(then_graph, [state["batch"][i] for i in chosen], quiet)
             return {"then": dict(zip(chosen, then))}
 

@@ -16,6 +16,8 @@ false-positive curve on HumanEval against tests the verifier never sees.
 
 from __future__ import annotations
 
+import warnings
+
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -69,28 +71,40 @@ class VerifierResampling(VerifierConfig):
     name: ClassVar[str] = "verifier-resampling"
 
     batch: int = Field(default=4, ge=1, description="samples drawn per round")
-    budget: int = Field(default=16, ge=1, description="most samples per question")
-    abstain: bool = Field(default=True, description="no answer when nothing passes within the budget")
+    max_samples: int = Field(default=16, ge=1, description="most samples per question")
+    abstain: bool = Field(default=True, description="no answer when nothing passes within max_samples")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _samples_were_called_budget(cls, value: Any) -> Any:
+        """`budget=16` (a number of samples) was this setting's name before budgets in tokens
+        (`Strategy.budget`) existed: still read as max_samples, with a warning."""
+        if isinstance(value, dict) and isinstance(value.get("budget"), int) and "max_samples" not in value:
+            warnings.warn("VerifierResampling(budget=N) is now max_samples=N (budget= is the token budget "
+                          "every strategy takes)", DeprecationWarning, stacklevel=4)
+            value = {**value, "max_samples": value["budget"]}
+            del value["budget"]
+        return value
 
     @model_validator(mode="after")
     def _batch_within_budget(self) -> "VerifierResampling":
-        if self.batch > self.budget:
-            raise ValueError(f"batch ({self.batch}) must not exceed budget ({self.budget})")
+        if self.batch > self.max_samples:
+            raise ValueError(f"batch ({self.batch}) must not exceed max_samples ({self.max_samples})")
         return self
 
     @classmethod
     def for_budget(cls, n: int, **settings: Any) -> "VerifierResampling":
-        return cls(batch=max(1, n // 4), budget=n, **settings)
+        return cls(batch=max(1, n // 4), max_samples=n, **settings)
 
     def build(self, backend: Backend) -> "CompiledStateGraph":
         def batch(v: "View") -> list[Request]:
-            size = min(self.batch, self.budget - v.drawn)
+            size = min(self.batch, self.max_samples - v.drawn)
             return [Request("", self.messages(v.task), size, first_index=v.drawn)] if size > 0 else []
 
         def passed_or_spent(v: "View") -> "Settled | None":
             if v.passed:
                 return Settled(f"a candidate passed after {v.drawn} samples")
-            return Settled(f"budget spent after {v.drawn} samples") if v.drawn >= self.budget else None
+            return Settled(f"budget spent after {v.drawn} samples") if v.drawn >= self.max_samples else None
 
         p = self.pipeline(backend).repeat(
             lambda p: p.sample(batch, self.sampling_params()).verify(self.verifier), until=passed_or_spent, name="rounds"
