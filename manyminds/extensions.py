@@ -61,6 +61,9 @@ class Capabilities(BaseModel):
     decoding (the embedded model), larger for batching engines (vLLM, a GPU server). Stopping
     rules then draw ahead by up to this many samples per wave instead of paying a round trip
     per wave; the answer and the samples used stay those of the sequential rule."""
+    stops_samples: bool = False
+    """`SamplingParams.stop_below_confidence` stops a sample while it decodes (the embedded
+    model), saving its remaining tokens; otherwise the sample is generated in full and cut after."""
 
 
 @runtime_checkable

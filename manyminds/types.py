@@ -190,9 +190,28 @@ class SamplingParams(BaseModel):
     min_p: float | None = None
     """Drop tokens less likely than min_p times the most likely one (vLLM, llama.cpp). None: off."""
 
+    stop_below_confidence: float | None = None
+    """Stop a sample as soon as its group confidence (the mean token confidence, `TokenLogprob.
+    confidence`, over its last `confidence_window` tokens) falls below this: DeepConf online (Fu et
+    al. 2025). The sample ends with finish_reason "aborted", its tokens so far counted. Needs
+    logprobs. A backend that decodes in process (the embedded model) stops decoding it; others
+    generate it in full and it is cut where it would have stopped (`Capabilities.stops_samples`).
+    None: off."""
+    confidence_window: int | None = None
+    """Tokens in the group of `stop_below_confidence` (None: 2,048, the paper's); no check before
+    a sample has that many."""
+
     OPTIONAL: ClassVar[tuple[str, ...]] = ("top_k", "min_p")
     """Engine extras, off unless set: passed to engines only when set, and left out of cache
     keys while unset, so the keys of requests made before they existed stay what they were."""
+    CONTROLS: ClassVar[tuple[str, ...]] = ("stop_below_confidence", "confidence_window")
+    """manyminds' own controls of decoding, never sent to an engine: in cache keys only when set,
+    and never part of a sample's seed, so a sample stopped early is the prefix of the same sample
+    drawn in full."""
+
+    @property
+    def stop_window(self) -> int:
+        return self.confidence_window or 2048
 
     def extras(self) -> dict[str, Any]:
         """The optional engine parameters that are set (top_k, min_p), by name."""
@@ -204,6 +223,14 @@ class SamplingParams(BaseModel):
         if value is not None and value < 1:
             raise ValueError(f"top_k must be >= 1 (or None for off), got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _stopping_reads_logprobs(self) -> "SamplingParams":
+        if self.stop_below_confidence is not None and not self.logprobs:
+            raise ValueError("stop_below_confidence reads token logprobs: set logprobs=True")
+        if self.confidence_window is not None and self.confidence_window < 1:
+            raise ValueError(f"confidence_window must be >= 1 token, got {self.confidence_window}")
+        return self
 
     @field_validator("min_p")
     @classmethod
@@ -253,6 +280,15 @@ class TokenLogprob(BaseModel):
     token: str
     logprob: float
     top: dict[str, float] | None = None
+
+    @property
+    def confidence(self) -> float:
+        """DeepConf's token confidence: -mean of the top-k alternatives' logprobs where they were
+        returned (high when the model is sure: its alternatives are unlikely), else the sampled
+        token's logprob (high when it was likely)."""
+        if self.top:
+            return -sum(self.top.values()) / len(self.top)
+        return self.logprob
 
 
 class Generation(BaseModel):

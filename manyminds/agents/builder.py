@@ -37,7 +37,7 @@ from manyminds.agents.nodes import (
 )
 from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState, Sample, SlotSamples
 from manyminds.answers import FORMATS, extract
-from manyminds.backends.base import Backend
+from manyminds.backends.base import Backend, cut_where_stopped
 from manyminds.budget import Allowance, Budget
 from manyminds.errors import ConfigError
 from manyminds.extensions import Request, Settled, View
@@ -576,10 +576,10 @@ async def _run_requests(backend: Backend, params: SamplingParams, requests: Sequ
         return await _run_within(backend, params, requests, budget)
     if len(requests) == 1:  # the common case: no extra asyncio task per question
         r = requests[0]
-        batches = [await backend.generate(r.messages, r.params or params, r.n, r.first_index)]
+        batches = [await _generate(backend, r, r.params or params, r.n, r.first_index)]
     else:
         batches = await asyncio.gather(
-            *(backend.generate(r.messages, r.params or params, r.n, r.first_index) for r in requests)
+            *(_generate(backend, r, r.params or params, r.n, r.first_index) for r in requests)
         )
     if len(requests) == 1:
         origin = requests[0].origin
@@ -603,7 +603,7 @@ async def _run_within(backend: Backend, params: SamplingParams, requests: Sequen
                 budget.withhold(wanted)
                 break
             try:
-                generations = await backend.generate(r.messages, p, k, first)
+                generations = await _generate(backend, r, p, k, first)
             except BaseException:
                 budget.charge(k, p.max_tokens, [])
                 raise
@@ -611,6 +611,13 @@ async def _run_within(backend: Backend, params: SamplingParams, requests: Sequen
             drawn.extend(trusted(Sample, source=r.origin, generation=g) for g in generations)
             wanted, first = wanted - k, first + k
     return drawn
+
+
+async def _generate(backend: Backend, request: Request, params: SamplingParams, n: int, first: int) -> list[Generation]:
+    generations = await backend.generate(request.messages, params, n, first)
+    if params.stop_below_confidence is not None:  # where the backend could not stop them while decoding
+        generations = [cut_where_stopped(g, params) for g in generations]
+    return generations
 
 
 def _budget_stops(state: EnsembleState, update: dict[str, Any], reasons: list[str | None],

@@ -26,10 +26,9 @@ from manyminds.types import Candidate, Decision, Task, TokenLogprob
 
 
 def token_confidence(token: TokenLogprob) -> float:
-    """The paper's -mean(top-k logprobs) where alternatives were returned, else the sampled logprob."""
-    if token.top:
-        return -sum(token.top.values()) / len(token.top)
-    return token.logprob
+    """The paper's -mean(top-k logprobs) where alternatives were returned, else the sampled logprob
+    (`TokenLogprob.confidence`, which the online test while decoding reads too)."""
+    return token.confidence
 
 
 def lowest_group_confidence(tokens: Sequence[TokenLogprob], window: int) -> float:
@@ -50,12 +49,14 @@ class DeepConf(RecordsArguments):
 
     name = "deepconf"
 
-    def __init__(self, keep: float = 0.1, window: int = 2048, weighted: bool = True) -> None:
+    def __init__(self, keep: float = 0.1, window: int = 2048, weighted: bool = True, warmup: int = 0) -> None:
         if not 0 < keep <= 1:
             raise ConfigError(f"deepconf: keep is a share of the paths in (0, 1], got {keep}")
         if window < 1:
             raise ConfigError(f"deepconf: window must be >= 1 token, got {window}")
-        self.keep, self.window, self.weighted = keep, window, weighted
+        if warmup < 0:
+            raise ConfigError(f"deepconf: warmup must be >= 0 paths, got {warmup}")
+        self.keep, self.window, self.weighted, self.warmup = keep, window, weighted, warmup
 
     def __call__(self, task: Task, candidates: Sequence[Candidate]) -> Decision:
         scored = [(c, lowest_group_confidence(c.generation.logprobs, self.window))
@@ -63,10 +64,27 @@ class DeepConf(RecordsArguments):
         if not scored:
             decision = decide(tally(candidates), self.name, self.params())
             return decision.model_copy(update={"params": {**decision.params, "note": "no logprobs: majority"}})
-        count = max(1, math.ceil(self.keep * len(scored)))
-        kept = sorted(scored, key=lambda cs: (-cs[1], cs[0].index))[:count]
+        if self.warmup:
+            # online: the threshold the warm-up paths set (the top `keep` share of them); every path
+            # at or above it votes (later paths below it were stopped while decoding, or are dropped here)
+            floor = threshold(candidates, self.keep, self.window, self.warmup)
+            kept = [cs for cs in scored if floor is None or cs[1] >= floor] or scored
+        else:
+            count = max(1, math.ceil(self.keep * len(scored)))
+            kept = sorted(scored, key=lambda cs: (-cs[1], cs[0].index))[:count]
         top = max(s for _, s in kept)
         weight = {c.index: (math.exp(s - top) if self.weighted else 1.0) for c, s in kept}
         weights = [weight.get(c.index, 0.0) for c in candidates]  # paths not kept do not vote
         decision = decide(tally(candidates, weights), self.name, self.params())
         return decision.model_copy(update={"params": {**decision.params, "kept": len(kept), "of": len(scored)}})
+
+
+def threshold(candidates: Sequence[Candidate], keep: float, window: int, warmup: int) -> float | None:
+    """DeepConf online's stopping threshold: the lowest score among the top `keep` share of the first
+    `warmup` paths (by sample index; the 90th percentile at keep=0.1). None without logprobs."""
+    paths = sorted(((c.index, c.generation.logprobs) for c in candidates if c.source.kind == "sample"
+                    and c.generation is not None and c.generation.logprobs), key=lambda p: p[0])[:warmup]
+    scores = sorted((lowest_group_confidence(tokens, window) for _, tokens in paths), reverse=True)
+    if not scores:
+        return None
+    return scores[max(1, math.ceil(keep * len(scores))) - 1]

@@ -7,7 +7,7 @@ from typing import Any
 
 from manyminds.extensions import Backend as Backend, Capabilities as Capabilities  # the protocols' home
 from manyminds.plugins import Registry
-from manyminds.types import Message, SamplingParams
+from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
 
 SEEDING = "request"
@@ -19,12 +19,13 @@ served as if drawn this way."""
 
 def request_fingerprint(messages: "Sequence[Message | dict[str, str]]", params: SamplingParams) -> str:
     """What makes a request itself, for its samples' seeds: the messages and every sampling
-    parameter but the base seed (and never n, so a sample is the same however it is asked for)."""
+    parameter but the base seed and manyminds' controls (and never n, so a sample is the same
+    however it is asked for, and a sample stopped early is a prefix of the one drawn in full)."""
     import hashlib
     import json
 
     turns = [[m["role"], m["content"]] if isinstance(m, dict) else [m.role, m.content] for m in messages]
-    record = params.model_dump(mode="json", exclude={"seed"})
+    record = params.model_dump(mode="json", exclude={"seed", *params.CONTROLS})
     for name in params.OPTIONAL:
         if record.get(name) is None:
             record.pop(name, None)
@@ -54,3 +55,37 @@ for _kind, _target in {"local": "manyminds.backends.local:from_spec",
                        "scripted": "manyminds.backends.scripted:from_spec",
                        "vllm": "manyminds.backends.vllm:from_spec"}.items():
     REGISTRY.declare(_kind, _target)  # the same as pyproject's entry points, for a tree never installed
+
+
+class ConfidenceWatch:
+    """DeepConf online's test, one token at a time: the mean token confidence over the last `window`
+    tokens, once there are that many, against `floor` (`SamplingParams.stop_below_confidence`)."""
+
+    def __init__(self, floor: float, window: int) -> None:
+        self.floor, self.window = floor, window
+        self._values: list[float] = []
+        self._sum = 0.0
+
+    def push(self, token: TokenLogprob) -> bool:
+        """Add a token; True when the sample should stop here."""
+        self._values.append(token.confidence)
+        self._sum += self._values[-1]
+        if len(self._values) > self.window:
+            self._sum -= self._values[-1 - self.window]
+        return len(self._values) >= self.window and self._sum / self.window < self.floor
+
+
+def cut_where_stopped(generation: Generation, params: SamplingParams) -> Generation:
+    """The sample as `params.stop_below_confidence` would have stopped it: for a backend that
+    cannot stop a sample while it decodes, cut after the fact (its tokens were generated, so they
+    stay counted); a sample stopped while decoding is returned as it is."""
+    floor = params.stop_below_confidence
+    if floor is None or not generation.logprobs or generation.finish_reason == "aborted":
+        return generation
+    watch = ConfidenceWatch(floor, params.stop_window)
+    for k, token in enumerate(generation.logprobs):
+        if watch.push(token):
+            kept = generation.logprobs[:k + 1]
+            return generation.model_copy(update={"text": "".join(t.token for t in kept), "logprobs": kept,
+                                                 "finish_reason": "aborted"})
+    return generation

@@ -10,7 +10,9 @@ llama.cpp's own filters and defaults (top-k 40, top-p, min-p 0.05, then
 temperature), each sample drawing from its own generator seeded from (base
 seed, sample index), so samples are reproducible and distinct. Logprobs are
 the log-softmax of the model's logits at each sampled token (before
-temperature), as the server reports them.
+temperature), as the server reports them. A sample whose group confidence falls below
+`params.stop_below_confidence` stops decoding there (DeepConf online), freeing its place in the
+batch.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import ctypes
 from dataclasses import dataclass, field
 from typing import Any
 
-from manyminds.backends.base import request_fingerprint, sample_seed
+from manyminds.backends.base import ConfidenceWatch, request_fingerprint, sample_seed
 from manyminds.types import SamplingParams, TokenLogprob
 
 DEFAULT_TOP_K = 40
@@ -194,6 +196,8 @@ class BatchedSampler:
         seqs = [_Sequence(index=i, rng=np.random.default_rng(sample_seed(params.seed, i, request))) for i in indices]
         logits = np.repeat(first[None, :], n, axis=0)
         live = list(range(n))
+        floor = params.stop_below_confidence
+        watches = [ConfidenceWatch(floor, params.stop_window) if floor is not None else None for _ in seqs]
         position = len(prompt)
         pieces: list[bytearray] = [bytearray() for _ in seqs]
         while live:
@@ -215,6 +219,10 @@ class BatchedSampler:
                     continue
                 if len(seq.tokens) >= params.max_tokens:
                     seq.finish_reason = "length"
+                    continue
+                watch = watches[s]
+                if watch is not None and watch.push(seq.logprobs[-1]):
+                    seq.finish_reason = "aborted"  # DeepConf online: its slot in the batch is freed now
                     continue
                 still.append(s)
             live = still

@@ -78,7 +78,7 @@ class Local:
         self.batched = batched
         self.max_batch = max_batch
         self.batch_ctx = batch_ctx
-        self.capabilities = Capabilities(native_n=batched, logprobs=True, max_concurrency=1)
+        self.capabilities = Capabilities(native_n=batched, logprobs=True, max_concurrency=1, stops_samples=batched)
         self._llama: Any = None
         self._sampler: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="manyminds-llama")

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def params_record(params: SamplingParams) -> dict[str, Any]:
     """The parameters as keyed and stored: unset engine extras left out (SamplingParams.OPTIONAL)."""
     record = params.model_dump(mode="json")
-    for name in params.OPTIONAL:
+    for name in (*params.OPTIONAL, *params.CONTROLS):
         if record.get(name) is None:
             record.pop(name, None)
     return record

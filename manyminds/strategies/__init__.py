@@ -19,6 +19,7 @@
 | choice-shuffle | ChoiceShuffle | each sample sees the options permuted (Medprompt) |
 | self-refine-vote | SelfRefineVote | one-file example: each draft refined once, then a vote |
 | temperature-mix | TemperatureMix | one-file example: the budget spread over temperatures |
+| deepconf-online | DeepConfOnline | Fu et al. 2025: paths stopped while decoding once their confidence drops |
 """
 
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from manyminds.errors import ConfigError, one_line
 from manyminds.types import MAX_SAMPLES
 from manyminds.strategies.base import REGISTRY, SampledStrategy, Strategy
 from manyminds.strategies.cascade import Cascade
+from manyminds.strategies.deepconf import DeepConfOnline
 from manyminds.strategies.div_se import DivSE
 from manyminds.strategies.idiv_se import IDivSE
 from manyminds.strategies.moa import MixtureOfAgents
@@ -54,6 +56,7 @@ __all__ = [
     "BestOfN",
     "Cascade",
     "ChoiceShuffle",
+    "DeepConfOnline",
     "ExemplarResampling",
     "SelfRefineVote",
     "TemperatureMix",

@@ -134,11 +134,16 @@ class Strategy(BaseModel):
         return set(cls.model_fields)
 
     def params(self) -> dict[str, Any]:
-        """The configuration recorded in every result (a budget only when one is set, so runs
-        recorded before budgets existed keep their fingerprints)."""
+        """The configuration recorded in every result (a budget and decoding controls only when set,
+        so runs recorded before they existed keep their fingerprints)."""
         record = self.model_dump(mode="json")
         if record.get("budget") is None:
             record.pop("budget", None)
+        sampling = record.get("sampling")
+        if isinstance(sampling, dict):  # manyminds' decoding controls too, only when set
+            for name in SamplingParams.CONTROLS:
+                if sampling.get(name) is None:
+                    sampling.pop(name, None)
         return record
 
     @field_validator("budget", mode="before")
