@@ -260,3 +260,20 @@ def test_self_consistency_on_free_text_decided_by_mbr_returns_the_consensus_samp
     result = SelfConsistency(n=4, prompt="raw", aggregator="mbr").solve(
         Task(question="What is the capital of France?", format=AnswerFormat.TEXT), backend=Scripted(replies))
     assert result.decision.aggregator == "mbr" and result.text in (replies[0], replies[3])
+
+
+def test_prompt_weighted_vote_trusts_prompts_that_agree_with_the_others():
+    from manyminds.aggregators import get_aggregator
+    from manyminds.types import Source
+
+    answers = [("p1", "7"), ("p1", "7"), ("p2", "7"), ("p2", "7")] + [("p3", "9")] * 5
+    pool = [Candidate(index=i, text=a, answer=a, source=Source(prompt=p)) for i, (p, a) in enumerate(answers)]
+    assert Majority()(TASK, pool).answer == "9"  # one prompt's five samples outvote two prompts
+    decision = get_aggregator("prompt-weighted")(TASK, pool)
+    # p3 disagrees with the others' plurality (7): (0 + 0.5) / (5 + 1); p1 and p2 with theirs (9): 0.5 / 3
+    assert decision.params["prompt_weights"] == {"p1": pytest.approx(1 / 6, abs=1e-4),
+                                                 "p2": pytest.approx(1 / 6, abs=1e-4),
+                                                 "p3": pytest.approx(1 / 12, abs=1e-4)}
+    assert decision.answer == "7"
+    one = [c.model_copy(update={"source": Source(prompt="p")}) for c in pool]
+    assert get_aggregator("prompt-weighted")(TASK, one).answer == "9"
