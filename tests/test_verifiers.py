@@ -234,3 +234,31 @@ def test_judges_see_the_reference_answer_only_when_asked():
 
     asyncio.run(GradeJudge(backend, reference=True).verify(task, candidate))
     assert "Reference answer: 12" in backend.requests[0].messages[0].content
+
+
+def test_pairwise_agreement_is_mbr_with_a_judged_utility_and_judges_each_pair_once_per_order():
+    import re
+
+    from manyminds.aggregators import get_aggregator
+    from manyminds.strategies import BestOfN
+    from manyminds.verifiers.agreement import PairwiseAgreement
+
+    replies = ["It is seven, 7.", "Seven: 7", "I think 9.", "7 it is."]  # no two alike as text
+
+    def judge(messages, params, index):
+        first, second = re.findall(r"Reply \d:\n(.*?)(?:\n\n|$)", messages[-1].content, re.S)
+        same = re.findall(r"\d", first)[-1] == re.findall(r"\d", second)[-1]
+        return "True" if same else "False"
+
+    judge_backend = Scripted(judge)
+    verifier = PairwiseAgreement(judge_backend)
+    result = BestOfN(n=4, verifier=verifier, prompt="raw").solve(
+        Task(question="What is 3 + 4?", format="text"), backend=Scripted(replies))
+    assert result.decision.chosen == 0 and result.text == "It is seven, 7."  # agrees with 2 of 3
+    scores = {c.index: c.verdict.score for c in result.candidates}
+    assert scores == {0: pytest.approx(2 / 3), 1: pytest.approx(2 / 3), 2: 0.0, 3: pytest.approx(2 / 3)}
+    assert len(judge_backend.requests) == 6 * 2  # 6 pairs, both orders, shared by the pair's two candidates
+    again = get_aggregator("mbr", utility="judge")(result.task, result.candidates)
+    assert again.chosen == 0 and again.confidence == pytest.approx(2 / 3)
+    plain = [c.model_copy(update={"verdict": None}) for c in result.candidates]
+    assert "no judged pairs" in get_aggregator("mbr", utility="judge")(result.task, plain).params["note"]
