@@ -277,3 +277,36 @@ def test_prompt_weighted_vote_trusts_prompts_that_agree_with_the_others():
     assert decision.answer == "7"
     one = [c.model_copy(update={"source": Source(prompt="p")}) for c in pool]
     assert get_aggregator("prompt-weighted")(TASK, one).answer == "9"
+
+
+def test_run_off_vote_asks_a_judge_in_both_orders_only_without_a_majority():
+    import re
+
+    from manyminds.strategies import make
+
+    def sample(messages, params, index):  # 4 x "9", 3 x "7", 1 x "5": no majority
+        if "Which answer is correct" in messages[-1].content:
+            first = re.search(r"Answer 1:\n(.*?)\n", messages[-1].content).group(1)
+            return "1" if "7" in first else "2"  # the judge always prefers 7, whichever is shown first
+        return f"The answer is {[9, 9, 7, 9, 7, 5, 9, 7][index]}."
+
+    backend = Scripted(sample)
+    result = make("run-off-vote", 8).solve(Task(question="What is 3 + 4?"), backend=backend)
+    assert result.answer == "7" and result.decision.params["second_round"] == {"9": 0, "7": 2}
+    judged = [r for r in backend.requests if "Which answer is correct" in r.messages[-1].content]
+    assert len(judged) == 2 and "9" in re.search(r"Answer 1:\n(.*?)\n", judged[0].messages[-1].content).group(1)
+    assert SelfConsistency(n=8).solve(Task(question="What is 3 + 4?"), backend=Scripted(sample)).answer == "9"
+    clear = Scripted(lambda m, p, i: "The answer is 9." if "Which" not in m[-1].content else "2")
+    won = make("run-off-vote", 4).solve(Task(question="q"), backend=clear)
+    assert won.answer == "9" and not [r for r in clear.requests if "Which" in r.messages[-1].content]
+
+
+def test_a_split_judge_falls_to_path_probability_and_then_the_plurality():
+    from manyminds.aggregators.runoff import RunOff
+    from manyminds.types import Source
+
+    ballots = cands("9", "9", "7", "7", "5")
+    split = [Candidate(index=5, text="1", answer=None, source=Source(kind="selection", prompt="run-off/ab")),
+             Candidate(index=6, text="1", answer=None, source=Source(kind="selection", prompt="run-off/ba"))]
+    decision = RunOff(by="judge")(TASK, ballots + split)
+    assert decision.answer == "9" and "plurality" in decision.params["note"]
