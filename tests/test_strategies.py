@@ -376,3 +376,20 @@ def test_moa_can_decide_by_model_agreement_over_the_last_layer_instead_of_a_synt
     assert result.answer == "12" and result.decision.aggregator == "model-agreement"
     assert not judge.requests, "no synthesis call"
     assert get_aggregator("model-consistency").name == "model-agreement", "the old name still finds it"
+
+
+def test_template_variation_rotates_wordings_and_each_wording_is_a_prompt_to_weigh():
+    from manyminds.backends import Scripted
+    from manyminds.errors import ConfigError
+    from manyminds.strategies import make
+    from manyminds.types import Task
+
+    backend = Scripted(lambda m, p, i: "The answer is 9." if m[-1].content.startswith("Solve this") else
+                       "The answer is 7.")
+    result = make("template-variation", 8, aggregator="prompt-weighted").solve(
+        Task(question="What is 3 + 4?"), backend=backend)
+    assert [str(c.source) for c in result.candidates][:5] == [f"wording-{k}" for k in (1, 2, 3, 4, 1)]
+    assert len({r.messages[-1].content for r in backend.requests}) == 4
+    assert result.answer == "7" and result.decision.params["prompt_weights"]["wording-2"] < 0.5
+    with pytest.raises(ConfigError, match="must use"):
+        make("template-variation", 4, wordings=["no field here", "{question}"])

@@ -19,6 +19,7 @@
 | choice-shuffle | ChoiceShuffle | each sample sees the options permuted (Medprompt) |
 | self-refine-vote | SelfRefineVote | one-file example: each draft refined once, then a vote |
 | temperature-mix | TemperatureMix | one-file example: the budget spread over temperatures |
+| template-variation | TemplateVariation | each sample asked in one of several wordings (self-ensembled ICL) |
 | run-off-vote | RunOffVote | plurality, then a judge between the top two (both orders) |
 | deepconf-online | DeepConfOnline | Fu et al. 2025: paths stopped while decoding once their confidence drops |
 """
@@ -40,7 +41,7 @@ from manyminds.strategies.self_consistency import SelfConsistency
 from manyminds.strategies.self_moa import SelfMoA, SelfMoASeq
 from manyminds.strategies.ranked import RankedVote
 from manyminds.strategies.refine_vote import SelfRefineVote
-from manyminds.strategies.resampled import ChoiceShuffle, ExemplarResampling
+from manyminds.strategies.resampled import ChoiceShuffle, ExemplarResampling, TemplateVariation
 from manyminds.strategies.run_off import RunOffVote
 from manyminds.strategies.temperature_mix import TemperatureMix
 from manyminds.strategies.usc import UniversalSelfConsistency
@@ -60,6 +61,7 @@ __all__ = [
     "ChoiceShuffle",
     "DeepConfOnline",
     "RunOffVote",
+    "TemplateVariation",
     "ExemplarResampling",
     "SelfRefineVote",
     "TemperatureMix",

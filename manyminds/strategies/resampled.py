@@ -5,6 +5,10 @@
   answers vote): the variety comes from the prompt as well as from sampling.
   Draw i of a question is seeded by the question and i, so a rerun shows
   every sample the same exemplars and hits the cache.
+- Template variation (self-ensembled in-context learning's prompt-template
+  variation): sample i is asked with template i mod t of `templates`, the
+  same question worded t ways (each with the `{question}` and `{form}`
+  fields), so no single wording's quirks decide the vote.
 - Choice shuffling (as in Medprompt's choice-shuffle ensemble): for a
   multiple-choice task each sample sees the options in its own seeded
   order, and the letter it picks is mapped back to the original option
@@ -99,3 +103,44 @@ class ChoiceShuffle(OnePromptStrategy, Voting):
         if picked is None or picked not in OPTION_LETTERS[:len(task.choices)]:
             return None
         return OPTION_LETTERS[permutation(self, task, index)[OPTION_LETTERS.index(picked)]]
+
+
+TEMPLATES = (
+    "{question}\n\nThink step by step, then finish with a line of the form 'The answer is X.', where X is {form}.",
+    "Solve this carefully.\n\n{question}\n\nExplain your reasoning briefly, then write 'The answer is X.', "
+    "where X is {form}.",
+    "Question: {question}\n\nWork it out, checking each step, and end with 'The answer is X.', where X is {form}.",
+    "{question}\n\nFirst restate what is asked, then solve it. Conclude with 'The answer is X.', where X is {form}.",
+)
+"""Four wordings of the chain-of-thought request (the first is the `cot` prompt)."""
+
+
+class TemplateVariation(OnePromptStrategy, Voting):
+    one_prompt_repeats: ClassVar[bool] = False
+    """n samples, sample i asked with template i mod len(templates); the answers vote."""
+
+    name: ClassVar[str] = "template-variation"
+
+    wordings: tuple[str, ...] = Field(default=TEMPLATES, min_length=2,
+                                      description="the wordings rotated over (fields: question, form)")
+
+    @model_validator(mode="after")
+    def _wordings_have_the_question(self) -> "TemplateVariation":
+        import string
+
+        for text in self.wordings:
+            fields = {f for _, f, _, _ in string.Formatter().parse(text) if f}
+            if "question" not in fields or fields - {"question", "form", "instruction"}:
+                raise ValueError(f"a wording must use {{question}} (and may use {{form}}, {{instruction}}): {text!r}")
+        return self
+
+    def build(self, backend: Any) -> Any:
+        return self.draw(self.pipeline(backend)).aggregate()
+
+    def requests(self, task: Task, first: int, size: int) -> "list[Request]":
+        def asked(i: int) -> Request:
+            wording = self.wordings[i % len(self.wordings)]
+            return Request(f"wording-{i % len(self.wordings) + 1}",
+                           self.with_shots(task, lambda t: question_prompt(t, "cot", wording)), 1, first_index=i)
+
+        return [asked(i) for i in range(first, first + size)]
