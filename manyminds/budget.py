@@ -36,8 +36,8 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    tokens: int | None = Field(default=None, ge=1, description="completion tokens")
-    samples: int | None = Field(default=None, ge=1, description="samples and model calls")
+    tokens: int | None = Field(default=None, ge=1, le=10**15, description="completion tokens")
+    samples: int | None = Field(default=None, ge=1, le=10**12, description="samples and model calls")
 
     def tighter(self, other: "Budget | None") -> "Budget":
         """The stricter of the two limits, each."""

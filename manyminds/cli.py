@@ -536,6 +536,18 @@ def serve_command(
     max_concurrency: Annotated[int, typer.Option(min=1, help="Ensembles running at once.")] = 8,
     max_queue: Annotated[int, typer.Option(min=0, help="Requests waiting for a slot; beyond them, 429.")] = 32,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body accepted.")] = 1_000_000,
+    max_samples_per_request: Annotated[int, typer.Option(
+        min=1, help="Samples and upstream calls one request may cause, whatever its strategy and settings.")] = 1024,
+    upstream_models: Annotated[Optional[list[str]], typer.Option(
+        "--upstream-model", help="A model requests may name after ':' (repeatable; '*' for any). "
+                                 "Default: the backend's own only.")] = None,
+    greedy: Annotated[str, typer.Option(
+        help="A sampling ensemble asked for temperature 0: 'sample' at its own temperature (said in the "
+             "reply) or 'refuse' it.")] = "sample",
+    upstream_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds one upstream call may take.")] = 15.0,
+    upstream_deadline: Annotated[float, typer.Option(
+        min=1.0, help="Seconds one upstream call may take with its retries; then 504 (timeout) or 502.")] = 30.0,
+    grace: Annotated[int, typer.Option(min=0, help="Seconds requests in flight get to finish on SIGTERM.")] = 30,
 ) -> None:
     """An OpenAI-compatible server whose models are ensembles: POST /v1/chat/completions with model
     STRATEGY[-N][:UPSTREAM_MODEL] (self-consistency-8, moa-6:gpt-4o-mini); GET /v1/models lists them."""
@@ -546,9 +558,14 @@ def serve_command(
         key = os.environ.get(api_key_env)
         if not key:
             raise ManymindsError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
+    if greedy not in ("sample", "refuse"):
+        raise ManymindsError(f"--greedy takes 'sample' or 'refuse', not {greedy!r}")
     config = ServerConfig(backend=backend, cache=_cache_path(cache, no_cache), api_key=key,
-                          max_concurrency=max_concurrency, max_queue=max_queue, max_body_bytes=max_body_bytes)
-    serve(config, host=host, port=port)
+                          max_concurrency=max_concurrency, max_queue=max_queue, max_body_bytes=max_body_bytes,
+                          max_samples_per_request=max_samples_per_request,
+                          upstream_models=tuple(upstream_models or ()), greedy=greedy,  # type: ignore[arg-type]
+                          upstream_timeout=upstream_timeout, upstream_deadline=upstream_deadline)
+    serve(config, host=host, port=port, graceful_seconds=grace)
 
 
 @app.command("report")

@@ -16,20 +16,40 @@ is the question; earlier user and assistant messages are its `Task.history`,
 sent as turns (system and developer messages become the strategy's system).
 
 The reply is an ordinary chat completion: the message is the winning
-sample's full text (or the synthesis, for MoA-style methods), `usage` sums
-every upstream call (cache hits cost nothing), and a `manyminds` field that
-OpenAI clients ignore carries the answer key, tally, confidence, stop reason
+sample's full text (or the synthesis, for MoA-style methods) with that
+sample's `finish_reason` ("length" when it was cut) and, when asked, its
+`logprobs`; `n` > 1 adds the next best distinct answers. `usage` counts what
+this request generated: samples served from the cache are left out of
+`completion_tokens` (reported in the `manyminds` field) and their prompts
+are `prompt_tokens_details.cached_tokens`. A `manyminds` field that OpenAI
+clients ignore carries the answer key, tally, confidence, stop reason, notes
 and each candidate's answer. With `stream=true` the answer is streamed once
 it is decided, as one content chunk (an ensemble cannot know its answer
 before its samples are in), then the finish chunk and `[DONE]`.
 
+Every parameter of OpenAI's API is accepted: sampling ones reach every
+sample (temperature, top_p, max_tokens, stop, seed, the penalties); some
+have no effect on an answer (store, metadata, user, service_tier, ...);
+what an ensemble cannot honour yet is a 400 saying why (logit_bias,
+response_format other than text, tools unless tool_choice is "none").
+Temperature 0 on a sampling ensemble samples at the strategy's own
+temperature and says so (`--greedy refuse` refuses it): copies of one greedy
+draw are never reported as agreement. `max_completion_tokens` is a token
+budget over the whole ensemble; every request is held to
+`--max-samples-per-request` samples and upstream calls.
+
 The same strategies, registry, cache and backend as the library: one
-`Session` serves every request, so concurrent requests for the same
-question share cached samples (the cached backend joins identical in-flight
-samples). Admission is bounded: at most `max_concurrency` ensembles run and
+`Session` serves every request. Samples come from the cache only for a
+seeded request (the same seed, the same samples) or one that sets
+`"manyminds": {"cache": true}`; an unseeded request draws afresh, so
+"regenerate" regenerates. Concurrent seeded requests for the same question
+share samples (the cached backend joins identical in-flight samples; only
+the request that generated a sample counts its tokens). Upstream models
+after `:` are those the server was started with (`--upstream-model`). Admission is bounded: at most `max_concurrency` ensembles run and
 `max_queue` wait; beyond that a request gets 429 with Retry-After. An
-upstream failure after the backend's retries is a 502; a client that
-disconnects cancels its ensemble. Errors use OpenAI's body
+upstream that does not answer within `--upstream-deadline` is a 504, one
+that fails after the backend's retries a 502; a client that disconnects
+cancels its ensemble, or leaves the queue if it was waiting. Errors use OpenAI's body
 `{"error": {"message", "type", "param", "code"}}`, and never carry the
 upstream key. On shutdown, requests in flight finish and the cache is
 flushed and closed.
@@ -54,6 +74,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from manyminds.backends.base import Backend
@@ -116,48 +137,128 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class ChatMessage(BaseModel):
+    """A chat message as the OpenAI API defines it, in any form its SDK sends back (`refusal`,
+    `tool_calls`, `annotations`, `audio` as null or set; tool results). Text is what an ensemble
+    reads: a tool call or a tool result in a conversation is shown to the model as text."""
+
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[dict[str, Any]]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    function_call: dict[str, Any] | None = None
+    tool_call_id: str | None = None
+    annotations: list[dict[str, Any]] | None = None
+    audio: dict[str, Any] | None = None
 
     def text(self) -> str:
+        parts: list[str] = []
         if isinstance(self.content, str):
-            return self.content
-        parts = []
-        for part in self.content:
-            if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise bad_request("only text content parts are supported", param="messages")
-            parts.append(part["text"])
-        return "".join(parts)
+            parts.append(self.content)
+        elif self.content is not None:
+            for part in self.content:
+                kind = part.get("type")
+                if kind in ("text", "input_text", "output_text") and isinstance(part.get("text"), str):
+                    parts.append(part["text"])
+                elif kind == "refusal" and isinstance(part.get("refusal"), str):
+                    parts.append(part["refusal"])
+                else:
+                    raise bad_request(f"content parts of type {kind!r} are not supported: an ensemble reads text",
+                                      param="messages")
+        if not parts and self.refusal:
+            parts.append(self.refusal)
+        calls = list(self.tool_calls or []) + ([{"function": self.function_call}] if self.function_call else [])
+        for call in calls:
+            function = call.get("function") or {}
+            parts.append(f"[called {function.get('name', 'a tool')} with {function.get('arguments', '{}')}]")
+        if self.role in ("tool", "function"):
+            label = self.name or self.tool_call_id or "the tool"
+            return f"[result of {label}]\n" + "".join(parts)
+        return "\n".join(p for p in parts if p)
+
+
+_IGNORED = ("store", "metadata", "service_tier", "user", "parallel_tool_calls", "prompt_cache_key",
+            "safety_identifier", "reasoning_effort", "verbosity", "modalities", "prediction", "web_search_options")
+"""OpenAI parameters accepted and left without effect on an ensemble's answer (listed in the docs)."""
 
 
 class _Common(BaseModel):
-    """What chat and plain completions share: the OpenAI parameters an ensemble can honour."""
+    """What chat and plain completions share: every parameter of OpenAI's API, honoured or refused
+    with a reason (`_unsupported`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, description="STRATEGY[-N][:UPSTREAM_MODEL], e.g. self-consistency-8")
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    n: int = Field(default=1, ge=1, le=1, description="one ensemble answer per request")
+    n: int = Field(default=1, ge=1, le=16, description="the n best distinct answers of one ensemble")
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    store: bool | None = None
+    metadata: dict[str, Any] | None = None
+    service_tier: str | None = None
     user: str | None = None
+    parallel_tool_calls: bool | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    modalities: list[str] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
     manyminds: dict[str, Any] = Field(default_factory=dict, description="strategy settings, validated")
 
 
 class ChatRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=10**12)
+    audio: dict[str, Any] | None = None
 
 
 class CompletionRequest(_Common):
     prompt: str = Field(min_length=1)
+    echo: bool | None = None
+    best_of: int | None = None
+    suffix: str | None = None
+
+
+def _unsupported(body: _Common) -> None:
+    """Refuse, with the reason, what has no meaning for an ensemble's answer (yet)."""
+    def refuse(param: str, why: str) -> None:
+        raise bad_request(f"{param}: {why}", param=param, code="unsupported_parameter")
+
+    if body.logit_bias:
+        refuse("logit_bias", "token ids are the upstream tokenizer's; an ensemble does not bias its samples")
+    if body.response_format and body.response_format.get("type") not in (None, "text"):
+        refuse("response_format", "structured output is not voted on yet: ask for JSON in the prompt, or use "
+                                  "manyminds.format")
+    if body.tools or body.functions:
+        if body.tool_choice != "none" and body.function_call != "none":  # OpenAI's default with tools: "auto"
+            refuse("tools", "ensembles do not call tools yet (tool_choice 'none' is accepted)")
+    if getattr(body, "audio", None) or (body.modalities and set(body.modalities) - {"text"}):
+        refuse("modalities", "an ensemble answers in text only")
+    if isinstance(body, CompletionRequest):
+        if body.echo:
+            refuse("echo", "an ensemble's completion does not echo the prompt")
+        if body.suffix:
+            refuse("suffix", "insertion is not supported")
+        if body.best_of not in (None, 1):
+            refuse("best_of", "the ensemble is the best-of; ask for STRATEGY-N instead")
 
 
 # -- model names --------------------------------------------------------------------------
@@ -175,6 +276,8 @@ class ModelName:
 def parse_model(text: str, known: list[str]) -> ModelName:
     """`STRATEGY[-N][:UPSTREAM]` against the registered strategy names."""
     head, _, upstream = text.partition(":")
+    if not text.isprintable() or len(text) > 256:
+        raise bad_request("the model name must be printable text of at most 256 characters", param="model")
     if head in known:
         name, n = head, None
     else:
@@ -202,10 +305,27 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_BODY_LIMIT
     retry_after: int = 1
     """Seconds a client is told to wait after a 429."""
+    max_samples_per_request: int = MAX_SAMPLES
+    """Samples and upstream calls one request may cause, whatever its strategy and settings (a
+    `Budget(samples=...)` on every ensemble, with any budget the request sets)."""
+    upstream_models: tuple[str, ...] = ()
+    """Models a request may name after `:`, besides the backend's own; "*" allows any."""
+    greedy: Literal["sample", "refuse"] = "sample"
+    """A sampling ensemble asked for temperature 0: sample at the strategy's own temperature and say so
+    ("sample"), or refuse with a 400 ("refuse"). Copies of one greedy draw are never reported as agreement."""
+    upstream_timeout: float | None = None
+    """Seconds one upstream call may take (an OpenAI-compatible backend's `timeout`)."""
+    upstream_deadline: float | None = None
+    """Seconds a request may spend on one upstream call with its retries (the backend's `retry_deadline`)."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.max_queue < 0:
             raise ConfigError("max_concurrency must be >= 1 and max_queue >= 0")
+        if self.max_samples_per_request < 1:
+            raise ConfigError("max_samples_per_request must be >= 1")
+        for value, what in ((self.upstream_timeout, "upstream_timeout"), (self.upstream_deadline, "upstream_deadline")):
+            if value is not None and not value > 0:
+                raise ConfigError(f"{what} must be > 0 seconds")
 
 
 @dataclass
@@ -253,6 +373,7 @@ def create_app(config: ServerConfig) -> Any:
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         state.session = Session(config.backend, cache=config.cache, concurrency=1, progress=False)
+        _set_timeouts(state.session.backend, config)
         state.admission = _Admission(config.max_concurrency, config.max_queue)
         try:
             yield
@@ -269,6 +390,17 @@ def create_app(config: ServerConfig) -> Any:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse(_validation_error(error.errors()).body(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """404, 405 and the like in OpenAI's error shape."""
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        message = {404: f"no route {request.url.path}: the API serves /v1/chat/completions, /v1/completions and "
+                        "/v1/models",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(error.status_code,
+                                                                                     str(error.detail))
+        return JSONResponse(APIError(error.status_code, message, code=kind).body(), status_code=error.status_code,
+                            headers=dict(error.headers or {}))
 
     app.add_middleware(_Guard, api_key=config.api_key, limit=config.max_body_bytes)
 
@@ -297,13 +429,24 @@ def create_app(config: ServerConfig) -> Any:
     return app
 
 
+def _set_timeouts(backend: Any, config: ServerConfig) -> None:
+    """The upstream timeouts the server was started with, on a backend that has them (OpenAI-compatible)."""
+    for name, value in (("timeout", config.upstream_timeout), ("retry_deadline", config.upstream_deadline)):
+        if value is None:
+            continue
+        if not hasattr(backend, name):
+            log.warning("the backend %s has no %s to set; --upstream-%s is ignored", type(backend).__name__, name,
+                        "timeout" if name == "timeout" else "deadline")
+            continue
+        setattr(backend, name, value)
+
+
 def _validation_error(errors: Any) -> APIError:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     loc = [str(x) for x in first.get("loc", ()) if x != "body"]
     param = ".".join(loc) or None
     if first.get("type") == "extra_forbidden":
-        return bad_request(f"unsupported parameter {param!r}: an ensemble honours model, messages, temperature, "
-                           "top_p, max_tokens, seed, stop, stream and manyminds", param=param,
+        return bad_request(f"unknown parameter {param!r}: it is not one of the OpenAI API's", param=param,
                            code="unsupported_parameter")
     if first.get("type") == "json_invalid":
         return bad_request(f"the body is not valid JSON: {first.get('msg')}", code="invalid_json")
@@ -344,9 +487,14 @@ class _Guard:
                     raise bad_request(f"the body is over the limit of {self.limit} bytes", code="body_too_large")
                 chunks.append(chunk)
                 more = message.get("more_body", False)
+            body = b"".join(chunks)
+            encoding = headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise APIError(415, f"Content-Encoding {encoding!r} is not accepted: send the JSON body uncompressed",
+                               code="unsupported_encoding")
+            _parseable(body)
         except APIError as error:
             return await _send_error(send, error)
-        body = b"".join(chunks)
         replayed = False
 
         async def replay() -> Any:
@@ -357,6 +505,21 @@ class _Guard:
             return await receive()  # after the body: a disconnect, when the client goes away
 
         await self.app(scope, replay, send)
+
+
+def _parseable(body: bytes) -> None:
+    """The body is UTF-8 JSON that Python can hold (refused here, as a 400, what the framework's own
+    parsing would let through as a 500: invalid UTF-8, an integer of more than 4,300 digits)."""
+    if not body:
+        return
+    try:
+        json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise bad_request(f"the body is not UTF-8 text (byte {error.start})", code="invalid_json") from None
+    except ValueError as error:  # JSONDecodeError, and the int-digits limit
+        raise bad_request(f"the body is not valid JSON: {str(error)[:200]}", code="invalid_json") from None
+    except RecursionError:
+        raise bad_request("the body's JSON is nested too deeply", code="invalid_json") from None
 
 
 async def _send_error(send: Any, error: APIError) -> None:
@@ -388,20 +551,47 @@ def _chat_task(body: ChatRequest) -> tuple[str, tuple[Message, ...], str | None]
     return turns[-1].text(), history, "\n\n".join(system) if system else None
 
 
-def _strategy(state: _State, body: _Common, name: ModelName, system: str | None) -> tuple[Any, Backend, AnswerFormat]:
+_NOT_OVER_HTTP = {"proposer_backends", "judges", "first", "then", "verifier_options"}
+"""Settings that hold objects (backends, strategies): set in Python, never from a request."""
+
+
+@dataclass
+class _Built:
+    """A request's strategy, the backend it samples, how answers are read, and what the reply says about it."""
+
+    strategy: Any
+    backend: Backend
+    answer_format: AnswerFormat
+    notes: list[str]
+
+
+def _strategy(state: _State, body: _Common, name: ModelName, system: str | None) -> _Built:
     """The request's strategy, built by `strategies.make` as every door builds one: the OpenAI
     parameters given and the `manyminds` settings, nothing else (the strategy's defaults stand)."""
+    from manyminds.budget import Budget
     from manyminds.strategies import by_name, make
 
     cls = by_name(name.strategy)
     extra = dict(body.manyminds)
+    notes: list[str] = []
     try:
         answer_format = AnswerFormat(extra.pop("format", "text"))
-    except ValueError:
+    except (ValueError, TypeError):
         raise bad_request(f"manyminds.format must be one of {', '.join(f.value for f in AnswerFormat)}",
                           param="manyminds.format") from None
+    held = sorted(_NOT_OVER_HTTP & set(extra))
+    if held:
+        raise bad_request(f"manyminds.{held[0]} holds objects (backends, strategies) and is set in Python, not "
+                          "over HTTP", param=f"manyminds.{held[0]}")
+    cached = extra.pop("cache", None)
+    if cached is not None and not isinstance(cached, bool):
+        raise bad_request("manyminds.cache must be true or false", param="manyminds.cache")
+    # Samples come from the cache only for a seeded request (the same seed, the same samples) or one
+    # that asks for it: without a seed, "regenerate" draws afresh, as a client expects.
+    use_cache = cached if cached is not None else body.seed is not None
+    _allowed_upstream(state, name.upstream)
     try:
-        backend = state.session.upstream(name.upstream)
+        backend = state.session.upstream(name.upstream, cached=use_cache)
     except ConfigError as error:
         raise bad_request(str(error), param="model", code="model_not_found") from None
     verifier = extra.pop("verifier", None)
@@ -414,14 +604,17 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
                        ("max_tokens", body.max_tokens)):
         if value is not None:
             settings[key] = value
-    # max_completion_tokens bounds everything generated for the answer (OpenAI counts a reasoning
-    # model's hidden tokens in it): here every sample and model call of the ensemble, a token budget
-    # per question (manyminds.budget); max_tokens stays each sample's own limit.
-    budget = getattr(body, "max_completion_tokens", None)
-    if budget is not None:
-        settings["budget"] = {"tokens": budget}
+    sampling: dict[str, Any] = {}
     if body.stop is not None:
-        settings["sampling"] = {"stop": [body.stop] if isinstance(body.stop, str) else body.stop}
+        sampling["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
+    for key in ("presence_penalty", "frequency_penalty"):
+        value = getattr(body, key)
+        if value:  # 0 is the default everywhere: sent by many front-ends, it changes nothing
+            sampling[key] = value
+    if body.logprobs:
+        sampling.update(logprobs=True, top_logprobs=body.top_logprobs or 0)
+    if sampling:
+        settings["sampling"] = sampling
     if system is not None:
         settings["system"] = system
     if "prompt" in cls.settings() and answer_format is AnswerFormat.TEXT:
@@ -429,35 +622,103 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     if "aggregator" in cls.settings() and answer_format is AnswerFormat.TEXT:
         settings["aggregator"] = "mbr"  # free text votes by agreement (chrF), not by identical strings
     settings.update(extra)
+    # max_completion_tokens bounds everything generated for the answer (OpenAI counts a reasoning
+    # model's hidden tokens in it): here every sample and model call of the ensemble, a token budget
+    # per question (manyminds.budget); max_tokens stays each sample's own limit. Every request is
+    # also held to the server's cap on samples and upstream calls, whatever its settings.
+    tokens = getattr(body, "max_completion_tokens", None)
+    try:
+        asked = Budget.model_validate(settings["budget"] if not isinstance(settings.get("budget"), int)
+                                      else {"tokens": settings["budget"]}) if settings.get("budget") is not None else None
+    except (ValidationError, TypeError) as error:
+        raise bad_request(f"manyminds.budget: {error}".split("\n")[0], param="manyminds.budget") from None
+    if tokens is not None or asked is not None:
+        settings["budget"] = Budget(tokens=tokens).tighter(asked)
     options = VerifierOptions(backend=backend)
     try:
-        if budget is not None and "max_tokens" not in settings:
+        if tokens is not None and "max_tokens" not in settings:
             unbounded = make(name.strategy, name.n, verifier=verifier, verifier_options=options,
                              **{k: v for k, v in settings.items() if k != "budget"})
-            sampling = getattr(unbounded, "sampling", None)
-            if sampling is not None and sampling.max_tokens > budget:
-                settings["max_tokens"] = budget  # the method's default length would not fit: the budget's does
+            own = getattr(unbounded, "sampling", None)
+            if own is not None and own.max_tokens > tokens:
+                settings["max_tokens"] = tokens  # the method's default length would not fit: the budget's does
         strategy = make(name.strategy, name.n, verifier=verifier, verifier_options=options, **settings)
-    except (ManymindsError, TypeError, ValueError) as error:
+        if body.temperature == 0 and getattr(strategy, "greedy_copies", lambda: False)():
+            if state.config.greedy == "refuse":
+                raise bad_request(f"temperature 0 makes every sample of {name.strategy} the same greedy draw; ask "
+                                  "for temperature > 0 (this server refuses greedy ensembles)", param="temperature")
+            del settings["temperature"]
+            strategy = make(name.strategy, name.n, verifier=verifier, verifier_options=options, **settings)
+            own_temperature = getattr(getattr(strategy, "sampling", None), "temperature", "its default")
+            notes.append("temperature 0 asks for one greedy draw, and copies of it are not agreement: the ensemble "
+                         f"sampled at its own temperature, {own_temperature}")
+    except APIError:
+        raise
+    except (ManymindsError, TypeError, ValueError, AttributeError, KeyError) as error:
         message = str(error).split("\n")[0]
         raise bad_request(message, param="manyminds.verifier" if "verifier" in message else "manyminds") from None
-    return strategy, backend, answer_format
+    return _Built(strategy, backend, answer_format, notes)
+
+
+def _allowed_upstream(state: _State, upstream: str | None) -> None:
+    """An upstream model name the server was told it may use (`--upstream-model`); nothing else, so a
+    request cannot make the server open connections (or keep backends) of its choosing."""
+    if upstream is None:
+        return
+    allowed = state.config.upstream_models
+    own = getattr(state.session.backend, "model", None)
+    if upstream == own or "*" in allowed or upstream in allowed:
+        return
+    raise APIError(400, f"upstream model {upstream!r} is not served here: this server samples "
+                        f"{', '.join([repr(own), *map(repr, allowed)])} (start it with --upstream-model to allow more)",
+                   param="model", code="model_not_found")
 
 
 async def _answer(state: _State, body: _Common, text: str, system: str | None, request: Any, *, chat: bool,
                   history: tuple[Message, ...] = ()) -> Any:
-    names_known = _known()
-    name = parse_model(body.model, names_known)
-    strategy, backend, answer_format = _strategy(state, body, name, system)
-    task = Task(question=text, format=answer_format, history=history)
+    from manyminds.budget import Budget
+
+    _unsupported(body)
+    _unicode(body)
+    name = parse_model(body.model, _known())
+    built = _strategy(state, body, name, system)
+    task = Task(question=text, format=built.answer_format, history=history)
     assert state.admission is not None
-    async with state.admission.slot(state.config.retry_after):
-        result = await _run_cancellable(state.session, strategy, task, backend, request)
-    payload = _completion(result, body.model, chat=chat)
+
+    async def admitted() -> Result:
+        async with state.admission.slot(state.config.retry_after):  # type: ignore[union-attr]
+            # the server's cap is a limit from outside the method: applied, not recorded as its setting
+            return await state.session.asolve(built.strategy, task, backend=built.backend,
+                                              limit=Budget(samples=state.config.max_samples_per_request))
+
+    result = await _run_cancellable(admitted(), request)
+    payload = _completion(result, body.model, chat=chat, n=body.n, notes=built.notes,
+                          logprobs=bool(body.logprobs))
     if not body.stream:
         return JSONResponse(payload)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     return StreamingResponse(_stream(payload, chat=chat, include_usage=include_usage), media_type="text/event-stream")
+
+
+def _unicode(body: _Common) -> None:
+    """Every string is text that can be stored and sent on: a lone surrogate (JSON's "\\ud800")
+    cannot be encoded, so it is refused here rather than failing later."""
+    def check(value: Any, where: str) -> None:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise bad_request(f"{where} holds a lone surrogate (not valid Unicode text)", param=where) from None
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                check(key, where)
+                check(item, f"{where}.{key}")
+        elif isinstance(value, (list, tuple)):
+            for k, item in enumerate(value):
+                check(item, f"{where}.{k}")
+
+    for field in type(body).model_fields:
+        check(getattr(body, field) if field != "messages" else [m.model_dump() for m in getattr(body, field)], field)
 
 
 def _known() -> list[str]:
@@ -466,10 +727,10 @@ def _known() -> list[str]:
     return names()
 
 
-async def _run_cancellable(session: Any, strategy: Any, task: Task, backend: Backend, request: Any) -> Result:
-    """The ensemble's result, run by the session; cancelled (its upstream calls with it) if the
-    client goes away."""
-    work = asyncio.ensure_future(session.asolve(strategy, task, backend=backend))
+async def _run_cancellable(job: Any, request: Any) -> Result:
+    """The ensemble's result (waiting for an admission slot included), cancelled with its upstream
+    calls if the client goes away: a client that gave up leaves the queue at once."""
+    work = asyncio.ensure_future(job)
 
     async def watch() -> None:
         # The body was read (and replayed) already: the next ASGI message is the disconnect, if the
@@ -487,20 +748,69 @@ async def _run_cancellable(session: Any, strategy: Any, task: Task, backend: Bac
         log.info("client disconnected: its ensemble was cancelled")
         raise APIError(499, "the client closed the request", code="client_closed") from None
     except BackendError as error:
+        if "no reply within" in str(error) or "timed out" in str(error).lower():
+            raise APIError(504, f"the upstream model did not answer in time: {error}", type="upstream_error",
+                           code="upstream_timeout") from None
         raise APIError(502, f"the upstream model failed after retries: {error}", type="upstream_error",
                        code="upstream_failed") from None
     except (ConfigError, ValidationError) as error:
-        raise bad_request(str(error)) from None
+        raise bad_request(str(error).split("\n")[0]) from None
     except ManymindsError as error:
         raise APIError(502, f"the ensemble failed: {error}", type="upstream_error", code="ensemble_failed") from None
     finally:
         watcher.cancel()
 
 
-def _completion(result: Result, model: str, *, chat: bool) -> dict[str, Any]:
+def _finish_reason(generation: Any) -> str:
+    """OpenAI's finish_reason of the sample shown: "length" when it was cut at max_tokens."""
+    return "length" if generation is not None and generation.finish_reason == "length" else "stop"
+
+
+def _logprobs(generation: Any, chat: bool) -> dict[str, Any] | None:
+    if generation is None or not generation.logprobs:
+        return None
+    if chat:
+        return {"content": [{"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode("utf-8")),
+                             "top_logprobs": [{"token": k, "logprob": v, "bytes": list(k.encode("utf-8"))}
+                                              for k, v in (t.top or {}).items()]}
+                            for t in generation.logprobs], "refusal": None}
+    offsets, at = [], 0
+    for t in generation.logprobs:
+        offsets.append(at)
+        at += len(t.token)
+    return {"tokens": [t.token for t in generation.logprobs], "token_logprobs": [t.logprob for t in generation.logprobs],
+            "top_logprobs": [t.top or {} for t in generation.logprobs], "text_offset": offsets}
+
+
+def _choices(result: Result, n: int) -> list[tuple[str, Any]]:
+    """The answer shown first (the decision's), then the next best distinct answers by the tally,
+    each as the text of its earliest ballot, up to n."""
+    from manyminds.bench.scoring import chosen_candidate
+
+    first = chosen_candidate(result)
     text = result.text if result.text is not None else (result.answer or "")
-    usage = {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
-             "total_tokens": result.usage.prompt_tokens + result.usage.completion_tokens}
+    shown = [(text, first.generation if first is not None else None)]
+    if n > 1:
+        ballots = sorted((c for c in result.candidates if c.votes), key=lambda c: c.index)
+        for answer in sorted(result.tally, key=lambda k: -result.tally[k]):
+            if len(shown) >= n or answer == result.answer:
+                continue
+            pick = next((c for c in ballots if c.answer == answer), None)
+            if pick is not None:
+                shown.append((pick.text, pick.generation))
+    return shown
+
+
+def _completion(result: Result, model: str, *, chat: bool, n: int = 1, notes: list[str] | None = None,
+                logprobs: bool = False) -> dict[str, Any]:
+    u = result.usage
+    # usage: what this request generated; cache hits (samples another request paid for) are reported
+    # apart, as OpenAI reports cached prompt tokens
+    usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens - u.cached_completion_tokens,
+             "total_tokens": u.prompt_tokens + u.completion_tokens - u.cached_completion_tokens,
+             "prompt_tokens_details": {"cached_tokens": u.cached_prompt_tokens},
+             "completion_tokens_details": {"reasoning_tokens": 0}}
+    shown = _choices(result, n)
     extra = {
         "answer": result.answer,
         "confidence": result.confidence,
@@ -509,38 +819,46 @@ def _completion(result: Result, model: str, *, chat: bool) -> dict[str, Any]:
         "strategy": result.strategy,
         "strategy_params": result.strategy_params,
         "aggregator": result.decision.aggregator,
-        "calls": result.usage.calls,
-        "samples": result.usage.samples,
-        "cached_samples": result.usage.cached_samples,
-        "withheld_samples": result.usage.withheld_samples,
+        "calls": u.calls,
+        "samples": u.samples,
+        "cached_samples": u.cached_samples,
+        "cached_completion_tokens": u.cached_completion_tokens,
+        "completion_tokens_with_cache": u.completion_tokens,
+        "withheld_samples": u.withheld_samples,
         "candidates": [{"index": c.index, "answer": c.answer, "source": str(c.source), "votes": c.votes}
                        for c in result.candidates],
+        "notes": list(notes or []) + ([f"{n} answers asked for, {len(shown)} distinct"] if len(shown) < n else []),
         "streaming": "the answer is sent once decided, as one chunk",
     }
     common = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
               "model": model, "usage": usage, "manyminds": extra}
     if chat:
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
-                  "logprobs": None}
-        return {**common, "object": "chat.completion", "choices": [choice]}
-    return {**common, "object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": "stop",
-                                                                 "logprobs": None}]}
+        choices = [{"index": k, "message": {"role": "assistant", "content": text, "refusal": None},
+                    "finish_reason": _finish_reason(g), "logprobs": _logprobs(g, True) if logprobs else None}
+                   for k, (text, g) in enumerate(shown)]
+        return {**common, "object": "chat.completion", "choices": choices}
+    choices = [{"index": k, "text": text, "finish_reason": _finish_reason(g),
+                "logprobs": _logprobs(g, False) if logprobs else None} for k, (text, g) in enumerate(shown)]
+    return {**common, "object": "text_completion", "choices": choices}
 
 
 async def _stream(payload: dict[str, Any], *, chat: bool, include_usage: bool) -> AsyncIterator[bytes]:
-    """The decided answer as server-sent events: the content in one chunk, the finish, then [DONE]."""
+    """The decided answers as server-sent events: each choice's content in one chunk, its finish,
+    then the usage when asked for, then [DONE]."""
     base = {k: payload[k] for k in ("id", "created", "model")}
     kind = "chat.completion.chunk" if chat else "text_completion"
-    choice = payload["choices"][0]
-    if chat:
-        first = {"index": 0, "delta": {"role": "assistant", "content": choice["message"]["content"]},
-                 "finish_reason": None, "logprobs": None}
-        last = {"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}
-    else:
-        first = {"index": 0, "text": choice["text"], "finish_reason": None, "logprobs": None}
-        last = {"index": 0, "text": "", "finish_reason": "stop", "logprobs": None}
-    yield _event({**base, "object": kind, "choices": [first], "manyminds": payload["manyminds"]})
-    yield _event({**base, "object": kind, "choices": [last]})
+    for k, choice in enumerate(payload["choices"]):
+        if chat:
+            first = {"index": choice["index"], "delta": {"role": "assistant", "content": choice["message"]["content"]},
+                     "finish_reason": None, "logprobs": choice["logprobs"]}
+            last = {"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"], "logprobs": None}
+        else:
+            first = {"index": choice["index"], "text": choice["text"], "finish_reason": None,
+                     "logprobs": choice["logprobs"]}
+            last = {"index": choice["index"], "text": "", "finish_reason": choice["finish_reason"], "logprobs": None}
+        yield _event({**base, "object": kind, "choices": [first], **({"manyminds": payload["manyminds"]} if k == 0
+                                                                    else {})})
+        yield _event({**base, "object": kind, "choices": [last]})
     if include_usage:
         yield _event({**base, "object": kind, "choices": [], "usage": payload["usage"]})
     yield b"data: [DONE]\n\n"

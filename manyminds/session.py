@@ -84,7 +84,7 @@ class Session:
         self._keep_pools = keep_pools
 
         self._pools_before = equivalence.pool_running()
-        self._upstreams: dict[str, Backend] = {}
+        self._upstreams: dict[str, tuple[Backend, Backend]] = {}
         self.closed = False
 
     @property
@@ -92,18 +92,20 @@ class Session:
         """The backend as strategies see it: behind the cache, when there is one."""
         return self.cache.wrap(self.backend) if self.cache is not None else self.backend
 
-    def upstream(self, model: str | None) -> Backend:
+    def upstream(self, model: str | None, *, cached: bool = True) -> Backend:
         """The session's backend, or another model of the same endpoint (`with_model`), behind
-        the session's cache: what the server's `STRATEGY:MODEL` names pick. Memoised per model."""
+        the session's cache unless `cached=False` (fresh samples, stored nowhere): what the
+        server's `STRATEGY:MODEL` names pick. Memoised per model."""
         if model is None or model == self.backend.model:
-            return self.wrapped
+            return self.wrapped if cached else self.backend
         if model not in self._upstreams:
             with_model = getattr(self.backend, "with_model", None)
             if with_model is None:
                 raise ConfigError(f"the backend serves {self.backend.model!r} only; it cannot switch to {model!r}")
-            other = with_model(model)
-            self._upstreams[model] = self.cache.wrap(other) if self.cache is not None else other
-        return self._upstreams[model]
+            other = with_model(model)  # held with its cached view, so graphs compiled over either are reused
+            self._upstreams[model] = (other, self.cache.wrap(other) if self.cache is not None else other)
+        plain, wrapped = self._upstreams[model]
+        return wrapped if cached else plain
 
     def graph(self, strategy: "Strategy") -> "CompiledStateGraph":
         """The strategy's compiled graph over this session's (cached) backend, to embed in a
@@ -117,13 +119,15 @@ class Session:
 
     async def asolve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
                           progress: "bool | Callable[[int], None] | None" = None,
-                          backend: Backend | None = None) -> list[Result]:
+                          backend: Backend | None = None, limit: "Budget | None" = None) -> list[Result]:
         """Results for `tasks`, in their order; at most `concurrency` questions in flight.
 
         `progress`: a bar on stderr (True), none (False), the session's default (None), or a
         callback `advance(k)` called as questions finish. `backend`: another backend to run on,
-        one of `upstream(...)`'s. Cancelling the awaiting task cancels the ensemble, its backend
-        calls included; samples already generated stay in the cache.
+        one of `upstream(...)`'s. `limit`: a budget per question imposed from outside the method
+        (the server's cap), applied with the strategy's own and not recorded as its setting.
+        Cancelling the awaiting task cancels the ensemble, its backend calls included; samples
+        already generated stay in the cache.
         """
         from manyminds.agents.nodes import RunContext, run_batch
 
@@ -134,10 +138,12 @@ class Session:
         graph = strategy.compiled(backend if backend is not None else self.wrapped)
         try:
             if callable(progress):
-                return await run_batch(graph, batch, RunContext(self.concurrency, progress, ledger=self.ledger))
+                return await run_batch(graph, batch, RunContext(self.concurrency, progress, ledger=self.ledger,
+                                                                question_budget=limit))
             wanted = self.progress if progress is None else progress
             with progress_bar(len(batch), strategy.name, wanted) as advance:
-                return await run_batch(graph, batch, RunContext(self.concurrency, advance, ledger=self.ledger))
+                return await run_batch(graph, batch, RunContext(self.concurrency, advance, ledger=self.ledger,
+                                                                question_budget=limit))
         finally:
             if self.cache is not None and not self.cache.closed:
                 self.cache.flush()
@@ -146,8 +152,9 @@ class Session:
                    progress: "bool | Callable[[int], None] | None" = None) -> list[Result]:
         return run_sync(self.asolve_many(strategy, tasks, progress=progress))
 
-    async def asolve(self, strategy: "Strategy", task: Task | str, *, backend: Backend | None = None) -> Result:
-        (result,) = await self.asolve_many(strategy, [task], progress=False, backend=backend)
+    async def asolve(self, strategy: "Strategy", task: Task | str, *, backend: Backend | None = None,
+                     limit: "Budget | None" = None) -> Result:
+        (result,) = await self.asolve_many(strategy, [task], progress=False, backend=backend, limit=limit)
         return result
 
     def solve(self, strategy: "Strategy", task: Task | str) -> Result:

@@ -189,6 +189,10 @@ class SamplingParams(BaseModel):
     """Sample among the k most likely tokens only (vLLM, llama.cpp; not OpenAI's API). None: off."""
     min_p: float | None = None
     """Drop tokens less likely than min_p times the most likely one (vLLM, llama.cpp). None: off."""
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    """OpenAI's presence penalty, passed to engines that take it (OpenAI, vLLM, llama.cpp). None: off."""
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    """OpenAI's frequency penalty, passed as presence_penalty is. None: off."""
 
     stop_below_confidence: float | None = None
     """Stop a sample as soon as its group confidence (the mean token confidence, `TokenLogprob.
@@ -201,7 +205,7 @@ class SamplingParams(BaseModel):
     """Tokens in the group of `stop_below_confidence` (None: 2,048, the paper's); no check before
     a sample has that many."""
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("top_k", "min_p")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("top_k", "min_p", "presence_penalty", "frequency_penalty")
     """Engine extras, off unless set: passed to engines only when set, and left out of cache
     keys while unset, so the keys of requests made before they existed stay what they were."""
     CONTROLS: ClassVar[tuple[str, ...]] = ("stop_below_confidence", "confidence_window")
@@ -214,7 +218,7 @@ class SamplingParams(BaseModel):
         return self.confidence_window or 2048
 
     def extras(self) -> dict[str, Any]:
-        """The optional engine parameters that are set (top_k, min_p), by name."""
+        """The optional engine parameters that are set (top_k, min_p, the penalties), by name."""
         return {name: getattr(self, name) for name in self.OPTIONAL if getattr(self, name) is not None}
 
     @field_validator("top_k")
@@ -515,6 +519,10 @@ class Usage(BaseModel):
     """Completion tokens of those samples."""
     withheld_samples: int = 0
     """Samples and model calls a budget did not let start (`manyminds.budget`)."""
+    cached_prompt_tokens: int = 0
+    """Of `prompt_tokens`, those of calls served wholly from the cache (no upstream call made now)."""
+    cached_completion_tokens: int = 0
+    """Of `completion_tokens`, those of samples served from the cache: not generated for this result."""
 
     @property
     def total_tokens(self) -> int:
@@ -530,6 +538,8 @@ class Usage(BaseModel):
             speculative_samples=self.speculative_samples + other.speculative_samples,
             speculative_tokens=self.speculative_tokens + other.speculative_tokens,
             withheld_samples=self.withheld_samples + other.withheld_samples,
+            cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
+            cached_completion_tokens=self.cached_completion_tokens + other.cached_completion_tokens,
         )
 
     @classmethod
@@ -546,12 +556,17 @@ class Usage(BaseModel):
         completion = 0
         cached = 0
         anonymous_calls = 0
+        cached_completion = 0
+        fresh_keys: set[str] = set()
         for g in generations:
             completion += g.completion_tokens
             key = g.request_id or f"anonymous:{g.index}"
             prompt_tokens_by_request.setdefault(key, g.prompt_tokens)
+            if not g.cached:
+                fresh_keys.add(key)
             if g.cached:
                 cached += 1
+                cached_completion += g.completion_tokens
             elif g.request_id is None:
                 anonymous_calls += 1
             else:
@@ -571,6 +586,8 @@ class Usage(BaseModel):
             speculative_samples=len(spare),
             speculative_tokens=sum(g.completion_tokens for g in spare),
             withheld_samples=withheld,
+            cached_prompt_tokens=sum(t for k, t in prompt_tokens_by_request.items() if k not in fresh_keys),
+            cached_completion_tokens=cached_completion,
         )
 
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import json
+
 import pytest
 from openai import APIConnectionError, APITimeoutError, AuthenticationError, BadRequestError, OpenAI, RateLimitError
 
@@ -86,7 +88,7 @@ def test_streaming_sends_the_decided_answer_then_the_finish_and_usage(local_back
             stream=True, stream_options={"include_usage": True}))
     content = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(content) == 1 and content[0]
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")  # the sample's own
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert chunks[0].model_extra["manyminds"]["streaming"].startswith("the answer is sent once decided")
 
@@ -108,7 +110,7 @@ def test_models_completions_and_the_model_grammar():
         assert reply.model_extra["manyminds"]["tally"] == {"13": 2.0, "12": 4.0}
         plain = api.completions.create(model="self-consistency-3", prompt="What is 7 + 5?", extra_body=NUMBERS)
         assert plain.object == "text_completion" and plain.choices[0].text == "The answer is 12."
-        with pytest.raises(BadRequestError, match="serves 'scripted' only"):
+        with pytest.raises(BadRequestError, match="upstream model 'gpt-4o-mini' is not served here"):
             api.chat.completions.create(model="self-consistency-3:gpt-4o-mini", messages=ASK)
 
 
@@ -158,11 +160,16 @@ BAD = [
     ({"model": "self-consistency-5000"}, "out of range"),
     ({"messages": [{"role": "assistant", "content": "hi"}]}, "the last message must be the user's"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
-    ({"messages": [{"role": "user"}]}, "messages.0.content"),
+    ({"messages": [{"role": "user"}]}, "a message has no text"),
     ({"messages": []}, "messages"),
-    ({"logprobs": True}, "unsupported parameter 'logprobs'"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "unsupported parameter 'tools'"),
-    ({"n": 3}, "n: Input should be less than or equal to 1"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias: token ids are the upstream tokenizer's"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools: ensembles do not call tools yet"),
+    ({"response_format": {"type": "json_object"}}, "response_format: structured output is not voted on yet"),
+    ({"n": 17}, "n: Input should be less than or equal to 16"),
+    ({"colour": "red"}, "unknown parameter 'colour'"),
+    ({"manyminds": {"proposer_backends": ["x"]}}, "manyminds.proposer_backends holds objects"),
+    ({"model": "self-consistency-2:http://169.254.169.254/latest"}, "is not served here"),
+    ({"temperature": 0, "manyminds": {"budget": {"samples": 0}}}, "manyminds.budget"),
     ({"manyminds": {"bogus": 1}}, "has no setting 'bogus'"),
     ({"manyminds": {"format": "colour"}}, "manyminds.format must be one of"),
     ({"model": "best-of-n-4"}, "needs a verifier"),
@@ -177,6 +184,39 @@ def test_every_bad_request_is_a_400_naming_the_problem(change, message):
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert message in error["message"] and error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b'{"model": "self-consistency-2", "messages": [{"role": "user", "content": "\\ud800 hi"}]}', "lone surrogate"),
+    (b'{"model": "self-consistency-2", "messages": [{"role": "user", "content": "What is 2 + 3?"}], '
+     b'"manyminds": {"budget": ' + b"9" * 5000 + b"}}", ""),
+    (b'{"model": "self-consistency-2", "messages": [{"role": "user", "content": "What is 2 + 3?"}], '
+     b'"max_tokens": ' + b"9" * 5000 + b"}", ""),
+    (b'{"model": "self-consistency-2", "messages": [{"role": "user", "content": "\xff"}]}', "not UTF-8"),
+])
+def test_what_json_admits_but_python_cannot_hold_is_a_400_not_a_500(raw, message):
+    with served(Scripted(votes)) as url:
+        response = httpx.post(f"{url}/chat/completions", content=raw, headers={"content-type": "application/json"},
+                              timeout=30)
+        follow = httpx.post(f"{url}/chat/completions", json={"model": "self-consistency-2", "messages": ASK},
+                            timeout=30)
+    # (a 4,300-digit limit on int parsing, where a library has not lifted it, or the field's bound: 400 either way)
+    assert response.status_code == 400 and message in response.json()["error"]["message"], response.text
+    assert follow.status_code == 200
+
+
+def test_routes_methods_and_encodings_outside_the_api_answer_in_openais_error_shape():
+    import gzip
+
+    with served(Scripted(votes)) as url:
+        missing = httpx.get(f"{url}/embeddings", timeout=30)
+        wrong = httpx.get(f"{url}/chat/completions", timeout=30)
+        zipped = httpx.post(f"{url}/chat/completions", timeout=30,
+                            content=gzip.compress(json.dumps({"model": "self-consistency-2", "messages": ASK}).encode()),
+                            headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert missing.status_code == 404 and "no route /v1/embeddings" in missing.json()["error"]["message"]
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert zipped.status_code == 415 and "Content-Encoding 'gzip'" in zipped.json()["error"]["message"]
 
 
 def test_malformed_json_and_an_oversized_body_are_400s_before_any_work():
@@ -211,12 +251,34 @@ def test_a_burst_beyond_the_queue_gets_429_with_retry_after():
 
 def test_concurrent_requests_for_the_same_question_share_cached_samples(tmp_path):
     backend = Scripted(votes, latency=0.3)
-    with served(backend, cache=tmp_path / "c.db") as url:
+    with served(backend, cache=tmp_path / "c.db") as url:  # seeded requests share samples (see below)
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             replies = list(pool.map(lambda _: client(url).chat.completions.create(
-                model="self-consistency-6", messages=ASK, extra_body=NUMBERS), range(3)))
+                model="self-consistency-6", messages=ASK, seed=7, extra_body=NUMBERS), range(3)))
     assert backend.samples_generated == 6, "three requests, the six samples generated once"
     assert {r.choices[0].message.content for r in replies} == {"The answer is 12."}
+    # each generated tokens only for what it did not find: the three together report the six samples once
+    generated = sum(r.usage.completion_tokens for r in replies)
+    assert generated == 6 * 4 and sum(r.model_extra["manyminds"]["cached_completion_tokens"] for r in replies) == 2 * 6 * 4
+
+
+def test_unseeded_requests_draw_fresh_samples_and_seeded_ones_are_served_from_the_cache(tmp_path):
+    backend = Scripted(votes)
+    with served(backend, cache=tmp_path / "c.db") as url:
+        api = client(url)
+        for _ in range(2):  # "regenerate": drawn again
+            api.chat.completions.create(model="self-consistency-3", messages=ASK, extra_body=NUMBERS)
+        assert backend.samples_generated == 6
+        first = api.chat.completions.create(model="self-consistency-3", messages=ASK, seed=4, extra_body=NUMBERS)
+        again = api.chat.completions.create(model="self-consistency-3", messages=ASK, seed=4, extra_body=NUMBERS)
+        assert backend.samples_generated == 9  # the seeded repeat made no upstream call
+        assert first.usage.completion_tokens == 12 and again.usage.completion_tokens == 0
+        assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens > 0
+        opt_in = {"manyminds": {"format": "number", "cache": True}}
+        opted = api.chat.completions.create(model="self-consistency-3", messages=ASK, extra_body=opt_in)
+        assert opted.usage.completion_tokens == 12  # the unseeded draws above were never stored
+        repeat = api.chat.completions.create(model="self-consistency-3", messages=ASK, extra_body=opt_in)
+        assert repeat.usage.completion_tokens == 0 and backend.samples_generated == 9 + 3
 
 
 def test_a_client_that_disconnects_cancels_its_upstream_work():
@@ -253,7 +315,7 @@ def test_shutdown_lets_a_request_in_flight_finish_and_keeps_its_samples(tmp_path
         time.sleep(0.02)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(lambda: client(f"http://127.0.0.1:{port}/v1").chat.completions.create(
-            model="self-consistency-3", messages=ASK, extra_body=NUMBERS))
+            model="self-consistency-3", messages=ASK, seed=2, extra_body=NUMBERS))
         arrived = time.monotonic() + 20
         while not backend.requests and time.monotonic() < arrived:  # the request is in flight upstream
             time.sleep(0.02)
@@ -313,3 +375,86 @@ def test_free_text_votes_by_mbr_by_default():
     assert reply.model_extra["manyminds"]["aggregator"] == "mbr"
     assert reply.choices[0].message.content in (replies[0], replies[3]), "the sample closest to the others"
     assert numbers.model_extra["manyminds"]["aggregator"] == "majority", "answers that are keys still vote"
+
+
+def test_ordinary_client_parameters_are_honoured_or_accepted():
+    backend = Scripted(votes)
+    with served(backend) as url:
+        api = client(url)
+        reply = api.chat.completions.create(
+            model="self-consistency-6", messages=ASK, presence_penalty=0, frequency_penalty=0.5, store=False,
+            user="someone", metadata={"k": "v"}, parallel_tool_calls=False, n=2, logprobs=True, top_logprobs=2,
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}], tool_choice="none",
+            extra_body=NUMBERS)
+        # n: the best distinct answers, the decision's first
+        assert [c.message.content for c in reply.choices] == ["The answer is 12.", "The answer is 13."]
+        assert backend.requests[-1].params.frequency_penalty == 0.5 and backend.requests[-1].params.presence_penalty is None
+        assert backend.requests[-1].params.logprobs and backend.requests[-1].params.top_logprobs == 2
+        # a conversation as the SDK hands it back (refusal, tool calls and results) continues
+        history = [{"role": "user", "content": "What is 7 + 5?"}, reply.choices[0].message.model_dump(),
+                   {"role": "assistant", "content": None, "tool_calls": [
+                       {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 7}'}}]},
+                   {"role": "tool", "tool_call_id": "c1", "content": "12"},
+                   {"role": "user", "content": [{"type": "text", "text": "And 8 + 5?"}]}]
+        follow = api.chat.completions.create(model="self-consistency-2", messages=history, extra_body=NUMBERS)
+        turns = [m.content for m in backend.requests[-1].messages]
+        assert "[called add with {\"a\": 7}]" in turns and "[result of c1]\n12" in turns
+        assert follow.choices[0].message.content
+
+
+def test_finish_reason_is_the_shown_samples_and_logprobs_are_its_own():
+    from manyminds.types import Generation, TokenLogprob
+
+    def cut(messages, params, index):
+        tokens = (TokenLogprob(token="Once", logprob=-0.5), TokenLogprob(token=" upon", logprob=-0.1))
+        return Generation(text="Once upon", index=index, finish_reason="length", completion_tokens=2, logprobs=tokens)
+
+    with served(Scripted(cut)) as url:
+        reply = client(url).chat.completions.create(model="self-consistency-2", messages=ASK, max_tokens=2,
+                                                     logprobs=True)
+        plain = client(url).completions.create(model="self-consistency-2", prompt="Tell a story.", max_tokens=2,
+                                               logprobs=1)
+    assert reply.choices[0].finish_reason == "length" and plain.choices[0].finish_reason == "length"
+    assert [t.token for t in reply.choices[0].logprobs.content] == ["Once", " upon"]
+    assert plain.choices[0].logprobs.tokens == ["Once", " upon"]
+
+
+def test_a_greedy_request_never_reports_copies_of_one_draw_as_agreement():
+    backend = Scripted(votes)
+    with served(backend) as url:
+        reply = client(url).chat.completions.create(model="self-consistency-4", messages=ASK, temperature=0,
+                                                     extra_body=NUMBERS)
+        extra = reply.model_extra["manyminds"]
+        assert backend.requests[-1].params.temperature == 0.7 and backend.requests[-1].n == 4
+        assert "temperature 0 asks for one greedy draw" in extra["notes"][0]
+    with served(Scripted(votes), greedy="refuse") as url:
+        with pytest.raises(BadRequestError, match="temperature 0 makes every sample"):
+            client(url).chat.completions.create(model="self-consistency-4", messages=ASK, temperature=0)
+        assert client(url).chat.completions.create(model="self-consistency-1", messages=ASK, temperature=0)
+
+
+def test_one_cap_bounds_what_any_request_may_cause():
+    backend = Scripted(votes)
+    with served(backend, max_samples_per_request=5) as url:
+        reply = client(url).chat.completions.create(
+            model="div-se-1", messages=ASK, extra_body={"manyminds": {"pairs": [["a", "p"]] * 50}})
+    assert backend.samples_generated <= 5
+    assert reply.model_extra["manyminds"]["withheld_samples"] > 0
+
+
+def test_clients_that_gave_up_leave_the_queue_at_once():
+    backend = Scripted(votes, latency=1.5)
+    with served(backend, max_concurrency=1, max_queue=2) as url:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            busy = pool.submit(lambda: client(url).chat.completions.create(model="self-consistency-1", messages=ASK))
+            time.sleep(0.3)
+            quitters = [pool.submit(lambda: client(url, timeout=0.3).chat.completions.create(
+                model="self-consistency-1", messages=ASK)) for _ in range(2)]
+            for q in quitters:
+                with pytest.raises((APITimeoutError, APIConnectionError)):
+                    q.result()
+            time.sleep(0.3)
+            live = client(url).chat.completions.with_raw_response.create(model="self-consistency-1", messages=ASK)
+            assert live.http_response.status_code == 200  # not 429: the two that left freed their places
+            busy.result()
+    assert backend.samples_generated == 2  # the abandoned requests never reached the upstream

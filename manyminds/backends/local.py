@@ -164,7 +164,8 @@ class Local:
         """Samples `indices`, decoded in batches where they fit (runs on the worker thread)."""
         # Even one sample goes through the batch sampler: sample i is then the same text however
         # it is asked for (alone, with others, prefetched), decoding being batch-invariant here.
-        if not self.batched or params.greedy:
+        if not self.batched or params.greedy or params.presence_penalty or params.frequency_penalty:
+            # the batch sampler applies no penalties: llama.cpp's own completion does
             return [self._sample(messages, params, i) for i in indices]
         sampler = self._batch_sampler()
         prompt = len(sampler.prompt_tokens(messages)[0])

@@ -53,7 +53,7 @@ class OpenAICompatible:
         api_key: defaults to ``OPENAI_API_KEY``; local servers need none.
         max_concurrency: calls in flight at once (a semaphore per event loop).
         timeout: seconds one HTTP call may take.
-        retry_deadline: seconds a request may spend in retries (at least 60).
+        retry_deadline: seconds a request may spend in retries (at least 1; `manyminds serve` sets 30).
         native_n: whether the server honours ``n``; None means find out from
             the first reply.
         batch_width: samples one call draws for about the time of one (see

@@ -2,8 +2,8 @@
 
 Backends classify their failures as `BackendError(retryable=...)`; this
 module decides how long to wait and when to give up: jittered exponential
-backoff, a server's Retry-After honoured up to 120 s, and at least 60 s
-(by default 120 s) before a request is abandoned. The deadline is kept: no
+backoff, a server's Retry-After honoured up to 120 s, and a deadline
+(by default 120 s; at least 1 s) before a request is abandoned. The deadline is kept: no
 wait is started that would end past it, and an attempt still running at the
 deadline is cancelled.
 """
@@ -31,7 +31,7 @@ log = logging.getLogger("manyminds.retry")
 T = TypeVar("T")
 
 MAX_RETRY_AFTER = 120.0
-MIN_DEADLINE = 60.0
+MIN_DEADLINE = 1.0
 
 _backoff = wait_random_exponential(multiplier=0.5, max=20.0)
 

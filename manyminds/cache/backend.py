@@ -111,6 +111,6 @@ class CachedBackend:
             if isinstance(outcome, BaseException):
                 raise outcome
         out = {i: futures[i].result() for i in mine}
-        for i, future in waiting.items():
-            out[i] = await future
+        for i, future in waiting.items():  # another request is generating it: for this one, a cache hit
+            out[i] = (await future).model_copy(update={"cached": True})
         return out
