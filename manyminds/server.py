@@ -66,10 +66,10 @@ import re
 import time
 import uuid
 from pathlib import Path
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -83,6 +83,7 @@ from manyminds.types import MAX_SAMPLES, AnswerFormat, Message, Result, Task
 from manyminds.verifiers.base import VerifierOptions
 
 log = logging.getLogger("manyminds.server")
+T = TypeVar("T")
 
 DEFAULT_BODY_LIMIT = 1_000_000
 """Bytes a request body may have; a larger one is refused before it is read."""
@@ -231,7 +232,8 @@ class ChatRequest(_Common):
 
 
 class CompletionRequest(_Common):
-    prompt: str = Field(min_length=1)
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="text for an ensemble; text, a batch of texts or token ids for a pass-through model")
     echo: bool | None = None
     best_of: int | None = None
     suffix: str | None = None
@@ -423,7 +425,8 @@ def create_app(config: ServerConfig) -> Any:
 
     @app.post("/v1/completions", responses=_ERRORS)
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        return await _answer(state, body, body.prompt, None, request, chat=False)
+        return await _answer(state, body, body.prompt if isinstance(body.prompt, str) else "", None, request,
+                             chat=False)
 
     app.state.manyminds = state
     return app
@@ -678,8 +681,14 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
                   history: tuple[Message, ...] = ()) -> Any:
     from manyminds.budget import Budget
 
-    _unsupported(body)
     _unicode(body)
+    target = _passthrough_target(state, body.model)
+    if target is not None:
+        return await _passthrough(state, body, target, request, chat=chat)
+    _unsupported(body)
+    if not isinstance(text, str) or not text.strip():
+        raise bad_request("an ensemble answers one text prompt: send prompt as a non-empty string (token ids and "
+                          "batches go to a pass-through model, none:MODEL)", param="prompt")
     name = parse_model(body.model, _known())
     built = _strategy(state, body, name, system)
     task = Task(question=text, format=built.answer_format, history=history)
@@ -698,6 +707,97 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
         return JSONResponse(payload)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     return StreamingResponse(_stream(payload, chat=chat, include_usage=include_usage), media_type="text/event-stream")
+
+
+def _passthrough_target(state: _State, model: str) -> str | None:
+    """The upstream model a request is forwarded to unchanged: `none` or `none:MODEL`, or a model name
+    that is not a strategy but one this server may use (its backend's, or `--upstream-model`)."""
+    head, _, rest = model.partition(":")
+    own = getattr(state.session.backend, "model", None)
+    if head == "none":
+        target = rest or own
+        _allowed_upstream(state, rest or None)
+        return target
+    known = _known()
+    budgeted = _BUDGET.match(head)
+    if head in known or (budgeted is not None and budgeted.group("name") in known):
+        return None
+    if model == own or "*" in state.config.upstream_models or model in state.config.upstream_models:
+        return model
+    return None
+
+
+async def _passthrough(state: _State, body: _Common, target: str, request: Any, *, chat: bool) -> Any:
+    """The request as the client sent it, to the upstream model `target`: an OpenAI-compatible
+    upstream gets the body unchanged (n, logprobs, echo, token ids, tools and all) and its reply is
+    relayed, streamed or not; another backend (the embedded model) samples it with the same
+    parameters. No ensemble, no cache: a plain call sharing the server's base URL."""
+    from fastapi.responses import Response
+
+    payload = body.model_dump(exclude_unset=True, exclude={"manyminds"})
+    payload["model"] = target
+    backend = state.session.backend
+    if target != getattr(backend, "model", None):
+        backend = state.session.upstream(target, cached=False)
+    forward = getattr(backend, "forward", None)
+    if forward is None:
+        return JSONResponse(await _sampled(backend, body, target, chat=chat))
+
+    async def relay() -> tuple[int, str, Any]:
+        return await forward("chat/completions" if chat else "completions", payload)
+
+    status, media, chunks = await _run_cancellable(relay(), request)
+    if body.stream and status == 200:
+        return StreamingResponse(chunks, status_code=status, media_type=media)
+    content = b"".join([chunk async for chunk in chunks])
+    return Response(content, status_code=status, media_type=media)
+
+
+async def _sampled(backend: Backend, body: _Common, model: str, *, chat: bool) -> dict[str, Any]:
+    """A plain completion from a backend that cannot take a request body as it is (the embedded
+    model): the same sampling parameters, `n` samples, OpenAI's reply shape."""
+    from manyminds.types import SamplingParams
+
+    if isinstance(body, CompletionRequest) and (body.echo or not isinstance(body.prompt, str)):
+        raise bad_request("echo, token-id and batched prompts need an OpenAI-compatible upstream that scores "
+                          "prompts (vLLM's server, llama.cpp's); this backend only samples", param="prompt")
+    if body.logit_bias or body.tools or body.response_format not in (None, {"type": "text"}):
+        raise bad_request("this backend samples text only: logit_bias, tools and response_format need an "
+                          "OpenAI-compatible upstream", param="model")
+    if body.stream:
+        raise bad_request("streaming a pass-through needs an OpenAI-compatible upstream", param="stream")
+    if isinstance(body, ChatRequest):
+        messages = [Message(role="user" if m.role in ("user", "tool", "function") else
+                            "system" if m.role in ("system", "developer") else "assistant", content=m.text())
+                    for m in body.messages]
+    else:
+        messages = [Message(role="user", content=str(getattr(body, "prompt", "")))]
+    try:
+        params = SamplingParams(
+            temperature=1.0 if body.temperature is None else body.temperature, top_p=body.top_p or 1.0,
+            max_tokens=body.max_tokens or getattr(body, "max_completion_tokens", None) or 512,
+            stop=tuple([body.stop] if isinstance(body.stop, str) else body.stop or ()), seed=body.seed,
+            logprobs=bool(body.logprobs), top_logprobs=body.top_logprobs or 0,
+            presence_penalty=body.presence_penalty or None, frequency_penalty=body.frequency_penalty or None)
+    except ValidationError as error:
+        raise bad_request(str(error).split("\n")[0]) from None
+    try:
+        generations = await backend.generate(messages, params, body.n)
+    except BackendError as error:
+        raise APIError(502, f"the upstream model failed: {error}", type="upstream_error", code="upstream_failed") from None
+    prompt_tokens = generations[0].prompt_tokens if generations else 0
+    completion = sum(g.completion_tokens for g in generations)
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+    common = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+              "model": model, "usage": usage}
+    if chat:
+        return {**common, "object": "chat.completion", "choices": [
+            {"index": k, "message": {"role": "assistant", "content": g.text, "refusal": None},
+             "finish_reason": _finish_reason(g), "logprobs": _logprobs(g, True) if body.logprobs else None}
+            for k, g in enumerate(generations)]}
+    return {**common, "object": "text_completion", "choices": [
+        {"index": k, "text": g.text, "finish_reason": _finish_reason(g),
+         "logprobs": _logprobs(g, False) if body.logprobs else None} for k, g in enumerate(generations)]}
 
 
 def _unicode(body: _Common) -> None:
@@ -727,7 +827,7 @@ def _known() -> list[str]:
     return names()
 
 
-async def _run_cancellable(job: Any, request: Any) -> Result:
+async def _run_cancellable(job: Awaitable[T], request: Any) -> T:
     """The ensemble's result (waiting for an admission slot included), cancelled with its upstream
     calls if the client goes away: a client that gave up leaves the queue at once."""
     work = asyncio.ensure_future(job)

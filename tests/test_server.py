@@ -458,3 +458,32 @@ def test_clients_that_gave_up_leave_the_queue_at_once():
             assert live.http_response.status_code == 200  # not 429: the two that left freed their places
             busy.result()
     assert backend.samples_generated == 2  # the abandoned requests never reached the upstream
+
+
+def test_a_model_that_is_not_a_strategy_is_passed_through_to_the_upstream(llama_server):
+    """none:MODEL (or the upstream's own model name) goes to the upstream unchanged: n, logprobs, echo
+    and token-id prompts included, as lm-evaluation-harness's log-likelihood requests need."""
+    from manyminds.backends import OpenAICompatible
+
+    upstream = OpenAICompatible(model="smollm2", base_url=llama_server)
+    with served(upstream) as url:
+        api = client(url)
+        reply = api.chat.completions.create(model="none", messages=ASK, max_tokens=8, n=1, logprobs=True,
+                                            top_logprobs=2, temperature=0)
+        assert reply.choices[0].logprobs.content and "manyminds" not in (reply.model_extra or {})
+        plain = api.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=4,
+                                       temperature=0)
+        assert plain.choices[0].text
+        chunks = list(api.chat.completions.create(model="none:smollm2", messages=ASK, max_tokens=6, stream=True))
+        assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 1  # the upstream's own stream
+        with pytest.raises(BadRequestError, match="not served here"):
+            api.chat.completions.create(model="none:gpt-4o", messages=ASK)
+
+
+def test_a_pass_through_to_the_embedded_model_samples_with_the_clients_parameters():
+    backend = Scripted(lambda m, p, i: f"sample {i} at {p.temperature}")
+    with served(backend) as url:
+        reply = client(url).chat.completions.create(model="none", messages=ASK, n=2, temperature=0.3)
+        assert [c.message.content for c in reply.choices] == ["sample 0 at 0.3", "sample 1 at 0.3"]
+        with pytest.raises(BadRequestError, match="echo, token-id and batched prompts"):
+            client(url).completions.create(model="none", prompt=[1, 2, 3], max_tokens=1)

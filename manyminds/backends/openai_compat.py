@@ -42,6 +42,8 @@ class _LoopState:
             timeout=backend.timeout,
         )
         self.semaphore = asyncio.Semaphore(backend.capabilities.max_concurrency)
+        self.http: Any = None
+        """A plain HTTP client for `forward`, made on first use."""
 
 
 class OpenAICompatible:
@@ -105,6 +107,35 @@ class OpenAICompatible:
 
     def __repr__(self) -> str:
         return f"OpenAICompatible(model={self.model!r}, base_url={self.base_url!r})"
+
+    async def forward(self, path: str, payload: dict[str, Any]) -> tuple[int, str, Any]:
+        """Send a request body unchanged to the endpoint's `path` (`manyminds serve`'s pass-through):
+        returns the status, the content type and an async iterator over the body's bytes (the
+        response closes when it is exhausted). Connection failures are BackendErrors without the key."""
+        import httpx
+
+        state = self._loop_state()
+        if state.http is None:
+            state.http = httpx.AsyncClient(base_url=self._client_url or "https://api.openai.com/v1", params=self._default_query or None,
+                                           headers={"Authorization": f"Bearer {self._api_key}"},
+                                           timeout=httpx.Timeout(self.timeout))
+        try:
+            response = await state.http.send(state.http.build_request("POST", path.lstrip("/"), json=payload),
+                                             stream=True)
+        except httpx.TimeoutException as error:
+            raise BackendError(f"no reply within the timeout ({_short(str(error), self._secrets)})",
+                               retryable=True) from None
+        except httpx.HTTPError as error:
+            raise BackendError(f"{type(error).__name__}: {_short(str(error), self._secrets)}", retryable=True) from None
+
+        async def body() -> Any:
+            try:
+                async for chunk in response.aiter_raw():
+                    yield chunk
+            finally:
+                await response.aclose()
+
+        return response.status_code, response.headers.get("content-type", "application/json"), body()
 
     def with_model(self, model: str) -> "OpenAICompatible":
         """The same endpoint, key and limits for another model (`manyminds serve`'s `STRATEGY:MODEL`)."""
