@@ -246,9 +246,19 @@ def _unsupported(body: _Common) -> None:
 
     if body.logit_bias:
         refuse("logit_bias", "token ids are the upstream tokenizer's; an ensemble does not bias its samples")
-    if body.response_format and body.response_format.get("type") not in (None, "text"):
-        refuse("response_format", "structured output is not voted on yet: ask for JSON in the prompt, or use "
-                                  "manyminds.format")
+    kind = (body.response_format or {}).get("type")
+    if kind not in (None, "text", "json_object", "json_schema"):
+        refuse("response_format", f"type {kind!r} is not one of text, json_object, json_schema")
+    if kind == "json_schema":
+        schema = ((body.response_format or {}).get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            refuse("response_format", "json_schema needs a schema object")
+        try:
+            from manyminds.aggregators.json_vote import _validator
+
+            _validator(json.dumps(schema, sort_keys=True))
+        except Exception as error:  # jsonschema's SchemaError, or a schema it cannot read
+            refuse("response_format", f"the schema is not a valid JSON Schema: {str(error).splitlines()[0][:200]}")
     if body.tools or body.functions:
         if body.tool_choice != "none" and body.function_call != "none":  # OpenAI's default with tools: "auto"
             refuse("tools", "ensembles do not call tools yet (tool_choice 'none' is accepted)")
@@ -577,11 +587,15 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     cls = by_name(name.strategy)
     extra = dict(body.manyminds)
     notes: list[str] = []
+    structured = _structured(body)
     try:
-        answer_format = AnswerFormat(extra.pop("format", "text"))
+        answer_format = AnswerFormat(extra.pop("format", "json" if structured is not None else "text"))
     except (ValueError, TypeError):
         raise bad_request(f"manyminds.format must be one of {', '.join(f.value for f in AnswerFormat)}",
                           param="manyminds.format") from None
+    if structured is not None and answer_format is not AnswerFormat.JSON:
+        raise bad_request("response_format asks for JSON: leave manyminds.format unset (or 'json')",
+                          param="manyminds.format")
     held = sorted(_NOT_OVER_HTTP & set(extra))
     if held:
         raise bad_request(f"manyminds.{held[0]} holds objects (backends, strategies) and is set in Python, not "
@@ -618,12 +632,16 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
         sampling.update(logprobs=True, top_logprobs=body.top_logprobs or 0)
     if sampling:
         settings["sampling"] = sampling
+    if structured is not None:  # every sample is asked for the JSON; the answers vote as data
+        system = "\n\n".join(p for p in (system, structured) if p)
     if system is not None:
         settings["system"] = system
-    if "prompt" in cls.settings() and answer_format is AnswerFormat.TEXT:
+    if "prompt" in cls.settings() and answer_format in (AnswerFormat.TEXT, AnswerFormat.JSON):
         settings["prompt"] = "raw"  # free-form: the user's words exactly
     if "aggregator" in cls.settings() and answer_format is AnswerFormat.TEXT:
         settings["aggregator"] = "mbr"  # free text votes by agreement (chrF), not by identical strings
+    if "aggregator" in cls.settings() and answer_format is AnswerFormat.JSON:
+        settings["aggregator"] = "json-vote"  # equal data votes together; only values the schema admits
     settings.update(extra)
     # max_completion_tokens bounds everything generated for the answer (OpenAI counts a reasoning
     # model's hidden tokens in it): here every sample and model call of the ensemble, a token budget
@@ -663,6 +681,27 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     return _Built(strategy, backend, answer_format, notes)
 
 
+def _structured(body: _Common) -> str | None:
+    """The instruction that asks every sample for `response_format`'s JSON (None: plain text)."""
+    response_format = body.response_format or {}
+    if response_format.get("type") == "json_object":
+        return "Reply with one JSON object and nothing else."
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return ("Reply with one JSON value and nothing else. It must validate against this JSON Schema:\n"
+                + json.dumps(schema))
+    return None
+
+
+def _schema(body: _Common) -> dict[str, Any] | None:
+    response_format = body.response_format or {}
+    if response_format.get("type") == "json_schema":
+        return (response_format.get("json_schema") or {}).get("schema")
+    if response_format.get("type") == "json_object":
+        return {"type": "object"}
+    return None
+
+
 def _allowed_upstream(state: _State, upstream: str | None) -> None:
     """An upstream model name the server was told it may use (`--upstream-model`); nothing else, so a
     request cannot make the server open connections (or keep backends) of its choosing."""
@@ -691,7 +730,9 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
                           "batches go to a pass-through model, none:MODEL)", param="prompt")
     name = parse_model(body.model, _known())
     built = _strategy(state, body, name, system)
-    task = Task(question=text, format=built.answer_format, history=history)
+    schema = _schema(body)
+    task = Task(question=text, format=built.answer_format, history=history,
+                metadata={"json_schema": schema} if schema is not None else {})
     assert state.admission is not None
 
     async def admitted() -> Result:
@@ -889,6 +930,8 @@ def _choices(result: Result, n: int) -> list[tuple[str, Any]]:
 
     first = chosen_candidate(result)
     text = result.text if result.text is not None else (result.answer or "")
+    if result.task.format is AnswerFormat.JSON:  # the winning value itself, which validates; not the prose around it
+        text = result.answer or ""
     shown = [(text, first.generation if first is not None else None)]
     if n > 1:
         ballots = sorted((c for c in result.candidates if c.votes), key=lambda c: c.index)

@@ -65,6 +65,9 @@ class AnswerFormat(str, enum.Enum):
     """Competition math (MATH, MATH-500): LaTeX answers; math-verify merges equivalent keys."""
     PLAN = "plan"
     """A Blocksworld plan, one action per line: plans with the same actions vote together."""
+    JSON = "json"
+    """A JSON value (structured output): values equal as data vote together, whatever their spacing
+    or key order (the key is canonical JSON)."""
 
 
 def utf8_text(value: str, what: str) -> str:

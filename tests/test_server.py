@@ -164,7 +164,7 @@ BAD = [
     ({"messages": []}, "messages"),
     ({"logit_bias": {"50256": -100}}, "logit_bias: token ids are the upstream tokenizer's"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools: ensembles do not call tools yet"),
-    ({"response_format": {"type": "json_object"}}, "response_format: structured output is not voted on yet"),
+    ({"response_format": {"type": "xml"}}, "response_format: type 'xml' is not one of"),
     ({"n": 17}, "n: Input should be less than or equal to 16"),
     ({"colour": "red"}, "unknown parameter 'colour'"),
     ({"manyminds": {"proposer_backends": ["x"]}}, "manyminds.proposer_backends holds objects"),
@@ -487,3 +487,28 @@ def test_a_pass_through_to_the_embedded_model_samples_with_the_clients_parameter
         assert [c.message.content for c in reply.choices] == ["sample 0 at 0.3", "sample 1 at 0.3"]
         with pytest.raises(BadRequestError, match="echo, token-id and batched prompts"):
             client(url).completions.create(model="none", prompt=[1, 2, 3], max_tokens=1)
+
+
+def test_structured_output_votes_on_json_data_and_the_winner_validates():
+    from pydantic import BaseModel as Schema
+
+    class Sum(Schema):
+        total: int
+        words: str
+
+    replies = ['Sure! {"total": 12, "words": "twelve"}', '```json\n{ "words": "twelve", "total": 12 }\n```',
+               '{"total": "12", "words": "twelve"}', '{"total": 12, "words": "twelve"}', "I cannot"]
+    backend = Scripted(lambda m, p, i: replies[i % len(replies)])
+    with served(backend) as url:
+        api = client(url)
+        parsed = api.beta.chat.completions.parse(model="self-consistency-5", messages=ASK, response_format=Sum)
+        assert parsed.choices[0].message.parsed == Sum(total=12, words="twelve")
+        extra = parsed.model_extra["manyminds"]
+        assert extra["tally"] == {'{"total":12,"words":"twelve"}': 3.0} and extra["aggregator"] == "json-vote"
+        assert "JSON Schema" in backend.requests[-1].messages[0].content  # every sample was asked for it
+        loose = api.chat.completions.create(model="self-consistency-5", messages=ASK,
+                                            response_format={"type": "json_object"})
+        assert json.loads(loose.choices[0].message.content) == {"total": 12, "words": "twelve"}
+        with pytest.raises(BadRequestError, match="not a valid JSON Schema"):
+            api.chat.completions.create(model="self-consistency-2", messages=ASK, response_format={
+                "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}})

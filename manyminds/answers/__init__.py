@@ -9,9 +9,11 @@ kept without a vote, never dropped.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import string
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -311,7 +313,54 @@ FORMATS: dict[AnswerFormat, FormatRules] = {
     AnswerFormat.PLAN: FormatRules(
         lambda text, _: plan_key(text), "the plan, one action per line, followed by [PLAN END]",
         "Reply with just the plan, one action per line, followed by [PLAN END]."),
+    AnswerFormat.JSON: FormatRules(
+        lambda text, _: json_key(text), "a JSON object", "Reply with just the JSON object, nothing else."),
 }
+
+
+def json_value(text: str) -> Any:
+    """The JSON value a completion gives: a fenced ```json block, else the whole text, else the first
+    balanced {...} or [...] in it. Raises ValueError when there is none."""
+    blocks = [body for lang, body in _FENCE.findall(text) if lang.lower() in ("json", "")]
+    candidates = blocks + [text.strip()]
+    for opening, closing in (("{", "}"), ("[", "]")):
+        start = text.find(opening)
+        if start >= 0:
+            depth, in_string, escaped = 0, False, False
+            for i in range(start, len(text)):
+                ch = text[i]
+                if in_string:
+                    if escaped:
+                        escaped = False
+                    elif ch == "\\":
+                        escaped = True
+                    elif ch == '"':
+                        in_string = False
+                    continue
+                if ch == '"':
+                    in_string = True
+                elif ch == opening:
+                    depth += 1
+                elif ch == closing:
+                    depth -= 1
+                    if depth == 0:
+                        candidates.append(text[start:i + 1])
+                        break
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    raise ValueError("no JSON value in the text")
+
+
+def json_key(text: str) -> str | None:
+    """A JSON answer as canonical JSON (sorted keys, no spaces), so equal data votes together."""
+    try:
+        value = json_value(text)
+    except (ValueError, RecursionError):
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def plan_key(text: str) -> str | None:
