@@ -512,3 +512,39 @@ def test_structured_output_votes_on_json_data_and_the_winner_validates():
         with pytest.raises(BadRequestError, match="not a valid JSON Schema"):
             api.chat.completions.create(model="self-consistency-2", messages=ASK, response_format={
                 "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}})
+
+
+def test_generated_settings_models_and_unicode_never_get_a_5xx():
+    """Hypothesis over what schemathesis leaves free-form: the manyminds field (real setting names with
+    arbitrary JSON values), model names, and text with lone surrogates, controls and astral characters."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from manyminds.strategies import by_name, names
+
+    known = sorted({s for name in names() for s in by_name(name).settings()} | {"format", "verifier", "cache", "budget"})
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**30), st.floats(allow_nan=False),
+                        st.text(max_size=20))
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8),
+                                                                                               inner, max_size=3),
+                          max_leaves=6)
+    texts = st.text(alphabet=st.characters(codec=None, categories=None), min_size=1, max_size=40)
+    models = st.one_of(st.sampled_from(names()), st.builds(lambda n, k: f"{n}-{k}", st.sampled_from(names()),
+                                                           st.integers(0, 3000)), texts)
+    with served(Scripted(votes), max_samples_per_request=16) as url:
+        seen: list[int] = []
+
+        @given(model=models, content=texts, extra=st.dictionaries(st.sampled_from(known) | st.text(max_size=10),
+                                                                  values, max_size=3))
+        @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def generated(model, content, extra):
+            body = {"model": model, "messages": [{"role": "user", "content": content}], "manyminds": extra}
+            raw = json.dumps(body).encode()  # ASCII escapes: lone surrogates travel as \\ud800
+            response = httpx.post(f"{url}/chat/completions", content=raw, timeout=30,
+                                  headers={"content-type": "application/json"})
+            seen.append(response.status_code)
+            assert response.status_code in (200, 400), (body, response.status_code, response.text[:300])
+            if response.status_code == 400:
+                assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+        generated()
+    assert 400 in seen and 200 in seen, seen
