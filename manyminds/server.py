@@ -25,7 +25,11 @@ are `prompt_tokens_details.cached_tokens`. A `manyminds` field that OpenAI
 clients ignore carries the answer key, tally, confidence, stop reason, notes
 and each candidate's answer. With `stream=true` the answer is streamed once
 it is decided, as one content chunk (an ensemble cannot know its answer
-before its samples are in), then the finish chunk and `[DONE]`.
+before its samples are in), then the finish chunk and `[DONE]`; the stream
+opens at once with the assistant's role and carries a keep-alive comment
+every `heartbeat` seconds while the ensemble works (clients and proxies see
+life; OpenAI's clients skip comments), and a failure after it opened is an
+`error` event.
 
 Every parameter of OpenAI's API is accepted: sampling ones reach every
 sample (temperature, top_p, max_tokens, stop, seed, the penalties); some
@@ -329,6 +333,8 @@ class ServerConfig:
     """Seconds one upstream call may take (an OpenAI-compatible backend's `timeout`)."""
     upstream_deadline: float | None = None
     """Seconds a request may spend on one upstream call with its retries (the backend's `retry_deadline`)."""
+    heartbeat: float = 2.0
+    """Seconds between a stream's keep-alive comments while its ensemble works."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.max_queue < 0:
@@ -349,8 +355,8 @@ class _Admission:
     _queued: int = 0
     _slots: asyncio.Semaphore | None = None
 
-    @asynccontextmanager
-    async def slot(self, retry_after: int) -> AsyncIterator[None]:
+    def enter(self, retry_after: int) -> None:
+        """Take a place in line, or refuse now (429) when the line is full."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.running)
         if self._slots.locked() and self._queued >= self.waiting:
@@ -358,6 +364,11 @@ class _Admission:
                                 "retry later", type="rate_limit_error", code="rate_limit_exceeded",
                            headers={"Retry-After": str(retry_after)})
         self._queued += 1
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """After `enter`: wait for a slot (leaving the line however the wait ends), hold it, release it."""
+        assert self._slots is not None
         try:
             await self._slots.acquire()
         finally:
@@ -366,6 +377,12 @@ class _Admission:
             yield
         finally:
             self._slots.release()
+
+    @asynccontextmanager
+    async def slot(self, retry_after: int) -> AsyncIterator[None]:
+        self.enter(retry_after)
+        async with self.held():
+            yield
 
 
 @dataclass
@@ -735,19 +752,59 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
                 metadata={"json_schema": schema} if schema is not None else {})
     assert state.admission is not None
 
+    admission = state.admission
+    admission.enter(state.config.retry_after)  # a full server refuses now, before any stream starts
+
     async def admitted() -> Result:
-        async with state.admission.slot(state.config.retry_after):  # type: ignore[union-attr]
+        async with admission.held():
             # the server's cap is a limit from outside the method: applied, not recorded as its setting
             return await state.session.asolve(built.strategy, task, backend=built.backend,
                                               limit=Budget(samples=state.config.max_samples_per_request))
 
-    result = await _run_cancellable(admitted(), request)
-    payload = _completion(result, body.model, chat=chat, n=body.n, notes=built.notes,
-                          logprobs=bool(body.logprobs))
+    completion_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+
+    def reply(result: Result) -> dict[str, Any]:
+        return _completion(result, body.model, chat=chat, n=body.n, notes=built.notes, logprobs=bool(body.logprobs),
+                           id=completion_id)
+
     if not body.stream:
-        return JSONResponse(payload)
+        return JSONResponse(reply(await _run_cancellable(admitted(), request)))
     include_usage = bool((body.stream_options or {}).get("include_usage"))
-    return StreamingResponse(_stream(payload, chat=chat, include_usage=include_usage), media_type="text/event-stream")
+    work = asyncio.ensure_future(admitted())
+    return StreamingResponse(_live(work, reply, completion_id, body.model, chat=chat, include_usage=include_usage,
+                                   heartbeat=state.config.heartbeat), media_type="text/event-stream")
+
+
+async def _live(work: "asyncio.Future[Result]", reply: Any, completion_id: str, model: str, *, chat: bool,
+                include_usage: bool, heartbeat: float) -> AsyncIterator[bytes]:
+    """A stream that is alive while the ensemble works: the assistant's role at once (chat), an SSE
+    comment with the time spent every `heartbeat` seconds (clients and proxies see life; OpenAI's
+    clients skip comments), then the decided answer, its finish and [DONE]. An error after the stream
+    began is sent as an `error` event, as OpenAI's API does. A client that goes away cancels the work."""
+    start = time.monotonic()
+    try:
+        if chat:
+            yield _event({"id": completion_id, "created": int(time.time()), "model": model,
+                          "object": "chat.completion.chunk",
+                          "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                       "finish_reason": None, "logprobs": None}]})
+        while not work.done():
+            await asyncio.wait([work], timeout=heartbeat)
+            if not work.done():
+                yield f": manyminds working {time.monotonic() - start:.1f}s\n\n".encode()
+        try:
+            result = work.result()
+        except Exception as error:  # the same mapping as a plain response, sent as an error event
+            failure = _api_error(error)
+            yield _event(failure.body())
+            yield b"data: [DONE]\n\n"
+            return
+        async for chunk in _stream(reply(result), chat=chat, include_usage=include_usage):
+            yield chunk
+    finally:
+        if not work.done():
+            work.cancel()
+            log.info("client disconnected: its ensemble was cancelled")
 
 
 def _passthrough_target(state: _State, model: str) -> str | None:
@@ -888,18 +945,30 @@ async def _run_cancellable(job: Awaitable[T], request: Any) -> T:
     except asyncio.CancelledError:
         log.info("client disconnected: its ensemble was cancelled")
         raise APIError(499, "the client closed the request", code="client_closed") from None
-    except BackendError as error:
-        if "no reply within" in str(error) or "timed out" in str(error).lower():
-            raise APIError(504, f"the upstream model did not answer in time: {error}", type="upstream_error",
-                           code="upstream_timeout") from None
-        raise APIError(502, f"the upstream model failed after retries: {error}", type="upstream_error",
-                       code="upstream_failed") from None
-    except (ConfigError, ValidationError) as error:
-        raise bad_request(str(error).split("\n")[0]) from None
-    except ManymindsError as error:
-        raise APIError(502, f"the ensemble failed: {error}", type="upstream_error", code="ensemble_failed") from None
+    except (ManymindsError, ValidationError) as error:
+        raise _api_error(error) from None
     finally:
         watcher.cancel()
+
+
+def _api_error(error: BaseException) -> APIError:
+    """What an ensemble's failure is to a client: 504 when the upstream timed out, 502 when it failed,
+    400 for a setting found wrong only at run time."""
+    if isinstance(error, APIError):
+        return error
+    if isinstance(error, BackendError):
+        if "no reply within" in str(error) or "timed out" in str(error).lower():
+            return APIError(504, f"the upstream model did not answer in time: {error}", type="upstream_error",
+                            code="upstream_timeout")
+        return APIError(502, f"the upstream model failed after retries: {error}", type="upstream_error",
+                        code="upstream_failed")
+    if isinstance(error, (ConfigError, ValidationError)):
+        return bad_request(str(error).split("\n")[0])
+    if isinstance(error, ManymindsError):
+        return APIError(502, f"the ensemble failed: {error}", type="upstream_error", code="ensemble_failed")
+    log.exception("an ensemble failed unexpectedly", exc_info=error)
+    return APIError(500, f"the ensemble failed unexpectedly: {type(error).__name__}", type="server_error",
+                    code="internal_error")
 
 
 def _finish_reason(generation: Any) -> str:
@@ -945,7 +1014,7 @@ def _choices(result: Result, n: int) -> list[tuple[str, Any]]:
 
 
 def _completion(result: Result, model: str, *, chat: bool, n: int = 1, notes: list[str] | None = None,
-                logprobs: bool = False) -> dict[str, Any]:
+                logprobs: bool = False, id: str | None = None) -> dict[str, Any]:
     u = result.usage
     # usage: what this request generated; cache hits (samples another request paid for) are reported
     # apart, as OpenAI reports cached prompt tokens
@@ -971,9 +1040,10 @@ def _completion(result: Result, model: str, *, chat: bool, n: int = 1, notes: li
         "candidates": [{"index": c.index, "answer": c.answer, "source": str(c.source), "votes": c.votes}
                        for c in result.candidates],
         "notes": list(notes or []) + ([f"{n} answers asked for, {len(shown)} distinct"] if len(shown) < n else []),
-        "streaming": "the answer is sent once decided, as one chunk",
+        "streaming": "the answer is sent once decided, as one chunk (after the role at once, and keep-alive "
+                     "comments while the ensemble works)",
     }
-    common = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+    common = {"id": id or f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
               "model": model, "usage": usage, "manyminds": extra}
     if chat:
         choices = [{"index": k, "message": {"role": "assistant", "content": text, "refusal": None},

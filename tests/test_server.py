@@ -90,7 +90,10 @@ def test_streaming_sends_the_decided_answer_then_the_finish_and_usage(local_back
     assert len(content) == 1 and content[0]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")  # the sample's own
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
-    assert chunks[0].model_extra["manyminds"]["streaming"].startswith("the answer is sent once decided")
+    assert chunks[0].choices[0].delta.role == "assistant" and not chunks[0].choices[0].delta.content  # at once
+    decided = next(c for c in chunks if c.choices and c.choices[0].delta.content)
+    assert decided.model_extra["manyminds"]["streaming"].startswith("the answer is sent once decided")
+    assert len({c.id for c in chunks}) == 1
 
 
 # -- contract with a scripted upstream ---------------------------------------------------------
@@ -548,3 +551,24 @@ def test_generated_settings_models_and_unicode_never_get_a_5xx():
 
         generated()
     assert 400 in seen and 200 in seen, seen
+
+
+def test_a_stream_shows_life_while_the_ensemble_works_and_reports_a_late_failure_as_an_error_event():
+    backend = Scripted(votes, latency=1.2)
+    with served(backend, heartbeat=0.3) as url:
+        with httpx.stream("POST", f"{url}/chat/completions", timeout=30, json={
+                "model": "self-consistency-2", "messages": ASK, "stream": True}) as response:
+            lines = [line for line in response.iter_lines() if line]
+        assert lines[0].startswith("data: ") and '"role": "assistant"' in lines[0]  # at once
+        assert any(line.startswith(": manyminds working") for line in lines[1:3])  # a comment while it works
+        assert lines[-1] == "data: [DONE]"
+
+    def failing(messages, params, index):
+        from manyminds.errors import BackendError
+        raise BackendError("HTTP 400: the upstream refused")
+
+    with served(Scripted(failing)) as url:
+        from openai import APIError
+
+        with pytest.raises(APIError, match="the upstream model failed"):
+            list(client(url).chat.completions.create(model="self-consistency-2", messages=ASK, stream=True))
