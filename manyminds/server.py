@@ -335,6 +335,9 @@ class ServerConfig:
     """Seconds a request may spend on one upstream call with its retries (the backend's `retry_deadline`)."""
     heartbeat: float = 2.0
     """Seconds between a stream's keep-alive comments while its ensemble works."""
+    batch_window: float = 0.002
+    """Under load, seconds a request waits for others of the same strategy to share its graph run
+    (an idle server runs it at once)."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.max_queue < 0:
@@ -385,11 +388,74 @@ class _Admission:
             yield
 
 
+class _Batcher:
+    """Concurrent requests for the same strategy on the same backend run as one graph invocation.
+
+    LangGraph's cost is per invocation, not per question (the library's `solve_many` runs a batch
+    in one), so requests that arrive together are answered by one `Session.asolve_many`. An idle
+    server runs a request at once; while others are in flight (under load, where the per-request
+    cost matters) it gathers for up to `window` seconds first. A client that goes away cancels only
+    its own wait; the batch is cancelled when every one of its clients has gone.
+    """
+
+    def __init__(self, session: Any, window: float = 0.002) -> None:
+        self.session = session
+        self.window = window
+        self._pending: dict[Any, list[tuple[Task, asyncio.Future[Result]]]] = {}
+        self._in_flight = 0
+
+    async def solve(self, strategy: Any, task: Task, backend: Backend, limit: Any) -> Result:
+        key = (strategy, id(backend), limit)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        waiting = self._pending.get(key)
+        if waiting is None:
+            waiting = self._pending[key] = []
+            if self._in_flight and self.window > 0:
+                loop.call_later(self.window, self._flush, key, strategy, backend, limit)
+            else:
+                loop.call_soon(self._flush, key, strategy, backend, limit)
+        waiting.append((task, future))
+        self._in_flight += 1
+        try:
+            return await future
+        finally:
+            self._in_flight -= 1
+
+    def _flush(self, key: Any, strategy: Any, backend: Backend, limit: Any) -> None:
+        batch = [(t, f) for t, f in self._pending.pop(key, []) if not f.done()]
+        if not batch:
+            return
+        run = asyncio.ensure_future(self.session.asolve_many(strategy, [t for t, _ in batch], progress=False,
+                                                             backend=backend, limit=limit))
+
+        def gone(_: Any) -> None:
+            if all(f.cancelled() for _, f in batch) and not run.done():
+                run.cancel()
+
+        def settle(done: "asyncio.Future[list[Result]]") -> None:
+            error = None if done.cancelled() else done.exception()
+            for k, (_, future) in enumerate(batch):
+                if future.done():
+                    continue
+                if done.cancelled():
+                    future.cancel()
+                elif error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(done.result()[k])
+
+        for _, future in batch:
+            future.add_done_callback(gone)
+        run.add_done_callback(settle)
+
+
 @dataclass
 class _State:
     config: ServerConfig
     session: Any = None
     admission: _Admission | None = None
+    batcher: _Batcher | None = None
 
 
 def create_app(config: ServerConfig) -> Any:
@@ -401,7 +467,9 @@ def create_app(config: ServerConfig) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        state.session = Session(config.backend, cache=config.cache, concurrency=1, progress=False)
+        state.session = Session(config.backend, cache=config.cache, concurrency=config.max_concurrency,
+                                progress=False)
+        state.batcher = _Batcher(state.session, config.batch_window)
         _set_timeouts(state.session.backend, config)
         state.admission = _Admission(config.max_concurrency, config.max_queue)
         try:
@@ -758,8 +826,9 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
     async def admitted() -> Result:
         async with admission.held():
             # the server's cap is a limit from outside the method: applied, not recorded as its setting
-            return await state.session.asolve(built.strategy, task, backend=built.backend,
-                                              limit=Budget(samples=state.config.max_samples_per_request))
+            assert state.batcher is not None
+            return await state.batcher.solve(built.strategy, task, built.backend,
+                                             Budget(samples=state.config.max_samples_per_request))
 
     completion_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
 

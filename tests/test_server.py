@@ -572,3 +572,25 @@ def test_a_stream_shows_life_while_the_ensemble_works_and_reports_a_late_failure
 
         with pytest.raises(APIError, match="the upstream model failed"):
             list(client(url).chat.completions.create(model="self-consistency-2", messages=ASK, stream=True))
+
+
+def test_concurrent_requests_for_one_strategy_share_a_graph_run(monkeypatch):
+    from manyminds.session import Session
+
+    sizes: list[int] = []
+    original = Session.asolve_many
+
+    async def counted(self, strategy, tasks, **options):
+        sizes.append(len(tasks))
+        return await original(self, strategy, tasks, **options)
+
+    monkeypatch.setattr(Session, "asolve_many", counted)
+    backend = Scripted(votes, latency=0.2)
+    with served(backend, max_concurrency=16) as url:
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            replies = list(pool.map(lambda k: client(url).chat.completions.create(
+                model="self-consistency-2", messages=[{"role": "user", "content": f"What is {k} + 5?"}],
+                extra_body=NUMBERS), range(12)))
+    assert sum(sizes) == 12 and len(sizes) < 12, sizes  # gathered while the loop was busy
+    assert all(r.choices[0].message.content for r in replies)
+    assert len({tuple(m.content for m in r.messages) for r in backend.requests}) == 12  # each its own question
