@@ -1,22 +1,25 @@
-"""`manyminds serve` against the library called directly: requests per second and the latency it adds.
+"""`manyminds serve` against calling the upstream directly: latency it adds, throughput, and its CPU.
 
-The upstream is a Scripted backend with a fixed 50 ms latency, so what is
-measured is the server (HTTP, validation, admission, JSON) and not a model.
-The server runs in its own process on 127.0.0.1; clients are asyncio tasks
-sending requests one after another, at 1, 16 and 64 at once (aiohttp where
-installed: httpx's client cost more CPU per request than the server). The direct
-side runs the same strategy for the same questions through one Session at
-the same concurrency. Added latency = mean request latency through the
-server minus mean latency of the direct call. Goal: under 5 ms at 16 clients.
+The upstream is a fake OpenAI-compatible server (its own process on 127.0.0.1) that answers every
+chat completion after 50 ms. The same aiohttp clients send the same requests, one after another
+each, at 1, 16 and 64 clients at once: directly to the upstream (`model` its own), and through
+`manyminds serve` (its own process, backend `openai:fake@UPSTREAM`) as `self-consistency-1`, one
+upstream call per request, so the difference is what the server costs. Reported per shape: p50
+and p95 latency both ways and the p50 the server adds, requests per second both ways and their
+ratio, and the server process's CPU time per request (from /proc). The load generator shares the
+machine's cores with both servers, as a deployment's clients would not.
 
-    .venv/bin/python benchmarks/serve.py
+Goals (issue #23): added p50 <= 2 ms at 1 client, <= 5 ms at 16, <= 20 ms at 64; throughput at
+64 clients >= 0.8x direct; server CPU <= 1 ms a request.
+
+    .venv/bin/python benchmarks/serve.py [--model self-consistency-1]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -26,15 +29,42 @@ import httpx
 from _common import record
 
 LATENCY = 0.05
-MODEL = "self-consistency-4"
-SHAPES = ((1, 40), (16, 20), (64, 8))  # (clients, requests per client)
+SHAPES = ((1, 60), (16, 25), (64, 10))  # (clients, requests per client)
+
+UPSTREAM = r'''
+import asyncio, json, sys, time, uuid
+import uvicorn
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await asyncio.sleep(float(sys.argv[2]))
+    request = json.loads(body or b"{}")
+    n = int(request.get("n", 1))
+    reply = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion", "created": int(time.time()),
+             "model": request.get("model", "fake"),
+             "choices": [{"index": k, "message": {"role": "assistant", "content": "The answer is 12."},
+                          "finish_reason": "stop", "logprobs": None} for k in range(n)],
+             "usage": {"prompt_tokens": 9, "completion_tokens": 5 * n, "total_tokens": 9 + 5 * n}}
+    payload = json.dumps(reply).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+'''
 
 SERVER = r'''
 import sys, uvicorn
-from manyminds.backends import Scripted
 from manyminds.server import ServerConfig, create_app
-backend = Scripted(lambda m, p, i: f"The answer is {12 if i % 3 else 13}.", latency=float(sys.argv[2]))
-app = create_app(ServerConfig(backend=backend, max_concurrency=128, max_queue=128))
+app = create_app(ServerConfig(backend=f"openai:fake@http://127.0.0.1:{sys.argv[2]}/v1", max_concurrency=128,
+                              max_queue=256))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 '''
 
@@ -47,112 +77,104 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def question(client: int, k: int) -> str:
-    return f"What is {client} + {k}?"
+def start(script: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OPENAI_API_KEY": "unused"}
+    return subprocess.Popen([sys.executable, "-c", script, *args], env=env)
 
 
-async def through_server(url: str, clients: int, per_client: int) -> list[float]:
-    """Latency of each request through the server. The client is aiohttp where it is installed:
-    httpx's pool spent about 8 ms of CPU per request at 64 clients, more than the server did."""
+def wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(f"{url}/chat/completions", json={"model": "fake", "messages": [{"role": "user", "content": "x"}]},
+                       timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(url: str, model: str, clients: int, per_client: int) -> tuple[list[float], float]:
+    """Each client sends its requests one after another; returns each request's latency and the wall time."""
+    import aiohttp
+
     latencies: list[float] = []
-    try:
-        import aiohttp
-    except ImportError:
-        aiohttp = None  # type: ignore[assignment]
 
     def body(c: int, k: int) -> dict:
-        return {"model": MODEL, "messages": [{"role": "user", "content": question(c, k)}],
-                "manyminds": {"format": "number"}}
+        return {"model": model, "messages": [{"role": "user", "content": f"What is {c} + {k}?"}], "seed": 1}
 
-    if aiohttp is not None:
-        connector = aiohttp.TCPConnector(limit=clients)
-        async with aiohttp.ClientSession(base_url=url + "/", connector=connector) as http:
-            async def one_client(c: int) -> None:
-                for k in range(per_client):
-                    start = time.perf_counter()
-                    async with http.post("chat/completions", json=body(c, k)) as response:
-                        await response.read()
-                        assert response.status == 200, await response.text()
-                    latencies.append(time.perf_counter() - start)
-
-            await asyncio.gather(*(one_client(c) for c in range(clients)))
-        return latencies
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-        async def one_client_httpx(c: int) -> None:
-            for k in range(per_client):
-                start = time.perf_counter()
-                response = await http.post("/chat/completions", json=body(c, k))
-                latencies.append(time.perf_counter() - start)
-                assert response.status_code == 200, response.text
-
-        await asyncio.gather(*(one_client_httpx(c) for c in range(clients)))
-    return latencies
-
-
-async def direct(clients: int, per_client: int) -> list[float]:
-    from manyminds.backends import Scripted
-    from manyminds.session import Session
-    from manyminds.strategies import make
-    from manyminds.types import AnswerFormat, Task
-
-    backend = Scripted(lambda m, p, i: f"The answer is {12 if i % 3 else 13}.", latency=LATENCY)
-    strategy = make("self-consistency", 4, prompt="raw")
-    latencies: list[float] = []
-    with Session(backend, concurrency=1) as session:
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(base_url=url + "/", connector=connector) as http:
         async def one_client(c: int) -> None:
             for k in range(per_client):
-                start = time.perf_counter()
-                await session.asolve(strategy, Task(question=question(c, k), format=AnswerFormat.NUMBER))
-                latencies.append(time.perf_counter() - start)
+                began = time.perf_counter()
+                async with http.post("chat/completions", json=body(c, k)) as response:
+                    await response.read()
+                    assert response.status == 200, await response.text()
+                latencies.append(time.perf_counter() - began)
 
+        began = time.perf_counter()
         await asyncio.gather(*(one_client(c) for c in range(clients)))
-    return latencies
+        return latencies, time.perf_counter() - began
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(LATENCY)], env=env)
-    url = f"http://127.0.0.1:{port}/v1"
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="self-consistency-1")
+    args = parser.parse_args()
+    upstream_port, server_port = free_port(), free_port()
+    upstream = start(UPSTREAM, str(upstream_port), str(LATENCY))
+    server = start(SERVER, str(server_port), str(upstream_port))
+    direct_url, served_url = f"http://127.0.0.1:{upstream_port}/v1", f"http://127.0.0.1:{server_port}/v1"
+    rows = []
     try:
+        wait_until_up(direct_url)
         deadline = time.monotonic() + 60
-        while True:
+        while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                if httpx.get(f"{served_url}/models", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
-        asyncio.run(through_server(url, 4, 3))  # warm: imports, compiled graphs
-        asyncio.run(direct(4, 3))
-        rows = []
+                time.sleep(0.2)
+        asyncio.run(load(served_url, args.model, 8, 4))  # warm: imports, compiled graphs, connections
+        asyncio.run(load(direct_url, "fake", 8, 4))
         for clients, per_client in SHAPES:
-            start = time.perf_counter()
-            served = asyncio.run(through_server(url, clients, per_client))
-            served_s = time.perf_counter() - start
-            start = time.perf_counter()
-            called = asyncio.run(direct(clients, per_client))
-            direct_s = time.perf_counter() - start
-            added = statistics.mean(served) - statistics.mean(called)
-            row = {"clients": clients, "requests": clients * per_client,
-                   "server_requests_per_s": round(len(served) / served_s, 1),
-                   "direct_requests_per_s": round(len(called) / direct_s, 1),
-                   "server_mean_ms": round(1000 * statistics.mean(served), 2),
-                   "direct_mean_ms": round(1000 * statistics.mean(called), 2),
-                   "server_p95_ms": round(1000 * sorted(served)[int(0.95 * len(served)) - 1], 2),
-                   "added_ms": round(1000 * added, 2)}
+            direct, direct_s = asyncio.run(load(direct_url, "fake", clients, per_client))
+            before = cpu_seconds(server.pid)
+            served, served_s = asyncio.run(load(served_url, args.model, clients, per_client))
+            cpu = cpu_seconds(server.pid) - before
+            row = {"clients": clients, "requests": len(served),
+                   "direct_p50_ms": round(1000 * p(direct, 0.5), 2), "served_p50_ms": round(1000 * p(served, 0.5), 2),
+                   "added_p50_ms": round(1000 * (p(served, 0.5) - p(direct, 0.5)), 2),
+                   "direct_p95_ms": round(1000 * p(direct, 0.95), 2), "served_p95_ms": round(1000 * p(served, 0.95), 2),
+                   "direct_per_s": round(len(direct) / direct_s, 1), "served_per_s": round(len(served) / served_s, 1),
+                   "throughput_ratio": round((len(served) / served_s) / (len(direct) / direct_s), 3),
+                   "server_cpu_ms_per_request": round(1000 * cpu / len(served), 2)}
             rows.append(row)
             print(row, flush=True)
     finally:
-        server.terminate()
-        server.wait(20)
-    at16 = next(r for r in rows if r["clients"] == 16)
-    print("written", record("serve", {"upstream_latency_s": LATENCY, "model": MODEL, "rows": rows,
-                                      "goal": "under 5 ms added per request at 16 clients",
-                                      "met": at16["added_ms"] < 5}))
+        for process in (server, upstream):
+            process.terminate()
+            process.wait(20)
+    goals = {1: 2.0, 16: 5.0, 64: 20.0}
+    met = {f"added_p50_at_{r['clients']}": r["added_p50_ms"] <= goals[r["clients"]] for r in rows}
+    at64 = next(r for r in rows if r["clients"] == 64)
+    met["throughput_at_64"] = at64["throughput_ratio"] >= 0.8
+    met["cpu_per_request"] = max(r["server_cpu_ms_per_request"] for r in rows) <= 1.0
+    print("written", record("serve", {"upstream_latency_s": LATENCY, "model": args.model, "rows": rows,
+                                      "goals": {"added_p50_ms": goals, "throughput_at_64": 0.8, "cpu_ms": 1.0},
+                                      "met": met}))
 
 
 if __name__ == "__main__":

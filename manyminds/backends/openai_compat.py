@@ -28,22 +28,25 @@ RETRYABLE_STATUS = {408, 409, 429}
 
 
 class _LoopState:
-    """The HTTP client and semaphore belong to one event loop; each loop gets its own."""
+    """The HTTP client and semaphore belong to one event loop; each loop gets its own.
+
+    Requests go out as plain JSON over httpx, not through the OpenAI SDK: the SDK's request
+    transformation and response models cost several milliseconds of CPU a call, more than the
+    whole server spends on a request otherwise (`benchmarks/serve.py`).
+    """
 
     def __init__(self, backend: "OpenAICompatible") -> None:
-        from openai import AsyncOpenAI
+        import httpx
 
         self.loop = asyncio.get_running_loop()
-        self.client = AsyncOpenAI(
-            api_key=backend._api_key,
-            base_url=backend._client_url,
-            default_query=backend._default_query or None,
-            max_retries=0,
-            timeout=backend.timeout,
+        self.http = httpx.AsyncClient(
+            base_url=backend._client_url or "https://api.openai.com/v1", params=backend._default_query or None,
+            headers={"Authorization": f"Bearer {backend._api_key}", "Content-Type": "application/json"},
+            timeout=httpx.Timeout(backend.timeout),
+            limits=httpx.Limits(max_connections=backend.capabilities.max_concurrency,
+                                max_keepalive_connections=backend.capabilities.max_concurrency),
         )
         self.semaphore = asyncio.Semaphore(backend.capabilities.max_concurrency)
-        self.http: Any = None
-        """A plain HTTP client for `forward`, made on first use."""
 
 
 class OpenAICompatible:
@@ -115,10 +118,6 @@ class OpenAICompatible:
         import httpx
 
         state = self._loop_state()
-        if state.http is None:
-            state.http = httpx.AsyncClient(base_url=self._client_url or "https://api.openai.com/v1", params=self._default_query or None,
-                                           headers={"Authorization": f"Bearer {self._api_key}"},
-                                           timeout=httpx.Timeout(self.timeout))
         try:
             response = await state.http.send(state.http.build_request("POST", path.lstrip("/"), json=payload),
                                              stream=True)
@@ -197,17 +196,16 @@ class OpenAICompatible:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = sample_seed(params.seed, first_index, request_fingerprint(messages, params))
-        extras = params.extras()
-        if extras:  # vLLM's and llama.cpp's servers take these; OpenAI's API does not
-            body["extra_body"] = extras
+        body.update(params.extras())  # vLLM's and llama.cpp's servers take these; OpenAI's takes the penalties
         if params.logprobs:
             body["logprobs"] = True
             if params.top_logprobs:
                 body["top_logprobs"] = params.top_logprobs
+        content = json.dumps(body).encode()
 
         async def attempt() -> Any:
             async with state.semaphore:
-                response = await _classified(state.client.chat.completions.create(**body), self._secrets)
+                response = await _posted(state.http, content, self._secrets)
             # A 200 that is not a completion (a proxy's HTML page, no choices) is transient.
             _check_completion(response, self.model, self._secrets)
             return response
@@ -215,21 +213,21 @@ class OpenAICompatible:
         response = await with_retries(attempt, deadline=self.retry_deadline)
         return self._generations(response, params, first_index)
 
-    def _generations(self, response: Any, params: SamplingParams, first_index: int) -> list[Generation]:
-        choices = response.choices
-        usage = getattr(response, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_total = int(getattr(usage, "completion_tokens", 0) or 0)
-        texts = [(c.message.content or "") if c.message else "" for c in choices]
+    def _generations(self, response: dict[str, Any], params: SamplingParams, first_index: int) -> list[Generation]:
+        choices = response["choices"]
+        usage = response.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_total = int(usage.get("completion_tokens") or 0)
+        texts = [(c["message"].get("content") or "") for c in choices]
         shares = _split(completion_total, [len(t) + 1 for t in texts])
-        request_id = getattr(response, "id", None) or f"openai-{uuid.uuid4().hex}"
+        request_id = response.get("id") or f"openai-{uuid.uuid4().hex}"
         out = []
         for offset, (choice, text, tokens) in enumerate(zip(choices, texts, shares)):
             out.append(
                 Generation(
                     text=text,
                     index=first_index + offset,
-                    finish_reason=choice.finish_reason,
+                    finish_reason=choice.get("finish_reason"),
                     prompt_tokens=prompt_tokens,
                     completion_tokens=tokens,
                     logprobs=_logprobs(choice, self.model) if params.logprobs else None,
@@ -249,8 +247,8 @@ def _split(total: int, weights: list[int]) -> list[int]:
     return shares
 
 
-def _logprobs(choice: Any, model: str) -> tuple[TokenLogprob, ...]:
-    content = getattr(getattr(choice, "logprobs", None), "content", None)
+def _logprobs(choice: dict[str, Any], model: str) -> tuple[TokenLogprob, ...]:
+    content = (choice.get("logprobs") or {}).get("content")
     if content is None:
         raise CapabilityError(
             f"{model}: logprobs were asked for but the server returned none; "
@@ -258,40 +256,50 @@ def _logprobs(choice: Any, model: str) -> tuple[TokenLogprob, ...]:
         )
     return tuple(
         TokenLogprob(
-            token=t.token,
-            logprob=float(t.logprob),
-            top={a.token: float(a.logprob) for a in (t.top_logprobs or [])} or None,
+            token=t["token"],
+            logprob=float(t["logprob"]),
+            top={a["token"]: float(a["logprob"]) for a in (t.get("top_logprobs") or [])} or None,
         )
         for t in content
     )
 
 
-async def _classified(request: Any, secrets: list[str | None]) -> Any:
-    """Await an SDK call, turning its exceptions into retryable or fatal BackendErrors whose
-    messages never carry a credential (servers echo rejected keys)."""
-    import openai
+async def _posted(http: Any, content: bytes, secrets: list[str | None]) -> Any:
+    """POST a chat completion; its JSON, or a retryable or fatal BackendError whose message never
+    carries a credential (servers echo rejected keys)."""
+    import httpx
 
     try:
-        return await request
-    except openai.APIStatusError as error:
-        status = error.status_code
+        response = await http.post("chat/completions", content=content)
+    except httpx.TimeoutException as error:
+        raise BackendError(f"APITimeoutError: {_short(str(error) or 'the request timed out', secrets)}",
+                           retryable=True) from None
+    except httpx.HTTPError as error:
+        raise BackendError(f"APIConnectionError: {_short(str(error) or type(error).__name__, secrets)}",
+                           retryable=True) from None
+    status = response.status_code
+    if status >= 400:
+        try:
+            detail = response.json().get("error") or {}
+            message = detail.get("message") if isinstance(detail, dict) else str(detail)
+        except (ValueError, AttributeError):
+            message = None
         retryable = status in RETRYABLE_STATUS or status >= 500
-        retry_after = parse_retry_after(dict(error.response.headers)) if error.response else None
-        raise BackendError(
-            f"HTTP {status}: {_short(error.message, secrets)}", retryable=retryable, retry_after=retry_after
-        ) from None
-    except (openai.APITimeoutError, openai.APIConnectionError) as error:
-        raise BackendError(f"{type(error).__name__}: {_short(str(error), secrets)}", retryable=True) from None
-    except (json.JSONDecodeError, openai.APIResponseValidationError) as error:
+        raise BackendError(f"HTTP {status}: {_short(message or response.text or response.reason_phrase, secrets)}",
+                           retryable=retryable, retry_after=parse_retry_after(dict(response.headers)))
+    try:
+        return json.loads(response.content)
+    except ValueError as error:
         raise BackendError(f"malformed reply: {_short(str(error), secrets)}", retryable=True) from None
 
 
 def _check_completion(response: Any, model: str, secrets: list[str | None]) -> None:
-    choices = getattr(response, "choices", None)
-    if isinstance(choices, list) and choices and all(getattr(c, "message", None) is not None for c in choices):
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if isinstance(choices, list) and choices and all(isinstance(c, dict) and isinstance(c.get("message"), dict)
+                                                     for c in choices):
         return
-    shown = response if isinstance(response, str) else getattr(response, "model_dump_json", lambda: response)()
-    raise BackendError(f"{model}: the reply is not a chat completion: {_short(str(shown), secrets)}", retryable=True)
+    raise BackendError(f"{model}: the reply is not a chat completion: {_short(json.dumps(response), secrets)}",
+                       retryable=True)
 
 
 def _check_url(url: str) -> None:
