@@ -263,9 +263,13 @@ def _unsupported(body: _Common) -> None:
             _validator(json.dumps(schema, sort_keys=True))
         except Exception as error:  # jsonschema's SchemaError, or a schema it cannot read
             refuse("response_format", f"the schema is not a valid JSON Schema: {str(error).splitlines()[0][:200]}")
-    if body.tools or body.functions:
-        if body.tool_choice != "none" and body.function_call != "none":  # OpenAI's default with tools: "auto"
-            refuse("tools", "ensembles do not call tools yet (tool_choice 'none' is accepted)")
+    choice = body.tool_choice if body.tool_choice is not None else body.function_call
+    if isinstance(choice, str) and choice not in ("none", "auto", "required"):
+        refuse("tool_choice", f"{choice!r} is not one of none, auto, required, or a named function")
+    if isinstance(choice, dict) and not isinstance((choice.get("function") or {}).get("name", choice.get("name")), str):
+        refuse("tool_choice", "a named choice needs {'type': 'function', 'function': {'name': ...}}")
+    if (body.tools or body.functions) and kind in ("json_object", "json_schema") and choice != "none":
+        refuse("response_format", "structured output and tool calls in one request are not voted on together")
     if getattr(body, "audio", None) or (body.modalities and set(body.modalities) - {"text"}):
         refuse("modalities", "an ensemble answers in text only")
     if isinstance(body, CompletionRequest):
@@ -641,8 +645,8 @@ def _chat_task(body: ChatRequest) -> tuple[str, tuple[Message, ...], str | None]
     """The question (the last user turn), the conversation's earlier turns and the system message."""
     system = [m.text() for m in body.messages if m.role in ("system", "developer")]
     turns = [m for m in body.messages if m.role not in ("system", "developer")]
-    if not turns or turns[-1].role != "user":
-        raise bad_request("the last message must be the user's", param="messages")
+    if not turns or turns[-1].role not in ("user", "tool", "function"):
+        raise bad_request("the last message must be the user's (or a tool's result)", param="messages")
     if any(not m.text().strip() for m in turns):
         raise bad_request("a message has no text", param="messages")
     history = tuple(Message(role="user" if m.role == "user" else "assistant", content=m.text()) for m in turns[:-1])
@@ -673,8 +677,10 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     extra = dict(body.manyminds)
     notes: list[str] = []
     structured = _structured(body)
+    tooling = _tool_instruction(body)
     try:
-        answer_format = AnswerFormat(extra.pop("format", "json" if structured is not None else "text"))
+        answer_format = AnswerFormat(extra.pop("format", "json" if structured is not None else
+                                               "tool" if tooling is not None else "text"))
     except (ValueError, TypeError):
         raise bad_request(f"manyminds.format must be one of {', '.join(f.value for f in AnswerFormat)}",
                           param="manyminds.format") from None
@@ -719,6 +725,10 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
         settings["sampling"] = sampling
     if structured is not None:  # every sample is asked for the JSON; the answers vote as data
         system = "\n\n".join(p for p in (system, structured) if p)
+    if tooling is not None:  # every sample sees the tools; calls vote by name and arguments
+        system = "\n\n".join(p for p in (system, tooling) if p)
+        if answer_format is not AnswerFormat.TOOL:
+            raise bad_request("tools are offered: leave manyminds.format unset (or 'tool')", param="manyminds.format")
     if system is not None:
         settings["system"] = system
     if "prompt" in cls.settings() and answer_format in (AnswerFormat.TEXT, AnswerFormat.JSON):
@@ -727,6 +737,10 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
         settings["aggregator"] = "mbr"  # free text votes by agreement (chrF), not by identical strings
     if "aggregator" in cls.settings() and answer_format is AnswerFormat.JSON:
         settings["aggregator"] = "json-vote"  # equal data votes together; only values the schema admits
+    if "aggregator" in cls.settings() and answer_format is AnswerFormat.TOOL:
+        settings["aggregator"] = "tool-vote"  # equal calls vote together; replies by agreement
+    if "prompt" in cls.settings() and answer_format is AnswerFormat.TOOL:
+        settings["prompt"] = "raw"
     settings.update(extra)
     # max_completion_tokens bounds everything generated for the answer (OpenAI counts a reasoning
     # model's hidden tokens in it): here every sample and model call of the ensemble, a token budget
@@ -778,6 +792,41 @@ def _structured(body: _Common) -> str | None:
     return None
 
 
+def _tools(body: _Common) -> list[dict[str, Any]]:
+    """The offered tools, in `tools`' form (legacy `functions` converted)."""
+    return list(body.tools or []) + [{"type": "function", "function": f} for f in body.functions or []]
+
+
+def _tool_choice(body: _Common) -> Any:
+    choice = body.tool_choice if body.tool_choice is not None else body.function_call
+    if isinstance(choice, dict) and "function" not in choice and "name" in choice:  # legacy {"name": ...}
+        choice = {"type": "function", "function": {"name": choice["name"]}}
+    return choice if choice is not None else "auto"
+
+
+def _tool_instruction(body: _Common) -> str | None:
+    """What every sample is told about the tools it may call (None: no tools, or tool_choice "none").
+
+    Tools are offered in the prompt, so any backend's samples can call them and the calls can be
+    read and voted on alike; an upstream's own tool-calling is not used."""
+    tools, choice = _tools(body), _tool_choice(body)
+    if not tools or choice == "none":
+        return None
+    lines = []
+    for tool in tools:
+        function = tool.get("function", {}) if isinstance(tool, dict) else {}
+        lines.append(f"- {function.get('name')}: {function.get('description', '')}".rstrip(": ") +
+                     f"\n  parameters (JSON Schema): {json.dumps(function.get('parameters', {}))}")
+    if choice == "required":
+        rule = "You must call one of the tools."
+    elif isinstance(choice, dict):
+        rule = f"You must call the tool {choice.get('function', {}).get('name')}."
+    else:
+        rule = "Call a tool if it helps; otherwise reply normally."
+    return ("You can call these tools:\n" + "\n".join(lines) + f"\n\n{rule} To call a tool, reply with only a "
+            'JSON object: {"tool_call": {"name": "<tool name>", "arguments": {<arguments>}}}.')
+
+
 def _schema(body: _Common) -> dict[str, Any] | None:
     response_format = body.response_format or {}
     if response_format.get("type") == "json_schema":
@@ -816,8 +865,10 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
     name = parse_model(body.model, _known())
     built = _strategy(state, body, name, system)
     schema = _schema(body)
-    task = Task(question=text, format=built.answer_format, history=history,
-                metadata={"json_schema": schema} if schema is not None else {})
+    metadata: dict[str, Any] = {"json_schema": schema} if schema is not None else {}
+    if built.answer_format is AnswerFormat.TOOL:
+        metadata.update(tools=_tools(body), tool_choice=_tool_choice(body))
+    task = Task(question=text, format=built.answer_format, history=history, metadata=metadata)
     assert state.admission is not None
 
     admission = state.admission
@@ -1061,6 +1112,22 @@ def _logprobs(generation: Any, chat: bool) -> dict[str, Any] | None:
             "top_logprobs": [t.top or {} for t in generation.logprobs], "text_offset": offsets}
 
 
+def _message(k: int, text: str, generation: Any, logprobs: bool) -> dict[str, Any]:
+    """A chat choice: the text, or the tool call a `call:` key names (finish_reason "tool_calls")."""
+    from manyminds.answers import TOOL_CALL, TOOL_TEXT
+
+    if text.startswith(TOOL_CALL):
+        call = json.loads(text[len(TOOL_CALL):])
+        message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [{
+            "id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+            "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}]}
+        return {"index": k, "message": message, "finish_reason": "tool_calls", "logprobs": None}
+    if text.startswith(TOOL_TEXT):
+        text = text[len(TOOL_TEXT):]
+    return {"index": k, "message": {"role": "assistant", "content": text, "refusal": None},
+            "finish_reason": _finish_reason(generation), "logprobs": _logprobs(generation, True) if logprobs else None}
+
+
 def _choices(result: Result, n: int) -> list[tuple[str, Any]]:
     """The answer shown first (the decision's), then the next best distinct answers by the tally,
     each as the text of its earliest ballot, up to n."""
@@ -1070,6 +1137,8 @@ def _choices(result: Result, n: int) -> list[tuple[str, Any]]:
     text = result.text if result.text is not None else (result.answer or "")
     if result.task.format is AnswerFormat.JSON:  # the winning value itself, which validates; not the prose around it
         text = result.answer or ""
+    if result.task.format is AnswerFormat.TOOL and result.answer is not None and result.answer.startswith("call:"):
+        text = result.answer  # the winning call, as data: shown as a tool_calls message
     shown = [(text, first.generation if first is not None else None)]
     if n > 1:
         ballots = sorted((c for c in result.candidates if c.votes), key=lambda c: c.index)
@@ -1078,7 +1147,8 @@ def _choices(result: Result, n: int) -> list[tuple[str, Any]]:
                 continue
             pick = next((c for c in ballots if c.answer == answer), None)
             if pick is not None:
-                shown.append((pick.text, pick.generation))
+                call = result.task.format is AnswerFormat.TOOL and answer.startswith("call:")
+                shown.append((answer if call else pick.text, pick.generation))
     return shown
 
 
@@ -1115,9 +1185,7 @@ def _completion(result: Result, model: str, *, chat: bool, n: int = 1, notes: li
     common = {"id": id or f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
               "model": model, "usage": usage, "manyminds": extra}
     if chat:
-        choices = [{"index": k, "message": {"role": "assistant", "content": text, "refusal": None},
-                    "finish_reason": _finish_reason(g), "logprobs": _logprobs(g, True) if logprobs else None}
-                   for k, (text, g) in enumerate(shown)]
+        choices = [_message(k, text, g, logprobs) for k, (text, g) in enumerate(shown)]
         return {**common, "object": "chat.completion", "choices": choices}
     choices = [{"index": k, "text": text, "finish_reason": _finish_reason(g),
                 "logprobs": _logprobs(g, False) if logprobs else None} for k, (text, g) in enumerate(shown)]
@@ -1130,9 +1198,14 @@ async def _stream(payload: dict[str, Any], *, chat: bool, include_usage: bool) -
     base = {k: payload[k] for k in ("id", "created", "model")}
     kind = "chat.completion.chunk" if chat else "text_completion"
     for k, choice in enumerate(payload["choices"]):
-        if chat:
+        if chat and choice["message"].get("tool_calls"):
+            calls = [{"index": j, **call} for j, call in enumerate(choice["message"]["tool_calls"])]
+            first = {"index": choice["index"], "delta": {"role": "assistant", "content": None, "tool_calls": calls},
+                     "finish_reason": None, "logprobs": None}
+        elif chat:
             first = {"index": choice["index"], "delta": {"role": "assistant", "content": choice["message"]["content"]},
                      "finish_reason": None, "logprobs": choice["logprobs"]}
+        if chat:
             last = {"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"], "logprobs": None}
         else:
             first = {"index": choice["index"], "text": choice["text"], "finish_reason": None,

@@ -68,6 +68,9 @@ class AnswerFormat(str, enum.Enum):
     JSON = "json"
     """A JSON value (structured output): values equal as data vote together, whatever their spacing
     or key order (the key is canonical JSON)."""
+    TOOL = "tool"
+    """A reply that may call a tool: calls with the same name and arguments (as data) vote together
+    (key `call:` + canonical JSON); a plain reply's key is `text:` + its normalised text."""
 
 
 def utf8_text(value: str, what: str) -> str:

@@ -166,7 +166,8 @@ BAD = [
     ({"messages": [{"role": "user"}]}, "a message has no text"),
     ({"messages": []}, "messages"),
     ({"logit_bias": {"50256": -100}}, "logit_bias: token ids are the upstream tokenizer's"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools: ensembles do not call tools yet"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "sometimes"},
+     "tool_choice: 'sometimes' is not one of"),
     ({"response_format": {"type": "xml"}}, "response_format: type 'xml' is not one of"),
     ({"n": 17}, "n: Input should be less than or equal to 16"),
     ({"colour": "red"}, "unknown parameter 'colour'"),
@@ -594,3 +595,54 @@ def test_concurrent_requests_for_one_strategy_share_a_graph_run(monkeypatch):
     assert sum(sizes) == 12 and len(sizes) < 12, sizes  # gathered while the loop was busy
     assert all(r.choices[0].message.content for r in replies)
     assert len({tuple(m.content for m in r.messages) for r in backend.requests}) == 12  # each its own question
+
+
+WEATHER = [{"type": "function", "function": {
+    "name": "weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+                   "required": ["city"]}}}]
+
+
+def caller(messages, params, index):
+    """Samples that call the weather tool (arguments in any order and spacing), one bad call, one reply;
+    after a tool result, a plain answer."""
+    if any(m.content.startswith("[result of") for m in messages):
+        return "It is 21 degrees in Paris."
+    return ['{"tool_call": {"name": "weather", "arguments": {"city": "Paris", "unit": "c"}}}',
+            'Let me check. {"tool_call": {"arguments": {"unit": "c", "city": "Paris"}, "name": "weather"}}',
+            '{"tool_call": {"name": "weather", "arguments": {"unit": "kelvin"}}}',  # fails the schema
+            "I think it is sunny.",
+            '{"tool_call": {"name": "weather", "arguments": {"city": "Lyon"}}}'][index % 5]
+
+
+def test_tool_calls_vote_by_name_and_arguments_and_the_conversation_continues():
+    backend = Scripted(caller)
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    with served(backend) as url:
+        api = client(url)
+        reply = api.chat.completions.create(model="self-consistency-5", messages=ask, tools=WEATHER)
+        choice = reply.choices[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.content is None
+        (call,) = choice.message.tool_calls
+        assert call.function.name == "weather" and json.loads(call.function.arguments) == {"city": "Paris", "unit": "c"}
+        extra = reply.model_extra["manyminds"]
+        assert extra["aggregator"] == "tool-vote" and "You can call these tools" in backend.requests[-1].messages[0].content
+        follow = api.chat.completions.create(model="self-consistency-3", tools=WEATHER, messages=ask + [
+            choice.message.model_dump(), {"role": "tool", "tool_call_id": call.id, "content": "21 C"}])
+        assert follow.choices[0].message.content == "It is 21 degrees in Paris." and follow.choices[0].finish_reason == "stop"
+        chunks = list(api.chat.completions.create(model="self-consistency-5", messages=ask, tools=WEATHER, stream=True))
+        deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+        assert deltas and deltas[0][0].function.name == "weather"
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+        quiet = api.chat.completions.create(model="self-consistency-5", messages=ask, tools=WEATHER, tool_choice="none")
+        assert quiet.choices[0].finish_reason == "stop"
+
+
+def test_langchain_binds_tools_and_reads_the_voted_call():
+    from langchain_openai import ChatOpenAI
+
+    with served(Scripted(caller)) as url:
+        chat = ChatOpenAI(model="self-consistency-5", base_url=url, api_key="unused", max_retries=0)
+        message = chat.bind_tools(WEATHER).invoke("What is the weather in Paris?")
+        assert message.tool_calls[0]["name"] == "weather" and message.tool_calls[0]["args"] == {"city": "Paris",
+                                                                                                "unit": "c"}

@@ -315,7 +315,44 @@ FORMATS: dict[AnswerFormat, FormatRules] = {
         "Reply with just the plan, one action per line, followed by [PLAN END]."),
     AnswerFormat.JSON: FormatRules(
         lambda text, _: json_key(text), "a JSON object", "Reply with just the JSON object, nothing else."),
+    AnswerFormat.TOOL: FormatRules(
+        lambda text, _: tool_key(text), "a tool call or a reply", "Call a tool or reply."),
 }
+
+
+TOOL_CALL = "call:"
+TOOL_TEXT = "text:"
+
+
+def tool_call(text: str) -> dict[str, Any] | None:
+    """The tool call a reply makes: a JSON object {"tool_call": {"name": ..., "arguments": {...}}} (or
+    {"name": ..., "arguments": ...}) in it; None for a plain reply."""
+    try:
+        value = json_value(text)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, dict) and isinstance(value.get("tool_call"), dict):
+        value = value["tool_call"]
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or set(value) - {"name", "arguments"}:
+        return None
+    arguments = value.get("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return None
+    if not isinstance(arguments, dict):
+        return None
+    return {"name": value["name"], "arguments": arguments}
+
+
+def tool_key(text: str) -> str | None:
+    """`call:` + the call as canonical JSON, or `text:` + the normalised reply (None when empty)."""
+    call = tool_call(text)
+    if call is not None:
+        return TOOL_CALL + json.dumps(call, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    plain = " ".join(text.split())
+    return TOOL_TEXT + plain if plain else None
 
 
 def json_value(text: str) -> Any:
