@@ -646,3 +646,24 @@ def test_langchain_binds_tools_and_reads_the_voted_call():
         message = chat.bind_tools(WEATHER).invoke("What is the weather in Paris?")
         assert message.tool_calls[0]["name"] == "weather" and message.tool_calls[0]["args"] == {"city": "Paris",
                                                                                                 "unit": "c"}
+
+
+def test_a_hung_upstream_is_a_504_within_the_deadline():
+    """An upstream that accepts connections and never answers: the client hears 504 within the
+    server's --upstream-deadline, not after the library's two minutes."""
+    import socket
+
+    from manyminds.backends import OpenAICompatible
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepted by the kernel, never read or answered
+    try:
+        upstream = OpenAICompatible(model="m", base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+        with served(upstream, upstream_timeout=0.5, upstream_deadline=1.5) as url:
+            # (the client waits 30 s: the library's own deadline, 120 s, would end in the client's timeout)
+            response = httpx.post(f"{url}/chat/completions", json={"model": "self-consistency-1", "messages": ASK},
+                                  timeout=30)
+        assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout", response.text
+    finally:
+        listener.close()
