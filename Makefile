@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 VLLM_STAMP := $(VENV)/.vllm-stamp
 
-.PHONY: install sandbox-tools vllm demo test bench bench-all lint clean
+.PHONY: install sandbox-tools vllm demo test bench bench-all lint clean lm-eval
 
 # llama-cpp-python compiles llama.cpp for this CPU (about 6 minutes on 2 cores). Its AMX kernels
 # crash (SIGSEGV in ggml_backend_amx_mul_mat on the first decode) on the Xeon hosts these machines
@@ -55,6 +55,12 @@ demo: $(STAMP) sandbox-tools
 
 test: $(STAMP) sandbox-tools $(VLLM_STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# lm-evaluation-harness against `manyminds serve` (a generate task and a log-likelihood task through
+# the pass-through); not part of `make test`: its install pulls datasets, pandas and the like.
+lm-eval: $(VLLM_STAMP)
+	$(BIN)/python -m pip install -q "lm-eval>=0.4.5"
+	$(BIN)/python benchmarks/lm_eval_check.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/serve.py
