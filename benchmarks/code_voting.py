@@ -115,7 +115,11 @@ def main() -> None:
                      f"| {o[0]:+.1%} [{o[1]:+.1%}, {o[2]:+.1%}] |")
     lines += ["", f"pass@{args.n} (any sample passes all tests; an oracle's ceiling): {pass_at_n.mean():.1%}; "
               f"mean pass@1 over all samples: {mean_pass_1:.1%}; distinct programs per question: {distinct:.1f} of {args.n}.",
-              f"Generation {generation_s:.0f} s (cached on rerun); deciding with the three deciders {deciding_s:.1f} s."]
+              f"Generation {generation_s:.0f} s (cached on rerun); deciding with the three deciders {deciding_s:.1f} s.",
+              "", "The visible test is MBPP's first assert, which the prompt shows (MBPP's prompt lists all three) and "
+              "which is also one of the three the score runs: ranking groups by it is AlphaCode's filter on the "
+              "examples, not an oracle, but it overlaps the score; grouping by outputs alone (group size only) is "
+              "the comparison without that overlap."]
     (RESULTS / "code_voting.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
