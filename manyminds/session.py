@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     from manyminds.strategies.base import Strategy
 
 
+MAX_UPSTREAMS = 32
+"""Other models of the session's endpoint kept at once (`upstream`); the least recently used goes first."""
+
+
 def _budget(value: "Budget | dict[str, int] | int") -> Budget:
     if isinstance(value, Budget):
         return value
@@ -104,7 +108,10 @@ class Session:
                 raise ConfigError(f"the backend serves {self.backend.model!r} only; it cannot switch to {model!r}")
             other = with_model(model)  # held with its cached view, so graphs compiled over either are reused
             self._upstreams[model] = (other, self.cache.wrap(other) if self.cache is not None else other)
-        plain, wrapped = self._upstreams[model]
+            while len(self._upstreams) > MAX_UPSTREAMS:  # least recently used first: none is kept for good
+                self._upstreams.pop(next(iter(self._upstreams)))
+        plain, wrapped = self._upstreams.pop(model)
+        self._upstreams[model] = (plain, wrapped)  # now the most recently used
         return wrapped if cached else plain
 
     def graph(self, strategy: "Strategy") -> "CompiledStateGraph":

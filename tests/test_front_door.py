@@ -103,3 +103,16 @@ def test_progress_may_be_a_callback():
     with Session(Scripted([REPLY])) as session:
         session.solve_many(strategies.make("self-consistency", 2), ["1+1?", "2+2?", "3+3?"], progress=seen.append)
     assert sum(seen) == 3
+
+
+def test_a_session_keeps_a_bounded_number_of_other_models():
+    from manyminds.backends import OpenAICompatible
+    from manyminds.session import MAX_UPSTREAMS, Session
+
+    with Session(OpenAICompatible(model="a", base_url="http://127.0.0.1:1/v1")) as session:
+        first = session.upstream("m0")
+        for k in range(1, MAX_UPSTREAMS + 8):
+            session.upstream(f"m{k}")
+            session.upstream("m0")  # kept: used most recently each time
+        assert session.upstream("m0") is first and len(session._upstreams) == MAX_UPSTREAMS
+        assert "m1" not in session._upstreams
