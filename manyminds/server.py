@@ -34,8 +34,11 @@ life; OpenAI's clients skip comments), and a failure after it opened is an
 Every parameter of OpenAI's API is accepted: sampling ones reach every
 sample (temperature, top_p, max_tokens, stop, seed, the penalties); some
 have no effect on an answer (store, metadata, user, service_tier, ...);
-what an ensemble cannot honour yet is a 400 saying why (logit_bias,
-response_format other than text, tools unless tool_choice is "none").
+what an ensemble cannot honour is a 400 saying why (logit_bias, audio).
+`response_format` asks every sample for the JSON, and values equal as data
+vote (`json-vote`: only values the schema admits); offered `tools` reach
+every sample in the prompt, and calls with the same name and arguments vote
+(`tool-vote`), the winner returned as a `tool_calls` message.
 Temperature 0 on a sampling ensemble samples at the strategy's own
 temperature and says so (`--greedy refuse` refuses it): copies of one greedy
 draw are never reported as agreement. `max_completion_tokens` is a token

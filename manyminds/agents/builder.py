@@ -246,7 +246,12 @@ class Pipeline(Generic[S]):
                     left.withhold(1)  # the decider falls back to its vote, as for an unreadable reply
                     skipped[i] = (1, left.stop_reason())
                     return None
-                (reply,) = await asker.generate(messages, params, 1)
+                try:
+                    (reply,) = await asker.generate(messages, params, 1)
+                except BaseException:
+                    if left is not None:
+                        left.charge(1, params.max_tokens, [])  # the run's reservation is given back
+                    raise
                 if left is not None:
                     left.charge(1, params.max_tokens, [reply])
                 return reply
