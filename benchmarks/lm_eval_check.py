@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import RESULTS, record
+from _common import record
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = int(os.environ.get("LM_EVAL_LIMIT", "10"))

@@ -47,9 +47,12 @@ def test_every_form_of_a_secret_is_masked():
     assert "api-version=7" in shown and all(f not in shown for f in _forms()) and "pass=" not in shown
 
 
-def test_a_registered_secret_is_masked_in_every_log_record(caplog):
+def test_a_registered_secret_is_masked_in_every_log_record(caplog, monkeypatch):
     register("sk-registered-0042")
-    with caplog.at_level(logging.INFO):
+    # a library imported earlier in the process (litellm) may have raised httpx's logger level and added
+    # a filter of its own that rewrites URLs: without them, what is checked here is manyminds' masking
+    monkeypatch.setattr(logging.getLogger("httpx"), "filters", [])
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="httpx"):
         logging.getLogger("some.library").info("sending %s", "Bearer sk-registered-0042")
         logging.getLogger("httpx").info("HTTP Request: POST http://h/v1?api-key=%s", "sk-registered-0042")
     assert "sk-registered-0042" not in caplog.text and caplog.text.count("***") == 2
