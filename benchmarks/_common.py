@@ -7,6 +7,7 @@ import platform
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,3 +33,14 @@ def best_of(repeats: int, run) -> float:
         run()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def paired(a: "Any", b: "Any", resamples: int = 5000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of b - a over questions (two arrays of scores on the same questions) with a seeded
+    percentile bootstrap 95% interval."""
+    import numpy as np
+
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+    return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, record
+from _common import RESULTS, paired, record
 
 os.environ.setdefault("MANYMINDS_ALLOW_CODE_EXECUTION", "1")
 
@@ -40,14 +40,6 @@ DECIDERS = {
     "execution (visible examples, then group size)": ("execution", {}),
     "execution (group size only)": ("execution", {"use_expected": False}),
 }
-
-
-def paired(a: np.ndarray, b: np.ndarray, resamples: int = 5000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of b - a with a percentile bootstrap interval over questions (seeded)."""
-    diff = b.astype(float) - a.astype(float)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def chosen_code(result: Result, decision: Decision) -> str | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, record
+from _common import RESULTS, paired, record
 
 from manyminds.aggregators import get_aggregator
 from manyminds.answers import same_answer
@@ -37,14 +37,6 @@ def correct(question, answer: str | None) -> bool:
     return same_answer(question.task, answer, question.task.gold)
 
 
-def paired(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of b - a with a percentile bootstrap interval over questions (seeded)."""
-    diff = b.astype(float) - a.astype(float)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def run_pool(label: str, path: Path) -> dict:
     questions = [q for q in load_pool(path) if q.task.gold is not None]
     has_logprobs = any(c.generation is not None and c.generation.logprobs for q in questions for c in q.candidates)
@@ -53,7 +45,7 @@ def run_pool(label: str, path: Path) -> dict:
     rows = []
     for name, params in VOTES if has_logprobs else VOTES[:1]:
         right = np.array([correct(q, get_aggregator(name, **params)(q.task, q.candidates).answer) for q in questions])
-        mean, low, high = paired(base, right)
+        mean, low, high = paired(base, right, resamples=2000)
         spec = name + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
         rows.append({"aggregator": spec, "accuracy": float(right.mean()), "vs_majority": mean, "low": low,
                      "high": high, "tokens": tokens})

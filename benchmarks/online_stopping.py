@@ -20,7 +20,7 @@ import argparse
 import time
 
 import numpy as np
-from _common import RESULTS, record
+from _common import RESULTS, paired, record
 
 from manyminds import datasets
 from manyminds.aggregators import get_aggregator
@@ -38,13 +38,6 @@ SETTINGS = [  # (label, deepconf-online settings)
     ("DeepConf-low (keep 10%), window 8", {"keep": 0.1, "window": 8}),
     ("DeepConf-high (keep 90%), window 8", {"keep": 0.9, "window": 8}),
 ]
-
-
-def paired(a: np.ndarray, b: np.ndarray, resamples: int = 5000, seed: int = 0) -> tuple[float, float, float]:
-    diff = b.astype(float) - a.astype(float)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def decoded(result: Result) -> int:
