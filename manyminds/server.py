@@ -261,9 +261,9 @@ def _unsupported(body: _Common) -> None:
         if not isinstance(schema, dict):
             refuse("response_format", "json_schema needs a schema object")
         try:
-            from manyminds.aggregators.json_vote import _validator
+            from manyminds.aggregators.json_vote import schema_validator
 
-            _validator(json.dumps(schema, sort_keys=True))
+            schema_validator(json.dumps(schema, sort_keys=True))
         except Exception as error:  # jsonschema's SchemaError, or a schema it cannot read
             refuse("response_format", f"the schema is not a valid JSON Schema: {str(error).splitlines()[0][:200]}")
     choice = body.tool_choice if body.tool_choice is not None else body.function_call

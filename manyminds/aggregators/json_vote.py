@@ -22,7 +22,8 @@ from manyminds.types import Candidate, Decision, Task
 
 
 @functools.lru_cache(maxsize=64)
-def _validator(schema_text: str) -> Any:
+def schema_validator(schema_text: str) -> Any:
+    """A checked validator for a JSON Schema given as canonical text (cached: one per schema)."""
     import jsonschema
 
     schema = json.loads(schema_text)
@@ -36,7 +37,7 @@ def validates(schema: dict[str, Any] | None, key: str) -> bool:
     if not schema:
         return True
     try:
-        return bool(_validator(json.dumps(schema, sort_keys=True)).is_valid(json.loads(key)))
+        return bool(schema_validator(json.dumps(schema, sort_keys=True)).is_valid(json.loads(key)))
     except ValueError:
         return False
 
