@@ -166,3 +166,27 @@ def test_an_attempt_still_running_at_the_deadline_is_cancelled(monkeypatch):
     with pytest.raises(BackendError, match="no reply within the retry deadline"):
         asyncio.run(retry.with_retries(hangs, deadline=0.2))
     assert cancelled == [True]
+
+
+# -- a fleet of endpoints ------------------------------------------------------------------------
+
+
+def test_a_fleet_spreads_requests_and_a_dead_endpoint_loses_nothing(llama_server):
+    """Two endpoints of one model (proxies in front of the llama.cpp server): requests spread over both;
+    when one answers only 500s and drops, every sample still arrives, once, and the dead one is taken
+    out of rotation."""
+    from manyminds.backends import openai_compat
+
+    with FaultProxy(llama_server) as first, FaultProxy(llama_server) as second:
+        fleet = OpenAICompatible(model="smollm2", base_url=f"{first.url}|{second.url}", native_n=False)
+        assert fleet.cache_identity() == OpenAICompatible(model="smollm2", base_url=first.url).cache_identity()
+        params = SamplingParams(temperature=0.8, max_tokens=4, seed=3)
+        spread = asyncio.run(fleet.generate(MSGS, params, 8))
+        assert len(spread) == 8 and first.log.forwarded > 0 and second.log.forwarded > 0
+    with FaultProxy(llama_server) as alive, FaultProxy(llama_server, ["500", "drop"] * 20) as dead:
+        fleet = OpenAICompatible(model="smollm2", base_url=[alive.url, dead.url], native_n=False, retry_deadline=60)
+        samples = asyncio.run(fleet.generate(MSGS, params, 8))
+        assert [g.index for g in samples] == list(range(8))
+        assert [g.text for g in samples] == [g.text for g in spread]  # the same seeds, whichever server drew them
+        assert alive.log.forwarded == 8 and dead.log.forwarded == 0  # the dead one's attempts were all retried
+        assert len(dead.log.faults) >= openai_compat.EJECT_AFTER

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -25,28 +27,64 @@ from manyminds.text import clip
 from manyminds.types import Generation, Message, SamplingParams, TokenLogprob
 
 RETRYABLE_STATUS = {408, 409, 429}
+log = logging.getLogger("manyminds.backends.openai")
+
+
+EJECT_AFTER = 3
+"""Consecutive transient failures after which a fleet's endpoint is taken out of rotation."""
+EJECT_FOR = 10.0
+"""Seconds an endpoint stays out; then one request probes it back."""
 
 
 class _LoopState:
-    """The HTTP client and semaphore belong to one event loop; each loop gets its own.
+    """The HTTP clients and semaphores belong to one event loop; each loop gets its own.
 
     Requests go out as plain JSON over httpx, not through the OpenAI SDK: the SDK's request
     transformation and response models cost several milliseconds of CPU a call, more than the
-    whole server spends on a request otherwise (`benchmarks/serve.py`).
+    whole server spends on a request otherwise (`benchmarks/serve.py`). With several base URLs
+    (a fleet of servers of one model), each endpoint has its client, its concurrency and its
+    health: a request goes to the healthy endpoint with the fewest requests outstanding, and one
+    that failed `EJECT_AFTER` times in a row sits out `EJECT_FOR` seconds.
     """
 
     def __init__(self, backend: "OpenAICompatible") -> None:
         import httpx
 
         self.loop = asyncio.get_running_loop()
-        self.http = httpx.AsyncClient(
-            base_url=backend._client_url or "https://api.openai.com/v1", params=backend._default_query or None,
+        per = backend.per_endpoint_concurrency
+        self.http = [httpx.AsyncClient(
+            base_url=client_url or "https://api.openai.com/v1", params=query or None,
             headers={"Authorization": f"Bearer {backend._api_key}", "Content-Type": "application/json"},
             timeout=httpx.Timeout(backend.timeout),
-            limits=httpx.Limits(max_connections=backend.capabilities.max_concurrency,
-                                max_keepalive_connections=backend.capabilities.max_concurrency),
-        )
-        self.semaphore = asyncio.Semaphore(backend.capabilities.max_concurrency)
+            limits=httpx.Limits(max_connections=per, max_keepalive_connections=per),
+        ) for client_url, query in backend._endpoints]
+        self.semaphores = [asyncio.Semaphore(per) for _ in backend._endpoints]
+        self.outstanding = [0] * len(backend._endpoints)
+        self.failures = [0] * len(backend._endpoints)
+        self.out_until = [0.0] * len(backend._endpoints)
+        self.turn = 0
+
+    def choose(self) -> int:
+        """The healthy endpoint with the fewest requests outstanding (in turn on a tie), those that
+        have not just failed first; when every endpoint is out, the one back soonest (a probe)."""
+        now = time.monotonic()
+        healthy = [i for i, until in enumerate(self.out_until) if until <= now]
+        if not healthy:
+            return min(range(len(self.out_until)), key=lambda i: self.out_until[i])
+        self.turn += 1  # one that just failed goes after those that did not (a retry goes elsewhere)
+        return min(healthy, key=lambda i: (self.failures[i] > 0, self.outstanding[i],
+                                           (i - self.turn) % len(self.out_until)))
+
+    def succeeded(self, i: int) -> None:
+        self.failures[i] = 0
+        self.out_until[i] = 0.0
+
+    def failed(self, i: int, label: str) -> None:
+        self.failures[i] += 1
+        if len(self.out_until) > 1 and self.failures[i] >= EJECT_AFTER:
+            self.out_until[i] = time.monotonic() + EJECT_FOR
+            log.warning("endpoint %s failed %d times in a row: out of rotation for %.0f s", label,
+                        self.failures[i], EJECT_FOR)
 
 
 class OpenAICompatible:
@@ -54,9 +92,11 @@ class OpenAICompatible:
 
     Args:
         model: the model name the server knows.
-        base_url: the API root (e.g. ``http://127.0.0.1:8000/v1``); None for OpenAI.
+        base_url: the API root (e.g. ``http://127.0.0.1:8000/v1``); None for OpenAI. Several (a list,
+            or joined by ``|``): a fleet of servers of one model, requests spread by fewest outstanding,
+            an endpoint that keeps failing taken out for a while (its requests retried on the others).
         api_key: defaults to ``OPENAI_API_KEY``; local servers need none.
-        max_concurrency: calls in flight at once (a semaphore per event loop).
+        max_concurrency: calls in flight at once per endpoint (a semaphore per event loop).
         timeout: seconds one HTTP call may take.
         retry_deadline: seconds a request may spend in retries (at least 1; `manyminds serve` sets 30).
         native_n: whether the server honours ``n``; None means find out from
@@ -72,7 +112,7 @@ class OpenAICompatible:
     def __init__(
         self,
         model: str,
-        base_url: str | None = None,
+        base_url: "str | Sequence[str] | None" = None,
         api_key: str | None = None,
         max_concurrency: int = 32,
         timeout: float = 120.0,
@@ -84,32 +124,40 @@ class OpenAICompatible:
             raise ConfigError("OpenAICompatible needs a model name, e.g. openai:gpt-4o-mini")
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if base_url is not None:
-            _check_url(base_url)
+        urls: list[str | None] = _urls(base_url)
+        for url in urls:
+            if url is not None:
+                _check_url(url)
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if api_key is None:
-            if base_url is None:
+            if urls == [None]:
                 raise ConfigError(
                     "no API key: set OPENAI_API_KEY, or give base_url for a local server"
                 )
             api_key = "not-needed"
         self.model = model
-        self.base_url = public_url(base_url)
-        """The endpoint without credentials: what is shown, logged and stored."""
+        self.base_urls = [public_url(url) for url in urls]
+        """Every endpoint without credentials (several: a fleet of servers of this model)."""
+        self.base_url = self.base_urls[0]
+        """The (first) endpoint without credentials: what is shown, logged and stored."""
         self._api_key = api_key  # kept out of cache_identity and repr
-        self._secrets = [api_key if api_key != "not-needed" else None, *url_secrets(base_url)]
+        self._secrets = [api_key if api_key != "not-needed" else None,
+                         *(secret for url in urls for secret in url_secrets(url))]
         register(*self._secrets)  # masked in every message and log line of the process from now on
-        self._client_url, self._default_query = _client_url(base_url)
+        self._endpoints = [_client_url(url) for url in urls]
+        self.per_endpoint_concurrency = max_concurrency
         self.timeout = timeout
         self.retry_deadline = retry_deadline
         self._native_n = native_n
         self.capabilities = Capabilities(
-            native_n=bool(native_n), logprobs=True, max_concurrency=max_concurrency, batch_width=max(1, batch_width)
+            native_n=bool(native_n), logprobs=True, max_concurrency=max_concurrency * len(urls),
+            batch_width=max(1, batch_width),
         )
         self._state: _LoopState | None = None
 
     def __repr__(self) -> str:
-        return f"OpenAICompatible(model={self.model!r}, base_url={self.base_url!r})"
+        shown = self.base_url if len(self.base_urls) == 1 else self.base_urls
+        return f"OpenAICompatible(model={self.model!r}, base_url={shown!r})"
 
     async def forward(self, path: str, payload: dict[str, Any]) -> tuple[int, str, Any]:
         """Send a request body unchanged to the endpoint's `path` (`manyminds serve`'s pass-through):
@@ -118,9 +166,9 @@ class OpenAICompatible:
         import httpx
 
         state = self._loop_state()
+        http = state.http[state.choose()]
         try:
-            response = await state.http.send(state.http.build_request("POST", path.lstrip("/"), json=payload),
-                                             stream=True)
+            response = await http.send(http.build_request("POST", path.lstrip("/"), json=payload), stream=True)
         except httpx.TimeoutException as error:
             raise BackendError(f"no reply within the timeout ({_short(str(error), self._secrets)})",
                                retryable=True) from None
@@ -146,6 +194,8 @@ class OpenAICompatible:
         return other
 
     def cache_identity(self) -> dict[str, Any]:
+        """The model at its (first) endpoint: a fleet's servers run one model, so a sample from any of
+        them is the same sample, and a fleet grown from one server keeps that server's cache."""
         return {"kind": self.name, "model": self.model, "base_url": self.base_url}
 
     def _loop_state(self) -> _LoopState:
@@ -204,10 +254,20 @@ class OpenAICompatible:
         content = json.dumps(body).encode()
 
         async def attempt() -> Any:
-            async with state.semaphore:
-                response = await _posted(state.http, content, self._secrets)
-            # A 200 that is not a completion (a proxy's HTML page, no choices) is transient.
-            _check_completion(response, self.model, self._secrets)
+            i = state.choose()  # each attempt, a retry included, goes where it is likeliest to succeed
+            state.outstanding[i] += 1
+            try:
+                async with state.semaphores[i]:
+                    response = await _posted(state.http[i], content, self._secrets)
+                # A 200 that is not a completion (a proxy's HTML page, no choices) is transient.
+                _check_completion(response, self.model, self._secrets)
+            except BackendError as error:
+                if error.retryable:
+                    state.failed(i, self.base_urls[i] or "OpenAI")
+                raise
+            finally:
+                state.outstanding[i] -= 1
+            state.succeeded(i)
             return response
 
         response = await with_retries(attempt, deadline=self.retry_deadline)
@@ -310,6 +370,16 @@ def _check_url(url: str) -> None:
     shown = redact(url, url_secrets(url if "//" in url else "//" + url))
     example = "http://127.0.0.1:8000/v1" if "//" in url else "http://" + shown
     raise ConfigError(f"base_url {shown!r} needs an http:// or https:// scheme and a host, e.g. {example}")
+
+
+def _urls(base_url: "str | Sequence[str] | None") -> list[str | None]:
+    """One endpoint or several: a list, or URLs joined by '|' (the spec's form)."""
+    if base_url is None:
+        return [None]
+    urls = [u.strip() for u in (base_url.split("|") if isinstance(base_url, str) else base_url)]
+    if not urls or any(not u for u in urls):
+        raise ConfigError(f"base_url {public_url('|'.join(urls)) if urls else ''!r}: an empty endpoint")
+    return list(urls)
 
 
 def _client_url(url: str | None) -> tuple[str | None, dict[str, str]]:
