@@ -157,3 +157,15 @@ def test_a_main_module_that_would_run_again_is_recognised(tmp_path, how, unsafe)
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     why = done.stdout.split("WHY", 1)[1].strip()
     assert (why != "None") is unsafe, (how, done.stdout, done.stderr[-1000:])
+
+
+def test_vllms_own_parallelism_reaches_the_engine_from_a_spec(fake_vllm):
+    backend = from_spec("vllm:model=tiny-model,tp=2,dp=4,executor=mp")
+    asyncio.run(backend.generate(MSGS, SamplingParams(max_tokens=4, seed=1), 1))
+    (llm,) = FakeLLM.instances
+    assert llm.kwargs["tensor_parallel_size"] == 2 and llm.kwargs["data_parallel_size"] == 4
+    assert llm.kwargs["distributed_executor_backend"] == "mp" and "pipeline_parallel_size" not in llm.kwargs
+    with pytest.raises(ConfigError, match="tp must be a whole number"):
+        from_spec("vllm:model=tiny-model,tp=0")
+    with pytest.raises(ConfigError, match="executor must be one of"):
+        from_spec("vllm:model=tiny-model,executor=slurm")

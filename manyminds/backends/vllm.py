@@ -324,10 +324,30 @@ def cpu_memory_fraction(wanted: int = CPU_ENGINE_BYTES) -> float:
     return round(min(0.9, max(0.05, wanted / _node_memory())), 3)
 
 
-def from_spec(rest: str = "", *, model: str | None = None, max_batch: int = 256) -> VLLM:
+EXECUTORS = ("mp", "ray", "uni", "external_launcher")
+
+
+def from_spec(rest: str = "", *, model: str | None = None, max_batch: int = 256, tp: int = 1, pp: int = 1,
+              dp: int = 1, executor: str | None = None) -> VLLM:
     """`vllm:MODEL` (a name or path vLLM can load), `vllm:embedded` for the embedded SmolLM2, or the
-    keyword form `vllm:model=M,max_batch=64`."""
+    keyword form `vllm:model=M,max_batch=64,tp=2,dp=4`.
+
+    vLLM's own parallelism: `tp` GPUs per tensor-parallel group (`tensor_parallel_size`), `pp`
+    pipeline stages, `dp` data-parallel engine replicas; the engine needs tp x pp x dp GPUs.
+    `executor` is vLLM's `distributed_executor_backend` (`mp` on one machine, `ray` across several,
+    with a Ray cluster already running)."""
     rest = rest or model or ""
     if not rest:
         raise ConfigError("backend spec 'vllm:' needs a model, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct or vllm:embedded")
-    return VLLM(rest, max_batch=max_batch)
+    for name, value in (("tp", tp), ("pp", pp), ("dp", dp)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"vllm: {name} must be a whole number of GPUs >= 1, got {value!r}")
+    if executor is not None and executor not in EXECUTORS:
+        raise ConfigError(f"vllm: executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    parallel: dict[str, Any] = {}
+    for name, value in (("tensor_parallel_size", tp), ("pipeline_parallel_size", pp), ("data_parallel_size", dp)):
+        if value != 1:
+            parallel[name] = value
+    if executor is not None:
+        parallel["distributed_executor_backend"] = executor
+    return VLLM(rest, max_batch=max_batch, **parallel)
