@@ -28,18 +28,10 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import record
+from _common import free_port, record
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = int(os.environ.get("LM_EVAL_LIMIT", "10"))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait(url: str, process: subprocess.Popen, what: str) -> None:

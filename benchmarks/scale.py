@@ -11,60 +11,14 @@ most 4 at once (a server's batch: more wait), so one server does at most 20 requ
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from _common import record
+from _common import free_port, record, start_fake_upstream
 
 LATENCY = 0.2
 CAPACITY = 4
 REQUESTS = 160
 CONCURRENT = 32
-
-SERVER = r'''
-import asyncio, json, sys, time, uuid
-import uvicorn
-
-slots = None
-
-async def app(scope, receive, send):
-    global slots
-    if scope["type"] != "http":
-        return
-    slots = slots or asyncio.Semaphore(int(sys.argv[3]))
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    async with slots:
-        await asyncio.sleep(float(sys.argv[2]))
-    request = json.loads(body or b"{}")
-    reply = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion", "created": int(time.time()),
-             "model": request.get("model", "fake"),
-             "choices": [{"index": 0, "message": {"role": "assistant", "content": "The answer is 12."},
-                          "finish_reason": "stop"}],
-             "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}}
-    payload = json.dumps(reply).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
-    await send({"type": "http.response.body", "body": payload})
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
-'''
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_up(port: int) -> None:
     import httpx
@@ -98,9 +52,7 @@ async def throughput(urls: list[str]) -> float:
 
 def main() -> None:
     ports = [free_port(), free_port()]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    servers = [subprocess.Popen([sys.executable, "-c", SERVER, str(p), str(LATENCY), str(CAPACITY)], env=env)
-               for p in ports]
+    servers = [start_fake_upstream(p, LATENCY, CAPACITY) for p in ports]
     try:
         for port in ports:
             wait_up(port)

@@ -26,39 +26,10 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import record
+from _common import free_port, record, start_fake_upstream
 
 LATENCY = 0.05
 SHAPES = ((1, 60), (16, 25), (64, 10))  # (clients, requests per client)
-
-UPSTREAM = r'''
-import asyncio, json, sys, time, uuid
-import uvicorn
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await asyncio.sleep(float(sys.argv[2]))
-    request = json.loads(body or b"{}")
-    n = int(request.get("n", 1))
-    reply = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion", "created": int(time.time()),
-             "model": request.get("model", "fake"),
-             "choices": [{"index": k, "message": {"role": "assistant", "content": "The answer is 12."},
-                          "finish_reason": "stop", "logprobs": None} for k in range(n)],
-             "usage": {"prompt_tokens": 9, "completion_tokens": 5 * n, "total_tokens": 9 + 5 * n}}
-    payload = json.dumps(reply).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
-    await send({"type": "http.response.body", "body": payload})
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
-'''
 
 SERVER = r'''
 import sys, uvicorn
@@ -67,14 +38,6 @@ app = create_app(ServerConfig(backend=f"openai:fake@http://127.0.0.1:{sys.argv[2
                               max_queue=256))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 '''
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(script: str, *args: str) -> subprocess.Popen:
@@ -134,7 +97,7 @@ def main() -> None:
     parser.add_argument("--model", default="self-consistency-1")
     args = parser.parse_args()
     upstream_port, server_port = free_port(), free_port()
-    upstream = start(UPSTREAM, str(upstream_port), str(LATENCY))
+    upstream = start_fake_upstream(upstream_port, LATENCY)
     server = start(SERVER, str(server_port), str(upstream_port))
     direct_url, served_url = f"http://127.0.0.1:{upstream_port}/v1", f"http://127.0.0.1:{server_port}/v1"
     rows = []
