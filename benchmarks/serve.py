@@ -12,6 +12,12 @@ machine's cores with both servers, as a deployment's clients would not.
 Goals (issue #23): added p50 <= 2 ms at 1 client, <= 5 ms at 16, <= 20 ms at 64; throughput at
 64 clients >= 0.8x direct; server CPU <= 1 ms a request.
 
+Also measured, for the choice of HTTP client (`backends/openai_compat.py`): the CPU one chat
+completion costs the calling process with httpx and with aiohttp, 16 at a time against the same
+upstream answering at once. And the floor this machine sets: the CPU of `asyncio.sleep(0.05)`, an
+idle wait and a wake-up, which every request pays at least twice (for the client's request and for
+the upstream's reply) and which is not the server's doing.
+
     .venv/bin/python benchmarks/serve.py [--model self-consistency-1]
 """
 
@@ -19,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _common import free_port, record, start_fake_upstream
@@ -87,6 +95,43 @@ async def load(url: str, model: str, clients: int, per_client: int) -> tuple[lis
         return latencies, time.perf_counter() - began
 
 
+async def client_cpu(url: str, library: str, requests: int = 1600) -> float:
+    """Milliseconds of this process's CPU one chat completion costs with `library`, 16 at a time."""
+    body = json.dumps({"model": "fake", "messages": [{"role": "user", "content": "What is 2 + 3?"}],
+                       "temperature": 0.7, "max_tokens": 256, "seed": 5}).encode()
+    headers = {"Authorization": "Bearer unused", "Content-Type": "application/json"}
+    if library == "httpx":
+        http: Any = httpx.AsyncClient(headers=headers, limits=httpx.Limits(max_connections=32))
+
+        async def one() -> Any:
+            return (await http.post(url + "/chat/completions", content=body)).json()
+    else:
+        import aiohttp
+
+        http = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=32))
+
+        async def one() -> Any:
+            async with http.post(url + "/chat/completions", data=body) as response:
+                return json.loads(await response.read())
+    try:
+        for _ in range(32):
+            await one()
+        began = time.process_time()
+        for _ in range(requests // 16):
+            await asyncio.gather(*(one() for _ in range(16)))
+        return 1000 * (time.process_time() - began) / requests
+    finally:
+        await (http.aclose() if library == "httpx" else http.close())
+
+
+async def idle_wait_cpu(waits: int = 60) -> float:
+    """Milliseconds of CPU one `asyncio.sleep(LATENCY)` costs: the machine's price of waiting once."""
+    began = time.process_time()
+    for _ in range(waits):
+        await asyncio.sleep(LATENCY)
+    return 1000 * (time.process_time() - began) / waits
+
+
 def p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -96,6 +141,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="self-consistency-1")
     args = parser.parse_args()
+    instant_port = free_port()
+    instant = start_fake_upstream(instant_port, 0.0)
+    try:
+        wait_until_up(f"http://127.0.0.1:{instant_port}/v1")
+        clients_cpu = {library: round(asyncio.run(client_cpu(f"http://127.0.0.1:{instant_port}/v1", library)), 3)
+                       for library in ("httpx", "aiohttp")}
+    finally:
+        instant.terminate()
+        instant.wait(20)
+    idle = round(asyncio.run(idle_wait_cpu()), 3)
+    print("client CPU ms per completion", clients_cpu, "; CPU ms of one idle wait", idle, flush=True)
     upstream_port, server_port = free_port(), free_port()
     upstream = start_fake_upstream(upstream_port, LATENCY)
     server = start(SERVER, str(server_port), str(upstream_port))
@@ -136,6 +192,7 @@ def main() -> None:
     met["throughput_at_64"] = at64["throughput_ratio"] >= 0.8
     met["cpu_per_request"] = max(r["server_cpu_ms_per_request"] for r in rows) <= 1.0
     print("written", record("serve", {"upstream_latency_s": LATENCY, "model": args.model, "rows": rows,
+                                      "client_cpu_ms_per_completion": clients_cpu, "idle_wait_cpu_ms": idle,
                                       "goals": {"added_p50_ms": goals, "throughput_at_64": 0.8, "cpu_ms": 1.0},
                                       "met": met}))
 

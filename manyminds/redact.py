@@ -1,13 +1,13 @@
 """Keeping credentials out of what is stored, shown and logged.
 
 A key can reach a URL (`https://user:KEY@host/v1`, `?api-key=KEY`), a header
-derived from it (httpx turns `user:pass@` into `Authorization: Basic
+derived from it (the HTTP client turns `user:pass@` into `Authorization: Basic
 base64(user:pass)`), or an error message (a server that echoes what it
 rejected, percent-encoded or not). Cache identities and request records use
 `public_url`. Every secret a backend is given is `register`ed once, with
 the forms it can take on the way out (percent-encoded and decoded, Basic
 auth); from then on `redact` masks them in any text, and a log record
-factory masks them in every log message of the process, httpx's request
+factory masks them in every log message of the process, an HTTP library's request
 lines included. The CLI passes every line it prints through `redact`.
 """
 
@@ -47,7 +47,7 @@ def public_url(url: str | None) -> str | None:
 
 
 def url_secrets(url: str | None) -> list[str]:
-    """The secret parts of `url`: its password (and user), the Basic-auth header httpx makes of
+    """The secret parts of `url`: its password (and user), the Basic-auth header the HTTP client makes of
     them, and secret-looking query values (as written and decoded)."""
     if not url:
         return []

@@ -342,15 +342,25 @@ class ServerConfig:
     """Seconds a request may spend on one upstream call with its retries (the backend's `retry_deadline`)."""
     heartbeat: float = 2.0
     """Seconds between a stream's keep-alive comments while its ensemble works."""
-    batch_window: float = 0.002
-    """Under load, seconds a request waits for others of the same strategy to share its graph run
-    (an idle server runs it at once)."""
+    runner: str = "direct"
+    """How ensembles run (`Session(runner=)`): "direct", each pipeline's steps without LangGraph's
+    scheduler (its ~2 ms of CPU a run is most of what a one-question request costs), or
+    "langgraph", the compiled graphs; the Results are the same."""
+    batch_window: float | None = None
+    """Seconds a request waits under load for others of the same strategy to share its run (an idle
+    server runs it at once). None: 2 ms with the LangGraph runner, whose cost is per run; no
+    batching with the direct one, whose per-run cost is microseconds, so that no request waits
+    for the slowest of a batch or fails with another's error (`benchmarks/serve.py`)."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.max_queue < 0:
             raise ConfigError("max_concurrency must be >= 1 and max_queue >= 0")
         if self.max_samples_per_request < 1:
             raise ConfigError("max_samples_per_request must be >= 1")
+        if self.runner not in ("direct", "langgraph"):
+            raise ConfigError(f"runner must be 'direct' or 'langgraph', got {self.runner!r}")
+        if self.batch_window is not None and not self.batch_window >= 0:
+            raise ConfigError("batch_window must be >= 0 seconds (or None)")
         for value, what in ((self.upstream_timeout, "upstream_timeout"), (self.upstream_deadline, "upstream_deadline")):
             if value is not None and not value > 0:
                 raise ConfigError(f"{what} must be > 0 seconds")
@@ -402,16 +412,19 @@ class _Batcher:
     in one), so requests that arrive together are answered by one `Session.asolve_many`. An idle
     server runs a request at once; while others are in flight (under load, where the per-request
     cost matters) it gathers for up to `window` seconds first. A client that goes away cancels only
-    its own wait; the batch is cancelled when every one of its clients has gone.
+    its own wait; the batch is cancelled when every one of its clients has gone. With `window`
+    None each request runs alone (the direct runner's choice).
     """
 
-    def __init__(self, session: Any, window: float = 0.002) -> None:
+    def __init__(self, session: Any, window: float | None = 0.002) -> None:
         self.session = session
         self.window = window
         self._pending: dict[Any, list[tuple[Task, asyncio.Future[Result]]]] = {}
         self._in_flight = 0
 
     async def solve(self, strategy: Any, task: Task, backend: Backend, limit: Any) -> Result:
+        if self.window is None:
+            return await self.session.asolve(strategy, task, backend=backend, limit=limit)
         key = (strategy, id(backend), limit)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
@@ -475,8 +488,11 @@ def create_app(config: ServerConfig) -> Any:
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         state.session = Session(config.backend, cache=config.cache, concurrency=config.max_concurrency,
-                                progress=False)
-        state.batcher = _Batcher(state.session, config.batch_window)
+                                progress=False, runner=config.runner)
+        window = config.batch_window
+        if window is None and config.runner == "langgraph":
+            window = 0.002
+        state.batcher = _Batcher(state.session, window)
         _set_timeouts(state.session.backend, config)
         state.admission = _Admission(config.max_concurrency, config.max_queue)
         try:

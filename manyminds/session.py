@@ -66,7 +66,12 @@ class Session:
         progress: bool | None = None,
         keep_pools: bool = False,
         budget: "Budget | dict[str, int] | int | None" = None,
+        runner: str = "langgraph",
     ) -> None:
+        from manyminds.agents.nodes import RUNNERS
+
+        if runner not in RUNNERS:
+            raise ConfigError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
         self.ledger = None if budget is None else Ledger(_budget(budget))
@@ -84,6 +89,10 @@ class Session:
             self._close_backend()
             raise
         self.concurrency = concurrency
+        self.runner = runner
+        """How its runs are executed: "langgraph" (each strategy's compiled graph) or "direct" (the
+        same steps without LangGraph's scheduler, the same Results: what `manyminds serve` uses, since
+        the scheduler's ~2 ms a run is most of a one-question request's cost)."""
         self.progress = progress
         self._keep_pools = keep_pools
 
@@ -146,11 +155,11 @@ class Session:
         try:
             if callable(progress):
                 return await run_batch(graph, batch, RunContext(self.concurrency, progress, ledger=self.ledger,
-                                                                question_budget=limit))
+                                                                question_budget=limit, runner=self.runner))
             wanted = self.progress if progress is None else progress
             with progress_bar(len(batch), strategy.name, wanted) as advance:
                 return await run_batch(graph, batch, RunContext(self.concurrency, advance, ledger=self.ledger,
-                                                                question_budget=limit))
+                                                                question_budget=limit, runner=self.runner))
         finally:
             if self.cache is not None and not self.cache.closed:
                 self.cache.flush()

@@ -15,6 +15,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import json
@@ -23,6 +24,7 @@ import pytest
 from openai import APIConnectionError, APITimeoutError, AuthenticationError, BadRequestError, OpenAI, RateLimitError
 
 from manyminds.backends import Scripted
+from manyminds.errors import ConfigError
 from manyminds.server import ServerConfig, create_app
 from tests.conftest import count_rows, free_port
 
@@ -575,7 +577,7 @@ def test_a_stream_shows_life_while_the_ensemble_works_and_reports_a_late_failure
             list(client(url).chat.completions.create(model="self-consistency-2", messages=ASK, stream=True))
 
 
-def test_concurrent_requests_for_one_strategy_share_a_graph_run(monkeypatch):
+def test_with_the_langgraph_runner_concurrent_requests_share_a_graph_run(monkeypatch):
     from manyminds.session import Session
 
     sizes: list[int] = []
@@ -587,7 +589,7 @@ def test_concurrent_requests_for_one_strategy_share_a_graph_run(monkeypatch):
 
     monkeypatch.setattr(Session, "asolve_many", counted)
     backend = Scripted(votes, latency=0.2)
-    with served(backend, max_concurrency=16) as url:
+    with served(backend, max_concurrency=16, runner="langgraph") as url:
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
             replies = list(pool.map(lambda k: client(url).chat.completions.create(
                 model="self-consistency-2", messages=[{"role": "user", "content": f"What is {k} + 5?"}],
@@ -595,6 +597,56 @@ def test_concurrent_requests_for_one_strategy_share_a_graph_run(monkeypatch):
     assert sum(sizes) == 12 and len(sizes) < 12, sizes  # gathered while the loop was busy
     assert all(r.choices[0].message.content for r in replies)
     assert len({tuple(m.content for m in r.messages) for r in backend.requests}) == 12  # each its own question
+
+
+def test_with_the_direct_runner_each_request_runs_alone_and_fails_alone(monkeypatch):
+    from manyminds.agents.builder import DirectRun
+    from manyminds.errors import BackendError
+    from manyminds.session import Session
+
+    sizes: list[int] = []
+    original = Session.asolve_many
+
+    async def counted(self, strategy, tasks, **options):
+        sizes.append(len(tasks))
+        return await original(self, strategy, tasks, **options)
+
+    ran: list[int] = []
+    direct = DirectRun.__call__
+
+    async def tracked(self, tasks, context):
+        ran.append(len(tasks))
+        return await direct(self, tasks, context)
+
+    def some_fail(messages, params, index):
+        k = int(messages[-1].content.split()[2])  # "What is K + 5?"
+        if k == 13:
+            raise BackendError("HTTP 400: the upstream refused this one")
+        return f"The answer is {k + 5}."
+
+    monkeypatch.setattr(Session, "asolve_many", counted)
+    monkeypatch.setattr(DirectRun, "__call__", tracked)
+    with served(Scripted(some_fail, latency=0.2), max_concurrency=16) as url:
+        def ask(k: int) -> Any:
+            try:
+                return client(url).chat.completions.create(
+                    model="self-consistency-2", messages=[{"role": "user", "content": f"What is {k} + 5?"}],
+                    extra_body=NUMBERS)
+            except Exception as error:  # noqa: BLE001 - the failure is the point
+                return error
+
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            replies = list(pool.map(ask, range(8, 20)))
+    assert sizes == [1] * 12 and ran == [1] * 12  # no batch: nobody waits for the slowest, nobody fails with another
+    failed = [k for k, r in zip(range(8, 20), replies) if isinstance(r, Exception)]
+    assert failed == [13] and "the upstream refused this one" in str(replies[13 - 8])
+    assert [r.choices[0].message.content for k, r in zip(range(8, 20), replies) if k != 13] == [
+        f"The answer is {k + 5}." for k in range(8, 20) if k != 13]
+
+
+def test_a_runner_that_does_not_exist_is_refused():
+    with pytest.raises(ConfigError, match="runner must be 'direct' or 'langgraph'"):
+        ServerConfig(runner="pregel")
 
 
 WEATHER = [{"type": "function", "function": {

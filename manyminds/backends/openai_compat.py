@@ -9,15 +9,16 @@ such so later requests go straight to one call per sample.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from manyminds.backends.base import Capabilities, request_fingerprint, sample_seed
 from manyminds.backends.retry import parse_retry_after, with_retries
@@ -37,27 +38,31 @@ EJECT_FOR = 10.0
 
 
 class _LoopState:
-    """The HTTP clients and semaphores belong to one event loop; each loop gets its own.
+    """The HTTP session and semaphores belong to one event loop; each loop gets its own.
 
-    Requests go out as plain JSON over httpx, not through the OpenAI SDK: the SDK's request
-    transformation and response models cost several milliseconds of CPU a call, more than the
-    whole server spends on a request otherwise (`benchmarks/serve.py`). With several base URLs
-    (a fleet of servers of one model), each endpoint has its client, its concurrency and its
+    Requests go out as plain JSON over aiohttp, not through the OpenAI SDK or httpx: the SDK's
+    request transformation and response models cost several milliseconds of CPU a call, and
+    httpx about 1.1 ms, against aiohttp's 0.1 ms (`benchmarks/serve.py`; the server's whole
+    budget is 1 ms a request). Every backend on a loop shares that loop's connection pool
+    (`_pool`), so a server switching among many upstream models holds no client per model. With
+    several base URLs (a fleet of servers of one model), each endpoint has its concurrency and its
     health: a request goes to the healthy endpoint with the fewest requests outstanding, and one
     that failed `EJECT_AFTER` times in a row sits out `EJECT_FOR` seconds.
     """
 
-    def __init__(self, backend: "OpenAICompatible") -> None:
-        import httpx
-
+    def __init__(self, backend: "OpenAICompatible", http: Any) -> None:
         self.loop = asyncio.get_running_loop()
+        self.http = http
         per = backend.per_endpoint_concurrency
-        self.http = [httpx.AsyncClient(
-            base_url=client_url or "https://api.openai.com/v1", params=query or None,
-            headers={"Authorization": f"Bearer {backend._api_key}", "Content-Type": "application/json"},
-            timeout=httpx.Timeout(backend.timeout),
-            limits=httpx.Limits(max_connections=per, max_keepalive_connections=per),
-        ) for client_url, query in backend._endpoints]
+        self.urls: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        for client_url, _ in backend._endpoints:
+            url, authorization = _userinfo_to_header(client_url or "https://api.openai.com/v1")
+            self.urls.append(url.rstrip("/") + "/")
+            self.headers.append({"Authorization": authorization or f"Bearer {backend._api_key}",
+                                 "Content-Type": "application/json"})
+        self.queries = [query or None for _, query in backend._endpoints]
+        self.proxies = [_proxy(url) for url in self.urls]
         self.semaphores = [asyncio.Semaphore(per) for _ in backend._endpoints]
         self.outstanding = [0] * len(backend._endpoints)
         self.failures = [0] * len(backend._endpoints)
@@ -85,6 +90,39 @@ class _LoopState:
             self.out_until[i] = time.monotonic() + EJECT_FOR
             log.warning("endpoint %s failed %d times in a row: out of rotation for %.0f s", label,
                         self.failures[i], EJECT_FOR)
+
+
+_POOLS: dict[asyncio.AbstractEventLoop, Any] = {}
+
+
+async def _pool() -> Any:
+    """This event loop's aiohttp session: one connection pool for every endpoint and model on the
+    loop (concurrency is bounded by each backend's semaphores, not by the pool). It is closed when
+    the loop shuts down: `asyncio.run` (and uvicorn) close every live async generator first, and
+    the one started here holds the session in its `finally`."""
+    loop = asyncio.get_running_loop()
+    for gone in [other for other in list(_POOLS) if other.is_closed()]:  # closed without shutting down
+        _POOLS.pop(gone, None)  # its generators: nothing here to close them with any more
+    held = _POOLS.get(loop)
+    if held is None or held[0].closed:
+        import aiohttp
+
+        # trust_env would look up ~/.netrc on a worker thread for every request; the environment's
+        # proxies are honoured per endpoint instead (`_proxy`)
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False,
+                                     auto_decompress=True, raise_for_status=False)
+
+        async def close_with_the_loop() -> AsyncIterator[None]:
+            try:
+                yield
+            finally:
+                _POOLS.pop(loop, None)
+                await http.close()
+
+        keeper = close_with_the_loop()
+        await keeper.__anext__()  # registered with the loop's async-generator hooks from now on
+        held = _POOLS[loop] = (http, keeper)
+    return held[0]
 
 
 class OpenAICompatible:
@@ -155,6 +193,10 @@ class OpenAICompatible:
         )
         self._state: _LoopState | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its event loop's HTTP state (a Ray worker opens its own connections)."""
+        return {**self.__dict__, "_state": None}
+
     def __repr__(self) -> str:
         shown = self.base_url if len(self.base_urls) == 1 else self.base_urls
         return f"OpenAICompatible(model={self.model!r}, base_url={shown!r})"
@@ -163,26 +205,29 @@ class OpenAICompatible:
         """Send a request body unchanged to the endpoint's `path` (`manyminds serve`'s pass-through):
         returns the status, the content type and an async iterator over the body's bytes (the
         response closes when it is exhausted). Connection failures are BackendErrors without the key."""
-        import httpx
+        import aiohttp
 
-        state = self._loop_state()
-        http = state.http[state.choose()]
+        state = await self._loop_state()
+        i = state.choose()
         try:
-            response = await http.send(http.build_request("POST", path.lstrip("/"), json=payload), stream=True)
-        except httpx.TimeoutException as error:
-            raise BackendError(f"no reply within the timeout ({_short(str(error), self._secrets)})",
+            response = await state.http.post(state.urls[i] + path.lstrip("/"), params=state.queries[i], proxy=state.proxies[i],
+                                             data=json.dumps(payload).encode(), headers=state.headers[i],
+                                             timeout=aiohttp.ClientTimeout(total=None, sock_read=self.timeout,
+                                                                           sock_connect=self.timeout))
+        except asyncio.TimeoutError as error:
+            raise BackendError(f"no reply within the timeout ({_short(str(error) or 'timed out', self._secrets)})",
                                retryable=True) from None
-        except httpx.HTTPError as error:
+        except aiohttp.ClientError as error:
             raise BackendError(f"{type(error).__name__}: {_short(str(error), self._secrets)}", retryable=True) from None
 
         async def body() -> Any:
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in response.content.iter_any():
                     yield chunk
             finally:
-                await response.aclose()
+                response.release()
 
-        return response.status_code, response.headers.get("content-type", "application/json"), body()
+        return response.status, response.headers.get("content-type", "application/json"), body()
 
     def with_model(self, model: str) -> "OpenAICompatible":
         """The same endpoint, key and limits for another model (`manyminds serve`'s `STRATEGY:MODEL`)."""
@@ -198,10 +243,10 @@ class OpenAICompatible:
         them is the same sample, and a fleet grown from one server keeps that server's cache."""
         return {"kind": self.name, "model": self.model, "base_url": self.base_url}
 
-    def _loop_state(self) -> _LoopState:
+    async def _loop_state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
-        if self._state is None or self._state.loop is not loop:
-            self._state = _LoopState(self)
+        if self._state is None or self._state.loop is not loop or self._state.http.closed:
+            self._state = _LoopState(self, await _pool())
         return self._state
 
     async def generate(
@@ -232,7 +277,7 @@ class OpenAICompatible:
     async def _call(
         self, messages: list[Message], params: SamplingParams, n: int, first_index: int
     ) -> list[Generation]:
-        state = self._loop_state()
+        state = await self._loop_state()
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [m.model_dump() for m in messages],
@@ -258,7 +303,7 @@ class OpenAICompatible:
             state.outstanding[i] += 1
             try:
                 async with state.semaphores[i]:
-                    response = await _posted(state.http[i], content, self._secrets)
+                    response = await _posted(state, i, content, self.timeout, self._secrets)
                 # A 200 that is not a completion (a proxy's HTML page, no choices) is transient.
                 _check_completion(response, self.model, self._secrets)
             except BackendError as error:
@@ -324,31 +369,35 @@ def _logprobs(choice: dict[str, Any], model: str) -> tuple[TokenLogprob, ...]:
     )
 
 
-async def _posted(http: Any, content: bytes, secrets: list[str | None]) -> Any:
-    """POST a chat completion; its JSON, or a retryable or fatal BackendError whose message never
-    carries a credential (servers echo rejected keys)."""
-    import httpx
+async def _posted(state: _LoopState, i: int, content: bytes, timeout: float, secrets: list[str | None]) -> Any:
+    """POST a chat completion to endpoint `i`; its JSON, or a retryable or fatal BackendError whose
+    message never carries a credential (servers echo rejected keys)."""
+    import aiohttp
 
     try:
-        response = await http.post("chat/completions", content=content)
-    except httpx.TimeoutException as error:
+        async with state.http.post(state.urls[i] + "chat/completions", params=state.queries[i], proxy=state.proxies[i],
+                                   data=content,
+                                   headers=state.headers[i], timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            status, raw = response.status, await response.read()
+            reason, headers = response.reason, dict(response.headers)
+    except asyncio.TimeoutError as error:
         raise BackendError(f"APITimeoutError: {_short(str(error) or 'the request timed out', secrets)}",
                            retryable=True) from None
-    except httpx.HTTPError as error:
+    except aiohttp.ClientError as error:
         raise BackendError(f"APIConnectionError: {_short(str(error) or type(error).__name__, secrets)}",
                            retryable=True) from None
-    status = response.status_code
     if status >= 400:
+        text = raw.decode("utf-8", "replace")
         try:
-            detail = response.json().get("error") or {}
+            detail = json.loads(text).get("error") or {}
             message = detail.get("message") if isinstance(detail, dict) else str(detail)
         except (ValueError, AttributeError):
             message = None
         retryable = status in RETRYABLE_STATUS or status >= 500
-        raise BackendError(f"HTTP {status}: {_short(message or response.text or response.reason_phrase, secrets)}",
-                           retryable=retryable, retry_after=parse_retry_after(dict(response.headers)))
+        raise BackendError(f"HTTP {status}: {_short(message or text or reason or '', secrets)}",
+                           retryable=retryable, retry_after=parse_retry_after(headers))
     try:
-        return json.loads(response.content)
+        return json.loads(raw)
     except ValueError as error:
         raise BackendError(f"malformed reply: {_short(str(error), secrets)}", retryable=True) from None
 
@@ -389,6 +438,30 @@ def _client_url(url: str | None) -> tuple[str | None, dict[str, str]]:
         return None, {}
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), dict(parse_qsl(parts.query))
+
+
+def _userinfo_to_header(url: str) -> tuple[str, str | None]:
+    """`https://user:pass@host/v1` as the URL without its credentials and their Basic `Authorization`
+    header (which then replaces the Bearer key, as browsers and curl do)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return (urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)),
+            "Basic " + base64.b64encode(pair.encode()).decode())
+
+
+def _proxy(url: str) -> str | None:
+    """The proxy the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) names for `url`, if any."""
+    from urllib.request import getproxies, proxy_bypass
+
+    parts = urlsplit(url)
+    proxy = getproxies().get(parts.scheme)
+    if not proxy or proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def _short(text: str, secrets: "Sequence[str | None]" = (), limit: int = 200) -> str:
