@@ -35,7 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Many LLM samples, combined well: self-consistency and other ensembles.",
 )
-cache_app = typer.Typer(no_args_is_help=True, help="Inspect a generation cache.")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect or merge generation caches.")
 app.add_typer(cache_app, name="cache")
 
 out = Console(width=None if sys.stdout.isatty() else 120)
@@ -384,6 +384,13 @@ def bench(
     oracle: Annotated[bool, typer.Option(
         "--oracle", help="Allow verifiers that read the gold answer or all the scorer's tests (math, unit tests); "
                          "such runs are labelled [oracle].")] = False,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="local|auto|ADDRESS",
+        help="Shard the questions over Ray actors, each with its own backend built from --backend: 'local' starts "
+             "Ray here, 'auto' joins this machine's cluster, or a cluster's address. Needs manyminds[ray].")] = None,
+    ray_workers: Annotated[int, typer.Option(min=1, help="--ray: actors in the pool.")] = 2,
+    ray_gpus: Annotated[float, typer.Option(min=0, help="--ray: GPUs each actor reserves (1 for a vLLM engine "
+                                                        "each; tp=K needs K).")] = 0,
 ) -> None:
     """Compare strategies and budgets on the same questions of a data set; resumable with the same command."""
     from manyminds.backends import from_spec
@@ -435,9 +442,17 @@ def bench(
         if tuned_on:
             print(f"note: the {len(tuned_on)} questions the plan was tuned on are left out of the evaluation",
                   file=sys.stderr)
+    distributed: dict[str, Any] = {}
+    if ray is not None:
+        from manyminds.bench.executors import require_ray
+
+        require_ray()
+        distributed = dict(executor="ray", ray_address=ray, workers=ray_workers,
+                           actor_options={"num_gpus": ray_gpus} if ray_gpus else None)
     report = run_bench(source, methods, backend=chosen, cache=path, split=split, limit=limit, seed=seed,
                        verifier=code_verifier, judge=judge_backend, concurrency=concurrency,
-                       max_failures=max_failures, allow_greedy=allow_greedy, oracle=oracle, exclude=tuned_on)
+                       max_failures=max_failures, allow_greedy=allow_greedy, oracle=oracle, exclude=tuned_on,
+                       **distributed)
     if as_json:
         for r in report.runs:
             low, high = r.interval()
@@ -548,6 +563,9 @@ def serve_command(
     upstream_deadline: Annotated[float, typer.Option(
         min=1.0, help="Seconds one upstream call may take with its retries; then 504 (timeout) or 502.")] = 30.0,
     grace: Annotated[int, typer.Option(min=0, help="Seconds requests in flight get to finish on SIGTERM.")] = 30,
+    runner: Annotated[str, typer.Option(
+        help="'direct': each request's ensemble runs its steps without LangGraph's scheduler (same results, "
+             "milliseconds less a request); 'langgraph': through the compiled graphs, requests batched.")] = "direct",
 ) -> None:
     """An OpenAI-compatible server whose models are ensembles: POST /v1/chat/completions with model
     STRATEGY[-N][:UPSTREAM_MODEL] (self-consistency-8, moa-6:gpt-4o-mini); GET /v1/models lists them."""
@@ -560,11 +578,13 @@ def serve_command(
             raise ManymindsError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
     if greedy not in ("sample", "refuse"):
         raise ManymindsError(f"--greedy takes 'sample' or 'refuse', not {greedy!r}")
+    if runner not in ("direct", "langgraph"):
+        raise ManymindsError(f"--runner takes 'direct' or 'langgraph', not {runner!r}")
     config = ServerConfig(backend=backend, cache=_cache_path(cache, no_cache), api_key=key,
                           max_concurrency=max_concurrency, max_queue=max_queue, max_body_bytes=max_body_bytes,
                           max_samples_per_request=max_samples_per_request,
                           upstream_models=tuple(upstream_models or ()), greedy=greedy,  # type: ignore[arg-type]
-                          upstream_timeout=upstream_timeout, upstream_deadline=upstream_deadline)
+                          upstream_timeout=upstream_timeout, upstream_deadline=upstream_deadline, runner=runner)
     serve(config, host=host, port=port, graceful_seconds=grace)
 
 
@@ -685,6 +705,22 @@ def reaggregate_command(
         table.add_row(r.aggregator, r.stop or "-", f"{r.accuracy:.1%} ({r.correct}/{r.questions})",
                       f"{r.mean_samples:.2f}", str(r.changed))
     out.print(table)
+
+
+@cache_app.command("merge")
+def cache_merge(
+    target: Annotated[Path, typer.Argument(help="The cache file to add to (created if missing).")],
+    sources: Annotated[list[Path], typer.Argument(help="Cache files to add (read only).")],
+) -> None:
+    """Add other caches' samples and runs to TARGET: replicas' caches, or a benchmark's shards run apart."""
+    from manyminds.cache.merge import merge
+
+    for source in sources:
+        if not source.is_file():
+            raise ManymindsError(f"{source}: no such cache file")
+        added = merge(target, source)
+        out.print(f"{source} -> {target}: {added.samples} samples ({added.requests} requests), "
+                  f"{added.runs} runs, {added.results} results added")
 
 
 @cache_app.command("runs")

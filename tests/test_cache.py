@@ -278,3 +278,74 @@ def test_a_version_1_cache_migrates_and_keeps_its_rows(tmp_path):
     conn.close()
     with GenerationCache(path) as cache:
         assert cache.lookup("k", [0])[0].text == "kept" and cache.runs.all() == []
+
+
+def test_merging_caches_adds_samples_once_and_runs_question_by_question(tmp_path):
+    """Two replicas' caches (or a benchmark's shards run apart) merged: every sample once, a run both
+    hold by fingerprint completed from the other, any other run copied; the CLI reports counts."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from manyminds.backends.scripted import Scripted
+    from manyminds.bench.runner import run
+    from manyminds.cli import app
+    from manyminds.strategies import make
+    from manyminds.types import Task
+
+    tasks = [Task(question=f"What is {k} + 1?", gold=str(k + 1), id=f"q{k}") for k in range(6)]
+    method = {"sc": make("self-consistency", 2, seed=1)}
+
+    def reply(messages, params, index):
+        return f"The answer is {int(messages[-1].content.split()[2]) + 1}."
+
+    run(tasks[:4], method, backend=Scripted(reply), cache=tmp_path / "a.db", progress=False)
+    run(tasks[2:], method, backend=Scripted(reply), cache=tmp_path / "b.db", progress=False)
+    run(tasks, {"sc4": make("self-consistency", 4, seed=1)}, backend=Scripted(reply), cache=tmp_path / "b.db",
+        progress=False)
+    result = CliRunner().invoke(app, ["cache", "merge", str(tmp_path / "a.db"), str(tmp_path / "b.db")])
+    assert result.exit_code == 0, result.output
+    # b holds 6 questions x 4 samples; a held 4 x 2, all among them: 24 - 8 new
+    assert "16 samples" in result.output and "2 runs" in result.output
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 24
+        runs = db.execute("SELECT label, COUNT(x.position) FROM runs r JOIN results x ON x.run = r.id "
+                          "GROUP BY r.id ORDER BY r.id").fetchall()
+    assert runs == [("sc", 4), ("sc", 4), ("sc4", 6)]  # different question sets: different fingerprints
+    again = CliRunner().invoke(app, ["cache", "merge", str(tmp_path / "a.db"), str(tmp_path / "b.db")])
+    assert "0 samples" in again.output and "0 runs" in again.output and "0 results" in again.output
+    # a rerun of b's first benchmark against the merged cache resumes it: nothing to generate
+    backend = Scripted(reply)
+    rerun = run(tasks[2:], method, backend=backend, cache=tmp_path / "a.db", progress=False)
+    assert backend.calls == 0 and rerun.runs[0].resumed
+    missing = CliRunner().invoke(app, ["cache", "merge", str(tmp_path / "a.db"), str(tmp_path / "nope.db")])
+    assert missing.exit_code != 0 and "nope.db: no such cache file" in str(missing.exception)
+
+
+def test_several_processes_share_one_cache_file(tmp_path):
+    """Replicas of a server (or any processes) writing one cache at once: WAL and one BEGIN IMMEDIATE
+    transaction per write batch keep every sample of both, and neither fails."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from manyminds import Session\n"
+        "from manyminds.backends.scripted import Scripted\n"
+        "from manyminds.strategies import make\n"
+        "who = sys.argv[2]\n"
+        "with Session(Scripted(lambda m, p, i: f'The answer is {i}.', latency=0.001), cache=sys.argv[1],\n"
+        "             progress=False) as session:\n"
+        "    for k in range(20):\n"
+        "        session.solve_many(make('self-consistency', 4, seed=1), [f'{who} question {k}.{j}' for j in range(5)])\n"
+    )
+    path = tmp_path / "shared.db"
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(path), who], stderr=subprocess.PIPE, text=True)
+               for who in ("replica-a", "replica-b")]
+    for worker in workers:
+        _, errors = worker.communicate(timeout=240)
+        assert worker.returncode == 0, errors
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 2 * 20 * 5 * 4

@@ -79,10 +79,16 @@ class Local:
         self.max_batch = max_batch
         self.batch_ctx = batch_ctx
         self.capabilities = Capabilities(native_n=batched, logprobs=True, max_concurrency=1, stops_samples=batched)
+        self._settings = dict(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, batched=batched,
+                              max_batch=max_batch, batch_ctx=batch_ctx, weights=weights)
         self._llama: Any = None
         self._sampler: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="manyminds-llama")
         self._prefetched: dict[tuple[str, int], Future[Generation]] = {}
+
+    def __reduce__(self) -> Any:
+        """Pickled as its settings (a Ray worker loads its own model from them), never its model."""
+        return (_rebuilt, (self._settings,))
 
     def close(self) -> None:
         """Free the model and the batch context and stop the worker thread."""
@@ -302,3 +308,7 @@ def from_spec(rest: str = "", *, model_path: str | None = None, n_ctx: int = 204
     """`local`, `local:PATH.gguf`, or the keyword form `local:n_ctx=4096,weights=as-is`."""
     return Local(model_path=rest or model_path or None, n_ctx=n_ctx, n_threads=n_threads, batched=batched,
                  weights=weights)
+
+
+def _rebuilt(settings: dict[str, Any]) -> "Local":
+    return Local(**settings)

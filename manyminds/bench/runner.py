@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +29,12 @@ from pydantic import BaseModel, Field
 
 from manyminds._perf import run_sync
 from manyminds.backends.base import Backend
+from manyminds.bench.executors import Executor, LocalExecutor, RayExecutor, describe
 from manyminds.bench.scoring import Score, Scorer, scorer_for, with_samples
 from manyminds.cache import GenerationCache
 from manyminds.plugins import plugin_versions
 from manyminds.session import Session
-from manyminds.errors import BackendError, ConfigError, RunFailed
+from manyminds.errors import ConfigError, RunFailed
 from manyminds.strategies.base import Strategy
 from manyminds.types import Result, Task, Usage
 from manyminds.verifiers.base import is_oracle
@@ -42,7 +42,6 @@ from manyminds.verifiers.base import is_oracle
 if TYPE_CHECKING:
     import numpy as np
 
-log = logging.getLogger(__name__)
 
 
 class TooManyFailures(RunFailed):
@@ -191,45 +190,6 @@ def _tasks(data: str | Sequence[Task | str], split: str | None, limit: int | Non
                    "dataset_version": first.get("dataset_version"), "scorer": first.get("scorer", "answer")}
 
 
-async def _solve_chunk(strategy: Strategy, tasks: list[Task], session: Session) -> list[Result | BaseException]:
-    """The chunk's results; where the batch fails, each question alone (concurrently), so one bad
-    question fails only itself. A ConfigError is the user's to fix and ends the run.
-
-    A backend that stayed unreachable for a whole retry deadline (a retryable error, given up on)
-    failed the chunk, not one of its questions: asking each question again would wait that long
-    once more per question (a dead endpoint used to take a chunk's size times the deadline to fail).
-    Its questions are recorded as failed with that error and are tried again on resuming.
-    """
-    try:
-        results: list[Result | BaseException] = list(await session.asolve_many(strategy, tasks, progress=False))
-        return results
-    except ConfigError:
-        raise
-    except BackendError as batch_error:
-        if batch_error.retryable:
-            log.info("the backend failed a batch of %d questions after its retries (%s)", len(tasks), batch_error)
-            return [batch_error] * len(tasks)
-        log.info("a batch of %d questions failed (%s); running them one by one", len(tasks), batch_error)
-    except Exception as batch_error:  # noqa: BLE001 - isolated below, question by question
-        log.info("a batch of %d questions failed (%s); running them one by one", len(tasks), batch_error)
-    gate = asyncio.Semaphore(session.concurrency)
-
-    async def alone(task: Task) -> Result | BaseException:
-        async with gate:
-            try:
-                return await session.asolve(strategy, task)
-            except ConfigError:
-                raise
-            except Exception as error:  # noqa: BLE001 - recorded as this question's failure
-                return error
-
-    return list(await asyncio.gather(*(alone(task) for task in tasks)))
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
 async def _score(scorer: Scorer, result: Result) -> Score | BaseException:
     try:
         return await with_samples(scorer, result)
@@ -254,10 +214,14 @@ async def arun(
     concurrency: int = 16,
     chunk: int | None = None,
     max_failures: int | None = None,
-    progress: bool | None = None,
+    progress: "bool | Callable[[int], None] | None" = None,
     allow_greedy: bool = False,
     oracle: bool = False,
     exclude: Sequence[str] = (),
+    executor: str = "local",
+    ray_address: str | None = None,
+    workers: int = 2,
+    actor_options: dict[str, Any] | None = None,
 ) -> BenchReport:
     """Run every strategy over the same questions; see the module docstring.
 
@@ -271,6 +235,8 @@ async def arun(
         verifier: the UnitTests verifier that scores code; judge: the backend that judges
             pairwise (AlpacaEval).
         chunk: questions solved, scored and recorded together (default: `concurrency`).
+        progress: a bar on stderr (True; None: when stderr is a terminal), none (False), or a
+            callback called with the number of questions recorded as each chunk is.
         max_failures: end the run once more questions than this have failed.
         allow_greedy: run a voting strategy whose n samples at temperature 0 would be copies
             of one draw (it then draws one); refused otherwise, since a benchmark would report
@@ -280,7 +246,15 @@ async def arun(
             "[oracle]" and carry `oracle: true` in their record: an upper bound, not accuracy.
         exclude: ids of questions never to evaluate on (those a DIV-SE plan was tuned on,
             `DiversityPlan.seen`); left out before `limit` and `seed` pick.
+        executor: "local" (this process) or "ray": chunks sharded over `workers` Ray actors, each
+            with its own copy of `backend` (`bench.executors.RayExecutor`); this process stays the
+            one writer of the cache and the run records, and the results are the local run's.
+        ray_address: the Ray cluster ("local": started here with `workers` CPUs and stopped
+            after; "auto": the cluster this machine is in; or its address).
+        actor_options: Ray options of each actor, e.g. ``{"num_gpus": 1}`` (a vLLM engine per GPU).
     """
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"executor must be 'local' or 'ray', got {executor!r}")
     tasks, meta = _tasks(data, split, limit, seed, frozenset(exclude))
     if exclude:
         meta["excluded"] = len(set(exclude))
@@ -327,9 +301,16 @@ async def arun(
         # end, every sample stored) and only flushes one given as an object.
         with Session(backend, cache=cache, concurrency=concurrency, progress=False, keep_pools=True) as session, \
                 _Progress(progress) as bar:
-            for label, strategy in labelled.items():
-                reports.append(await _run_one(label, strategy, tasks, meta, session, chosen_scorer, bar,
-                                              chunk or concurrency, max_failures))
+            pool: Executor = (RayExecutor(backend, session, workers=workers, address=ray_address,
+                                          concurrency=concurrency, actor_options=actor_options)
+                              if executor == "ray" else LocalExecutor(session))
+            try:
+                for label, strategy in labelled.items():
+                    reports.append(await _run_one(label, strategy, tasks, meta, session, chosen_scorer, bar,
+                                                  chunk or concurrency, max_failures, pool))
+            finally:
+                if isinstance(pool, RayExecutor):
+                    pool.close()
     finally:
         if temporary is not None:
             temporary.cleanup()
@@ -337,7 +318,8 @@ async def arun(
 
 
 async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict[str, Any], session: Session,
-                   scorer: Scorer, bar: "_Progress", chunk: int, max_failures: int | None) -> RunReport:
+                   scorer: Scorer, bar: "_Progress", chunk: int, max_failures: int | None,
+                   executor: "Executor") -> RunReport:
     spec = strategy.aggregation()
     run_meta = {**meta, "aggregator": spec.model_dump() if spec is not None else None}
     store = session.cache
@@ -353,20 +335,22 @@ async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict
     todo = [k for k in range(len(tasks)) if k not in records]
     task_bar = bar.add(label, len(tasks), records.values())
     failures = 0
-    for start in range(0, len(todo), chunk):
-        positions = todo[start:start + chunk]
-        outcomes = await _solve_chunk(strategy, [tasks[k] for k in positions], session)
+    await executor.begin(strategy)
+
+    async def solve(positions: list[int]) -> None:
+        nonlocal failures
+        outcomes = await executor.solve(strategy, [tasks[k] for k in positions])
         scores = await asyncio.gather(*(_score(scorer, o) for o in outcomes if isinstance(o, Result)))
         scored = iter(scores)
         rows = []
         for k, outcome in zip(positions, outcomes):
             if isinstance(outcome, BaseException):
-                record = QuestionRecord(position=k, task=tasks[k], error=_describe(outcome))
+                record = QuestionRecord(position=k, task=tasks[k], error=describe(outcome))
             else:
                 score = next(scored)
                 if isinstance(score, BaseException):
                     record = QuestionRecord(position=k, task=tasks[k], result=outcome,
-                                            error=f"scoring failed: {_describe(score)}")
+                                            error=f"scoring failed: {describe(score)}")
                 else:
                     record = QuestionRecord(position=k, task=tasks[k], result=outcome, score=score)
             failures += record.error is not None
@@ -385,6 +369,27 @@ async def _run_one(label: str, strategy: Strategy, tasks: list[Task], meta: dict
             first = next(r.error for r in records.values() if r.error)
             raise NothingSucceeded(f"{label}: none of the {len(records)} questions tried succeeded; the first "
                                    f"error: {first}")
+
+    # `executor.width` chunks in flight at once (1 in this process: as before, one after another);
+    # each is recorded as it returns, so a run stopped anywhere resumes from what was recorded.
+    chunks = [todo[start:start + chunk] for start in range(0, len(todo), chunk)]
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        for positions in chunks:
+            if len(pending) >= executor.width:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    finished.result()
+            pending.add(asyncio.ensure_future(solve(positions)))
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                finished.result()
+    finally:
+        for left in pending:
+            left.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
     store.runs.finish(run_id, "finished" if not failures else f"finished, {failures} failed")
     return RunReport(label=label, run_id=run_id, strategy=strategy.name, params=strategy.params(), meta=run_meta,
                      records=[records[k] for k in range(len(tasks))], resumed=resumed)
@@ -405,10 +410,11 @@ def run(data: str | Sequence[Task | str], strategies: Mapping[str, Strategy] | S
 class _Progress:
     """A rich progress bar per run with running accuracy, samples and tokens (stderr, when a terminal)."""
 
-    def __init__(self, enabled: bool | None) -> None:
+    def __init__(self, enabled: "bool | Callable[[int], None] | None") -> None:
         import sys
 
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.callback = enabled if callable(enabled) else None
+        self.enabled = sys.stderr.isatty() if enabled is None else (enabled is True)
         self._progress: Any = None
         self._totals: dict[int, list[float]] = {}
 
@@ -430,13 +436,15 @@ class _Progress:
     def add(self, label: str, total: int, done: Any) -> int:
         """A bar for one run, advanced by what it already holds; -1 when bars are off."""
         if self._progress is None:
-            return -1
+            return -1  # a callback hears of questions finished from now on, not of those resumed
         key = self._progress.add_task(label, total=total, stats="")
         self._totals[key] = [0.0, 0.0, 0.0, 0.0, 0.0]  # correct, scored, failed, samples, tokens
         self.advance(key, list(done))
         return key
 
     def advance(self, key: int, records: list[QuestionRecord]) -> None:
+        if self.callback is not None and records:
+            self.callback(len(records))
         if self._progress is None:
             return
         totals = self._totals[key]
