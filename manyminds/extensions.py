@@ -19,7 +19,7 @@ Built-ins register exactly as plugins do; a name is taken once (`plugins.Registr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
@@ -38,6 +38,7 @@ S = TypeVar("S", bound="EnsembleState")
 
 __all__ = [
     "EVIDENCE_KINDS", "Aggregator", "Backend", "Candidate", "Capabilities", "Decision", "Generation", "Message",
+    "StreamingBackend",
     "Request", "Result", "SamplingParams", "Scorer", "Settled", "Source", "StopRule", "Task", "Verdict", "Verifier",
     "View", "evidence_kind",
 ]
@@ -94,6 +95,17 @@ class Backend(Protocol):
         Never include secrets: this goes into the cache key and the cache file.
         """
         ...
+
+
+@runtime_checkable
+class StreamingBackend(Protocol):
+    """A backend that can also hand over one sample's text as it is generated (optional: a
+    backend without `stream` has its whole text handed over at once, `backends.base.streamed`).
+    `manyminds serve` streams a synthesis this way. The returned Generation is the sample that
+    `generate(messages, params, 1, first_index)` would return (same seed, same key in the cache)."""
+
+    async def stream(self, messages: list[Message], params: SamplingParams, on_text: "Callable[[str], None]",
+                     first_index: int = 0) -> Generation: ...
 
 
 # -- aggregators, verifiers, stopping rules, scorers ----------------------------------------

@@ -65,6 +65,7 @@ flushed and closed.
 from __future__ import annotations
 
 import asyncio
+import copy
 import errno
 import hmac
 import json
@@ -84,6 +85,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from manyminds.agents.nodes import stop_streaming, stream_text_to
 from manyminds.backends.base import Backend
 from manyminds.errors import BackendError, ConfigError, ManymindsError
 from manyminds.types import MAX_SAMPLES, AnswerFormat, Message, Result, Task
@@ -909,28 +911,61 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
     if not body.stream:
         return JSONResponse(reply(await _run_cancellable(admitted(), request)))
     include_usage = bool((body.stream_options or {}).get("include_usage"))
-    work = asyncio.ensure_future(admitted())
+    # A synthesis that makes the answer (MoA, Self-MoA) streams as it is generated: for one answer in
+    # plain text, on a run of its own (a batched run's synthesis belongs to several requests).
+    texts: "asyncio.Queue[str] | None" = None
+    if (body.n or 1) == 1 and built.answer_format not in (AnswerFormat.TOOL, AnswerFormat.JSON) \
+            and state.batcher is not None and state.batcher.window is None:
+        texts = asyncio.Queue()
+    token = stream_text_to(texts.put_nowait if texts is not None else None)
+    try:
+        work = asyncio.ensure_future(admitted())  # carries the sink: the task copies this context
+    finally:
+        stop_streaming(token)
     return StreamingResponse(_live(work, reply, completion_id, body.model, chat=chat, include_usage=include_usage,
-                                   heartbeat=state.config.heartbeat), media_type="text/event-stream")
+                                   heartbeat=state.config.heartbeat, texts=texts), media_type="text/event-stream")
 
 
 async def _live(work: "asyncio.Future[Result]", reply: Any, completion_id: str, model: str, *, chat: bool,
-                include_usage: bool, heartbeat: float) -> AsyncIterator[bytes]:
-    """A stream that is alive while the ensemble works: the assistant's role at once (chat), an SSE
-    comment with the time spent every `heartbeat` seconds (clients and proxies see life; OpenAI's
-    clients skip comments), then the decided answer, its finish and [DONE]. An error after the stream
-    began is sent as an `error` event, as OpenAI's API does. A client that goes away cancels the work."""
+                include_usage: bool, heartbeat: float, texts: "asyncio.Queue[str] | None" = None) -> AsyncIterator[bytes]:
+    """A stream that is alive while the ensemble works: the assistant's role at once (chat), the
+    answer-making synthesis's text as it is generated (`texts`, when the method has one), an SSE
+    comment with the time spent every `heartbeat` seconds without other news (clients and proxies
+    see life; OpenAI's clients skip comments), then the decided answer (what was not streamed of
+    it), its finish and [DONE]. An error after the stream began is sent as an `error` event, as
+    OpenAI's API does. A client that goes away cancels the work."""
     start = time.monotonic()
+    base = {"id": completion_id, "created": int(time.time()), "model": model}
+    sent: list[str] = []
+
+    def piece(text: str) -> bytes:
+        if chat:
+            return _event({**base, "object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None, "logprobs": None}]})
+        return _event({**base, "object": "text_completion",
+                       "choices": [{"index": 0, "text": text, "finish_reason": None, "logprobs": None}]})
+
     try:
         if chat:
-            yield _event({"id": completion_id, "created": int(time.time()), "model": model,
-                          "object": "chat.completion.chunk",
+            yield _event({**base, "object": "chat.completion.chunk",
                           "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                        "finish_reason": None, "logprobs": None}]})
         while not work.done():
-            await asyncio.wait([work], timeout=heartbeat)
-            if not work.done():
+            waiting: list[asyncio.Future[Any]] = [work]
+            getter = asyncio.ensure_future(texts.get()) if texts is not None else None
+            if getter is not None:
+                waiting.append(getter)
+            done, _ = await asyncio.wait(waiting, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED)
+            if getter is not None and not getter.done():
+                getter.cancel()
+            elif getter is not None:
+                sent.append(getter.result())
+                yield piece(sent[-1])
+            if not done:
                 yield f": manyminds working {time.monotonic() - start:.1f}s\n\n".encode()
+        while texts is not None and not texts.empty():
+            sent.append(texts.get_nowait())
+            yield piece(sent[-1])
         try:
             result = work.result()
         except Exception as error:  # the same mapping as a plain response, sent as an error event
@@ -938,7 +973,8 @@ async def _live(work: "asyncio.Future[Result]", reply: Any, completion_id: str, 
             yield _event(failure.body())
             yield b"data: [DONE]\n\n"
             return
-        async for chunk in _stream(reply(result), chat=chat, include_usage=include_usage):
+        async for chunk in _stream(reply(result), chat=chat, include_usage=include_usage,
+                                   streamed="".join(sent) if sent else None):
             yield chunk
     finally:
         if not work.done():
@@ -1211,11 +1247,28 @@ def _completion(result: Result, model: str, *, chat: bool, n: int = 1, notes: li
     return {**common, "object": "text_completion", "choices": choices}
 
 
-async def _stream(payload: dict[str, Any], *, chat: bool, include_usage: bool) -> AsyncIterator[bytes]:
-    """The decided answers as server-sent events: each choice's content in one chunk, its finish,
-    then the usage when asked for, then [DONE]."""
+async def _stream(payload: dict[str, Any], *, chat: bool, include_usage: bool,
+                  streamed: str | None = None) -> AsyncIterator[bytes]:
+    """The decided answers as server-sent events: each choice's content in one chunk (the first
+    one's less what was `streamed` of it already), its finish, then the usage when asked for, then
+    [DONE]. Streamed text that is not the start of the answer (a synthesis the decision set aside)
+    is said so in the `manyminds` notes."""
     base = {k: payload[k] for k in ("id", "created", "model")}
     kind = "chat.completion.chunk" if chat else "text_completion"
+    if streamed is not None:
+        payload = copy.deepcopy(payload)
+        first = payload["choices"][0]
+        shown = first["message"]["content"] if chat else first["text"]
+        if shown is not None and shown.startswith(streamed):
+            rest = shown[len(streamed):]
+        else:
+            rest = ""
+            payload["manyminds"]["notes"] = payload["manyminds"].get("notes", []) + [
+                "the text streamed was a synthesis the decision set aside: the answer is manyminds.answer"]
+        if chat:
+            first["message"]["content"] = rest
+        else:
+            first["text"] = rest
     for k, choice in enumerate(payload["choices"]):
         if chat and choice["message"].get("tool_calls"):
             calls = [{"index": j, **call} for j, call in enumerate(choice["message"]["tool_calls"])]

@@ -190,3 +190,27 @@ def test_a_fleet_spreads_requests_and_a_dead_endpoint_loses_nothing(llama_server
         assert [g.text for g in samples] == [g.text for g in spread]  # the same seeds, whichever server drew them
         assert alive.log.forwarded == 8 and dead.log.forwarded == 0  # the dead one's attempts were all retried
         assert len(dead.log.faults) >= openai_compat.EJECT_AFTER
+
+
+@pytest.mark.integration
+def test_a_streamed_sample_is_the_sample_generate_gives(llama_server, tmp_path):
+    """`stream` against the real llama.cpp server: the text arrives in pieces, and the sample is the
+    one `generate` draws with the same seed and index; behind the cache, it is stored and a second
+    stream is served whole from the cache."""
+    from manyminds.cache import GenerationCache
+
+    backend = OpenAICompatible(model="smollm2", base_url=llama_server)
+    params = SamplingParams(temperature=0.8, max_tokens=24, seed=3)
+    pieces: list[str] = []
+    streamed = asyncio.run(backend.stream(MSGS, params, pieces.append, first_index=2))
+    (generated,) = asyncio.run(backend.generate(MSGS, params, 1, first_index=2))
+    assert streamed.text == generated.text == "".join(pieces) and len(pieces) > 1
+    assert streamed.index == 2 and streamed.completion_tokens > 0 and streamed.finish_reason in ("stop", "length")
+    with GenerationCache(tmp_path / "c.db") as cache:
+        cached = cache.wrap(backend)
+        first: list[str] = []
+        again: list[str] = []
+        one = asyncio.run(cached.stream(MSGS, params, first.append, first_index=2))
+        two = asyncio.run(cached.stream(MSGS, params, again.append, first_index=2))
+        assert one.text == two.text == streamed.text and len(first) > 1 and again == [streamed.text]
+        assert asyncio.run(cached.generate(MSGS, params, 1, first_index=2))[0].text == streamed.text

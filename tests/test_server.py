@@ -719,3 +719,22 @@ def test_a_hung_upstream_is_a_504_within_the_deadline():
         assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout", response.text
     finally:
         listener.close()
+
+
+def test_a_synthesis_streams_as_it_is_generated():
+    """Self-MoA's answer is its synthesis: a stream carries it in pieces as the backend generates it,
+    and the pieces are the reply a plain request gets; a vote (self-consistency) is sent whole."""
+    def reply(messages, params, index):
+        return "Seven plus five makes twelve, so the answer is 12."
+
+    body = {"messages": ASK, "seed": 4, "extra_body": {"manyminds": {"format": "number"}}}
+    with served(Scripted(reply)) as url:
+        api = client(url)
+        plain = api.chat.completions.create(model="self-moa-3", **body)
+        chunks = list(api.chat.completions.create(model="self-moa-3", stream=True, **body))
+        voted = list(api.chat.completions.create(model="self-consistency-3", stream=True, **body))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 3 and "".join(pieces) == plain.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert [c.choices[0].delta.content for c in voted if c.choices and c.choices[0].delta.content] == [
+        "Seven plus five makes twelve, so the answer is 12."]

@@ -33,11 +33,11 @@ from langgraph.types import Send
 
 from manyminds._perf import gc_paused
 from manyminds.agents.nodes import (
-    DIRECT, RunContext, advance, allowance, async_node, inline_node, per_task, prepare, run_sync,
+    DIRECT, RunContext, advance, allowance, async_node, inline_node, per_task, prepare, run_sync, text_sink,
 )
 from manyminds.agents.state import EnsembleInput, EnsembleOutput, EnsembleState, Sample, SlotSamples
 from manyminds.answers import FORMATS, extract
-from manyminds.backends.base import Backend, cut_where_stopped
+from manyminds.backends.base import Backend, cut_where_stopped, streamed
 from manyminds.budget import Allowance, Budget
 from manyminds.errors import ConfigError
 from manyminds.extensions import Request, Settled, View
@@ -120,6 +120,7 @@ class Pipeline(Generic[S]):
         self._loops: list[_Loop] = []
         self._samplings: list[_Sampling] = []
         self._names: set[str] = set()
+        self._last_ask: tuple[_Step, str, dict[str, bool]] | None = None
 
     @property
     def budget(self) -> "Budget | None":
@@ -233,10 +234,12 @@ class Pipeline(Generic[S]):
         loop = self._loops[-1].name if self._loops else None
 
         own = self.budget
+        streams = {"last": False}  # set by `aggregate` when this is a synthesis and the last step
 
         async def ask(state: EnsembleState) -> dict[str, Any]:
             r = state["rounds"].get(loop, 0) if loop else 0
             skipped: dict[int, tuple[int, str | None]] = {}
+            sink = text_sink() if streams["last"] and len(state["batch"]) == 1 else None
 
             async def work(i: int, task: Task) -> Generation | None:
                 messages = build(View(i, task, state, round=r))
@@ -248,7 +251,10 @@ class Pipeline(Generic[S]):
                     skipped[i] = (1, left.stop_reason())
                     return None
                 try:
-                    (reply,) = await asker.generate(messages, params, 1)
+                    if sink is not None:  # one question's answer-making call: its text as it comes
+                        reply = await streamed(asker, messages, params, sink)
+                    else:
+                        (reply,) = await asker.generate(messages, params, 1)
                 except BaseException:
                     if left is not None:
                         left.charge(1, params.max_tokens, [])  # the run's reservation is given back
@@ -276,7 +282,9 @@ class Pipeline(Generic[S]):
                 _budget_stops(state, update, list(state["stop_reasons"]), skipped)
             return update
 
-        self._add(_Step(name, async_node(ask, name)))
+        step = _Step(name, async_node(ask, name))
+        self._add(step)
+        self._last_ask = (step, kind, streams)
         return self
 
     def update(self, func: Callable[[S], dict[str, Any]], name: str) -> "Pipeline[S]":
@@ -329,6 +337,9 @@ class Pipeline(Generic[S]):
         `aggregation()`), assemble the Results, and compile the graph."""
         from manyminds.aggregators import resolve
 
+        if self._last_ask is not None and self._items and self._items[-1] is self._last_ask[0] \
+                and self._last_ask[1] == "synthesis":
+            self._last_ask[2]["last"] = True  # the synthesis is the last model call: it is the answer
         chosen = aggregator if aggregator is not None else self.strategy.aggregation()
         if chosen is None:
             raise ConfigError(f"{self.strategy.name}: aggregate() needs an aggregator; the strategy names none "

@@ -89,6 +89,25 @@ async def run_batch(graph: Any, tasks: Sequence[Task], context: RunContext) -> l
 _CURRENT: ContextVar[RunContext] = ContextVar("manyminds_run_context", default=_DEFAULT_CONTEXT)
 
 
+_TEXT_SINK: ContextVar["Callable[[str], None] | None"] = ContextVar("manyminds_text_sink", default=None)
+
+
+def stream_text_to(sink: "Callable[[str], None] | None") -> Any:
+    """Until the returned token is `reset`, the ensembles this context starts hand the text of their
+    answer-making generation (a synthesis that is a pipeline's last model call) to `sink` as it is
+    generated, when they run one question: `manyminds serve` streams it to the client. Tasks
+    created meanwhile keep the sink (contextvars are copied into them)."""
+    return _TEXT_SINK.set(sink)
+
+
+def text_sink() -> "Callable[[str], None] | None":
+    return _TEXT_SINK.get()
+
+
+def stop_streaming(token: Any) -> None:
+    _TEXT_SINK.reset(token)
+
+
 def run_context() -> RunContext:
     """The running node's RunContext (the defaults outside a graph, or where a parent graph's
     context is another type)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from manyminds.extensions import Backend as Backend, Capabilities as Capabilities  # the protocols' home
@@ -88,4 +88,18 @@ def cut_where_stopped(generation: Generation, params: SamplingParams) -> Generat
             kept = generation.logprobs[:k + 1]
             return generation.model_copy(update={"text": "".join(t.token for t in kept), "logprobs": kept,
                                                  "finish_reason": "aborted"})
+    return generation
+
+
+async def streamed(backend: Any, messages: "list[Message]", params: SamplingParams, on_text: Callable[[str], None],
+                   first_index: int = 0) -> Generation:
+    """One sample, its text handed to `on_text` as the backend generates it (its `stream`), or whole
+    once generated (a backend without one); the Generation either way."""
+    stream = getattr(backend, "stream", None)
+    if stream is not None:
+        generation: Generation = await stream(messages, params, on_text, first_index)
+        return generation
+    (generation,) = await backend.generate(messages, params, 1, first_index)
+    if generation.text:
+        on_text(generation.text)
     return generation

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
@@ -274,10 +274,88 @@ class OpenAICompatible:
         batches = await asyncio.gather(*(self._call(messages, params, 1, i) for i in indices))
         return [batch[0] for batch in batches]
 
-    async def _call(
-        self, messages: list[Message], params: SamplingParams, n: int, first_index: int
-    ) -> list[Generation]:
+    async def stream(self, messages: list[Message], params: SamplingParams, on_text: Callable[[str], None],
+                     first_index: int = 0) -> Generation:
+        """One sample as server-sent events (`stream: true`), its text handed to `on_text` chunk by
+        chunk: the sample `generate(messages, params, 1, first_index)` would give (same seed).
+        Retried like any call until its first chunk; a stream that breaks after it fails (its text
+        is half-delivered). Token counts come from the server's final usage chunk (vLLM, OpenAI,
+        recent llama.cpp servers), or, where none is sent, one token per content chunk."""
+        import aiohttp
+
         state = await self._loop_state()
+        body = {**self._body(messages, params, 1, first_index), "stream": True,
+                "stream_options": {"include_usage": True}}
+        content = json.dumps(body).encode()
+        delivered = False
+
+        async def attempt() -> Generation:
+            nonlocal delivered
+            i = state.choose()
+            state.outstanding[i] += 1
+            try:
+                async with state.semaphores[i]:
+                    timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout)
+                    try:
+                        async with state.http.post(state.urls[i] + "chat/completions", params=state.queries[i],
+                                                   proxy=state.proxies[i], data=content, headers=state.headers[i],
+                                                   timeout=timeout) as response:
+                            if response.status >= 400:
+                                _raise_for_status(response.status, await response.read(), response.reason,
+                                                  dict(response.headers), self._secrets)
+                            parts: list[str] = []
+                            chunks, finish, usage, request_id = 0, None, None, None
+                            logprobs: list[TokenLogprob] = []
+                            async for line in response.content:
+                                event = line.decode("utf-8", "replace").strip()
+                                if not event.startswith("data:"):
+                                    continue
+                                data = event[5:].strip()
+                                if data == "[DONE]":
+                                    break
+                                chunk = json.loads(data)
+                                if chunk.get("error"):
+                                    raise BackendError(f"the stream failed: {_short(json.dumps(chunk['error']), self._secrets)}",
+                                                       retryable=not delivered)
+                                request_id = request_id or chunk.get("id")
+                                usage = chunk.get("usage") or usage
+                                for choice in chunk.get("choices") or []:
+                                    text = (choice.get("delta") or {}).get("content") or ""
+                                    if text:
+                                        parts.append(text)
+                                        chunks += 1
+                                        delivered = True
+                                        on_text(text)
+                                    if params.logprobs and (choice.get("logprobs") or {}).get("content"):
+                                        logprobs.extend(_logprobs(choice, self.model))
+                                    finish = choice.get("finish_reason") or finish
+                    except asyncio.TimeoutError as error:
+                        raise BackendError(f"APITimeoutError: {_short(str(error) or 'the stream timed out', self._secrets)}",
+                                           retryable=not delivered) from None
+                    except aiohttp.ClientError as error:
+                        raise BackendError(f"APIConnectionError: {_short(str(error) or type(error).__name__, self._secrets)}",
+                                           retryable=not delivered) from None
+                    except ValueError as error:
+                        raise BackendError(f"malformed stream: {_short(str(error), self._secrets)}",
+                                           retryable=not delivered) from None
+            except BackendError as error:
+                if error.retryable:
+                    state.failed(i, self.base_urls[i] or "OpenAI")
+                raise
+            finally:
+                state.outstanding[i] -= 1
+            state.succeeded(i)
+            usage = usage or {}
+            return Generation(text="".join(parts), index=first_index, finish_reason=finish,
+                              prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                              completion_tokens=int(usage.get("completion_tokens") or chunks),
+                              logprobs=tuple(logprobs) if params.logprobs else None,
+                              request_id=request_id or f"openai-{uuid.uuid4().hex}")
+
+        generation: Generation = await with_retries(attempt, deadline=self.retry_deadline)
+        return generation
+
+    def _body(self, messages: list[Message], params: SamplingParams, n: int, first_index: int) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [m.model_dump() for m in messages],
@@ -296,7 +374,13 @@ class OpenAICompatible:
             body["logprobs"] = True
             if params.top_logprobs:
                 body["top_logprobs"] = params.top_logprobs
-        content = json.dumps(body).encode()
+        return body
+
+    async def _call(
+        self, messages: list[Message], params: SamplingParams, n: int, first_index: int
+    ) -> list[Generation]:
+        state = await self._loop_state()
+        content = json.dumps(self._body(messages, params, n, first_index)).encode()
 
         async def attempt() -> Any:
             i = state.choose()  # each attempt, a retry included, goes where it is likeliest to succeed
@@ -387,19 +471,26 @@ async def _posted(state: _LoopState, i: int, content: bytes, timeout: float, sec
         raise BackendError(f"APIConnectionError: {_short(str(error) or type(error).__name__, secrets)}",
                            retryable=True) from None
     if status >= 400:
-        text = raw.decode("utf-8", "replace")
-        try:
-            detail = json.loads(text).get("error") or {}
-            message = detail.get("message") if isinstance(detail, dict) else str(detail)
-        except (ValueError, AttributeError):
-            message = None
-        retryable = status in RETRYABLE_STATUS or status >= 500
-        raise BackendError(f"HTTP {status}: {_short(message or text or reason or '', secrets)}",
-                           retryable=retryable, retry_after=parse_retry_after(headers))
+        _raise_for_status(status, raw, reason, headers, secrets)
     try:
         return json.loads(raw)
     except ValueError as error:
         raise BackendError(f"malformed reply: {_short(str(error), secrets)}", retryable=True) from None
+
+
+def _raise_for_status(status: int, raw: bytes, reason: str | None, headers: dict[str, str],
+                      secrets: "Sequence[str | None]") -> None:
+    """The BackendError of an HTTP error reply: retryable for 408, 409, 429 and 5xx, with the
+    server's Retry-After; the server's message without any credential it echoed."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        detail = json.loads(text).get("error") or {}
+        message = detail.get("message") if isinstance(detail, dict) else str(detail)
+    except (ValueError, AttributeError):
+        message = None
+    retryable = status in RETRYABLE_STATUS or status >= 500
+    raise BackendError(f"HTTP {status}: {_short(message or text or reason or '', secrets)}",
+                       retryable=retryable, retry_after=parse_retry_after(headers))
 
 
 def _check_completion(response: Any, model: str, secrets: list[str | None]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,16 @@ class Scripted:
                     )
                 )
         return out
+
+    async def stream(self, messages: list[Message], params: SamplingParams, on_text: Callable[[str], None],
+                     first_index: int = 0) -> Generation:
+        """The sample `generate` would give, handed over word by word (control goes back to the
+        event loop between words, as a server's chunks would arrive)."""
+        (generation,) = await self.generate(messages, params, 1, first_index)
+        for piece in re.findall(r"\s*\S+\s*", generation.text) or [generation.text]:
+            on_text(piece)
+            await asyncio.sleep(0)
+        return generation
 
 
 def from_spec(rest: str) -> Scripted:

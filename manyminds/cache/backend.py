@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 
-from manyminds.backends.base import Backend, Capabilities
+from manyminds.backends.base import Backend, Capabilities, streamed
 from manyminds.types import Generation, Message, SamplingParams
 
 from manyminds.cache.keys import params_record, request_key
@@ -67,6 +68,36 @@ class CachedBackend:
                 for i in range(first_index, first_index + n)
             ]
         return [found[i] for i in wanted]
+
+    async def stream(self, messages: list[Message], params: SamplingParams, on_text: Callable[[str], None],
+                     first_index: int = 0) -> Generation:
+        """One sample, streamed from the wrapped backend as it is generated and then stored; a stored
+        one (or one another request is generating) is handed over whole."""
+        identity = self.inner.cache_identity()
+        key = request_key(identity, messages, params)
+        index = 0 if params.greedy else first_index
+        found = self.cache.lookup(key, [index])
+        if index in found:
+            on_text(found[index].text)
+            return found[index] if index == first_index else found[index].model_copy(update={"index": first_index})
+        if (key, index) in self._inflight:
+            joined = (await self._inflight[(key, index)]).model_copy(update={"cached": True})
+            on_text(joined.text)
+            return joined
+        future: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
+        self._inflight[(key, index)] = future
+        request = {"backend": identity, "messages": [m.model_dump() for m in messages], "params": params_record(params)}
+        try:
+            generation = await streamed(self.inner, messages, params, on_text, index)
+            self.cache.put(key, request, [generation])
+            future.set_result(generation)
+            return generation
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: raised here
+            raise
+        finally:
+            self._inflight.pop((key, index), None)
 
     async def _fill(
         self,
