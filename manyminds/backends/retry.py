@@ -91,9 +91,27 @@ async def with_retries(
     async def bounded() -> T:
         left = budget - (_clock() - start)
         try:
+            if hasattr(asyncio, "timeout"):  # Python 3.11+: no task of its own, unlike wait_for
+                async with asyncio.timeout(max(left, 0.001)):
+                    return await call()
             return await asyncio.wait_for(call(), timeout=max(left, 0.001))
         except asyncio.TimeoutError:
             raise BackendError(f"no reply within the retry deadline of {budget:.0f} s") from None
+
+    # The first attempt runs without tenacity (its machinery costs more CPU than a local server's
+    # reply); a retryable failure is handed to tenacity as its first attempt's, so the waits,
+    # the log and the deadline are what they would have been.
+    try:
+        return await bounded()
+    except BaseException as error:
+        if not _is_retryable(error):
+            raise
+        first: list[BaseException] = [error]
+
+    async def attempt() -> T:
+        if first:
+            raise first.pop()
+        return await bounded()
 
     retrying = AsyncRetrying(
         retry=retry_if_exception(_is_retryable),
@@ -103,7 +121,7 @@ async def with_retries(
         reraise=True,
         sleep=_sleep,
     )
-    return await retrying(bounded)
+    return await retrying(attempt)
 
 
 class _StopBefore:
