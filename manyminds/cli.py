@@ -610,9 +610,32 @@ def report_command(
             raise ManymindsError(f"--price {spec!r}: a price is a finite number >= 0 per token")
     if out_dir.exists() and not out_dir.is_dir():
         raise ManymindsError(f"--out {out_dir} is a file: give a folder for the report")
-    written = write_report(load_runs(db, runs), out_dir, prices=table or None, title=f"Benchmark report: {db.name}")
+    written = write_report(load_runs(db, runs), out_dir, prices=table or None, title=f"Benchmark report: {db.name}",
+                           viewer=f"manyminds view {db}")
     for name, path in written.items():
         out.print(f"{name}: {path}")
+    out.print(f"every question's candidates: manyminds view {db}")
+
+
+@app.command("view")
+def view_command(
+    db: Annotated[Path, typer.Argument(help="A cache file holding runs (benchmark or `run`).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = 8765,
+) -> None:
+    """Browse the runs in a cache in a web page: accuracy with intervals, the plots, every question's
+    candidates, votes, verdicts and decision, filters, and two runs side by side. Read-only."""
+    from manyminds.view import make_server
+
+    server = make_server(db, host=host, port=port)
+    shown = f"http://{host}:{server.server_address[1]}/"
+    out.print(f"manyminds view: {shown} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @app.command("plugins")

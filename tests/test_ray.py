@@ -113,3 +113,19 @@ def test_an_unknown_executor_is_refused():
     with pytest.raises(ConfigError, match="executor must be 'local' or 'ray'"):
         run(QUESTIONS[:1], {"sc": make("self-consistency", 1)}, backend=Scripted(Replies()), executor="dask",
             progress=False)
+
+
+@pytest.mark.integration
+def test_the_embedded_model_on_two_actors_gives_the_local_results(cluster, tmp_path):
+    """Each actor loads the embedded model itself (the backend travels as its settings); seeded
+    samples are the same samples in any process, so the answers and votes are the local run's."""
+    from manyminds.backends.local import Local
+
+    tasks = [Task(question=f"What is {a} + {b}?", gold=str(a + b), id=f"e{a}{b}") for a, b in ((2, 3), (4, 4), (1, 6), (5, 2))]
+    method = {"sc3": make("self-consistency", 3, seed=7, max_tokens=24, prompt="direct")}
+    local = run(tasks, method, backend=Local(n_threads=1), cache=tmp_path / "local.db", progress=False, concurrency=2)
+    pooled = run(tasks, method, backend=Local(n_threads=1), cache=tmp_path / "ray.db", progress=False, concurrency=2,
+                 executor="ray", workers=2)
+    assert answers(pooled) == answers(local)
+    texts = [[c.text for c in r.result.candidates] for r in pooled.runs[0].records]
+    assert texts == [[c.text for c in r.result.candidates] for r in local.runs[0].records]

@@ -234,8 +234,9 @@ def summarise(run: RunReport, prices: dict[str, float] | None = None) -> RunSumm
 
 
 def write_report(runs: Sequence[RunReport], out: str | Path, *, prices: dict[str, float] | None = None,
-                 title: str = "manyminds benchmark report") -> dict[str, Path]:
-    """report.md, report.json and the plots in `out`; returns what was written."""
+                 title: str = "manyminds benchmark report", viewer: str | None = None) -> dict[str, Path]:
+    """report.md, report.json and the plots in `out`; returns what was written. `viewer`: the
+    command that browses these runs question by question, named under the title."""
     folder = Path(out).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"report folder {folder} is a file: give --out a folder")
@@ -255,7 +256,7 @@ def write_report(runs: Sequence[RunReport], out: str | Path, *, prices: dict[str
     written["comparisons"].write_text(json.dumps(comparisons, indent=2) + "\n")
     plots = _plots(summaries, folder)
     written.update(plots)
-    written["markdown"].write_text(_markdown(summaries, plots, title, comparisons))
+    written["markdown"].write_text(_markdown(summaries, plots, title, comparisons, viewer))
     return written
 
 
@@ -269,8 +270,10 @@ def _pct(x: float) -> str:
 
 
 def _markdown(summaries: list[RunSummary], plots: dict[str, Path], title: str,
-              comparisons: dict[str, list[dict[str, Any]]] | None = None) -> str:
+              comparisons: dict[str, list[dict[str, Any]]] | None = None, viewer: str | None = None) -> str:
     lines = [f"# {title}", ""]
+    if viewer:
+        lines += [f"Every question's candidates, votes, verdicts and decision: `{viewer}` (a local web page).", ""]
     priced = any(s.cost_per_question is not None for s in summaries)
     head = "| run | method | data | model | accuracy | 95% interval | samples/q | tokens/q |"
     rule = "|---:|---|---|---|---:|---|---:|---:|"

@@ -89,15 +89,21 @@ def _key(record: QuestionRecord) -> str:
 def paired(a: RunReport, b: RunReport, *, resamples: int = 5000, seed: int = 0) -> dict[str, Any] | None:
     """`b` against `a` on the questions both scored: the difference in accuracy (b - a), a paired
     bootstrap 95% interval, and McNemar's exact p on the questions exactly one got right."""
-    from scipy.stats import binomtest
-
     left = {_key(r): r.score.value for r in a.records if r.score is not None}
     right = {_key(r): r.score.value for r in b.records if r.score is not None}
     shared = [k for k in left if k in right]
     if not shared:
         return None
-    x = np.array([left[k] for k in shared])
-    y = np.array([right[k] for k in shared])
+    compared = paired_scores([left[k] for k in shared], [right[k] for k in shared], resamples=resamples, seed=seed)
+    return {"a": a.label, "b": b.label, "run_a": a.run_id, "run_b": b.run_id, **compared}
+
+
+def paired_scores(a: Sequence[float], b: Sequence[float], *, resamples: int = 5000, seed: int = 0) -> dict[str, Any]:
+    """Two runs' scores on the same questions, in the same order: accuracies, the difference (b - a)
+    with a paired bootstrap 95% interval, and McNemar's exact p (`paired`; the viewer's diff)."""
+    from scipy.stats import binomtest
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diffs = y - x
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(diffs), size=(resamples, len(diffs)))
@@ -105,10 +111,9 @@ def paired(a: RunReport, b: RunReport, *, resamples: int = 5000, seed: int = 0) 
     only_a = int(((x > 0.5) & (y <= 0.5)).sum())
     only_b = int(((y > 0.5) & (x <= 0.5)).sum())
     p = 1.0 if only_a + only_b == 0 else float(binomtest(only_b, only_a + only_b, 0.5).pvalue)
-    return {"a": a.label, "b": b.label, "run_a": a.run_id, "run_b": b.run_id, "questions": len(shared),
-            "accuracy_a": float(x.mean()), "accuracy_b": float(y.mean()), "difference": float(diffs.mean()),
-            "low": float(np.quantile(means, 0.025)), "high": float(np.quantile(means, 0.975)),
-            "only_a": only_a, "only_b": only_b, "mcnemar_p": p}
+    return {"questions": len(diffs), "accuracy_a": float(x.mean()), "accuracy_b": float(y.mean()),
+            "difference": float(diffs.mean()), "low": float(np.quantile(means, 0.025)),
+            "high": float(np.quantile(means, 0.975)), "only_a": only_a, "only_b": only_b, "mcnemar_p": p}
 
 
 def comparable(runs: Sequence[RunReport]) -> list[tuple[RunReport, RunReport]]:
