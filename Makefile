@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 VLLM_STAMP := $(VENV)/.vllm-stamp
 
-.PHONY: install sandbox-tools browser-tools vllm demo test bench bench-all lint clean lm-eval
+.PHONY: install sandbox-tools browser-tools docs docs-serve vllm demo test bench bench-all lint clean lm-eval
 
 # llama-cpp-python compiles llama.cpp for this CPU (about 6 minutes on 2 cores). Its AMX kernels
 # crash (SIGSEGV in ggml_backend_amx_mul_mat on the first decode) on the Xeon hosts these machines
@@ -64,6 +64,17 @@ demo: $(STAMP) sandbox-tools
 
 test: $(STAMP) sandbox-tools browser-tools $(VLLM_STAMP) lint
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -p no:cacheprovider --markdown-docs --markdown-docs-syntax=superfences docs
+
+# The documentation site (mkdocs-material; API reference by mkdocstrings): `make docs` builds site/,
+# `make docs-serve` serves it on 127.0.0.1:8000. Strategy pages are written from the code first.
+docs: $(STAMP)
+	$(BIN)/python docs/_tools/strategy_pages.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	$(BIN)/python docs/_tools/strategy_pages.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 # lm-evaluation-harness against `manyminds serve` (a generate task and a log-likelihood task through
 # the pass-through); not part of `make test`: its install pulls datasets, pandas and the like.

@@ -230,7 +230,9 @@ async def arun(
         strategies: {label: strategy}, or strategies labelled by name and budget.
         cache: the SQLite file recording samples and runs (default: a temporary one, so
             strategies still share samples within this call).
-        split, limit, seed: which questions (`datasets.load`); `seed` also shuffles Tasks given.
+        split: which split of a named data set (`datasets.load`).
+        limit: how many questions (after `seed` shuffled them); None: all.
+        seed: shuffles the questions (Tasks given too) before `limit` picks.
         scorer: how results are scored (default: the data set's scorer).
         verifier: the UnitTests verifier that scores code; judge: the backend that judges
             pairwise (AlpacaEval).

@@ -39,8 +39,9 @@ def _key(strategy: Any, task: Task, index: int) -> str:
 
 
 class ExemplarResampling(OnePromptStrategy, Voting):
-    one_prompt_repeats: ClassVar[bool] = False
     """n samples, sample i prompted with its own seeded draw of `k` exemplars from `pool`."""
+
+    one_prompt_repeats: ClassVar[bool] = False
 
     name: ClassVar[str] = "exemplar-resampling"
 
@@ -74,8 +75,9 @@ def permutation(strategy: Any, task: Task, index: int) -> list[int]:
 
 
 class ChoiceShuffle(OnePromptStrategy, Voting):
-    one_prompt_repeats: ClassVar[bool] = False
     """n samples of a multiple-choice task, each with the options in its own order, mapped back to vote."""
+
+    one_prompt_repeats: ClassVar[bool] = False
 
     name: ClassVar[str] = "choice-shuffle"
 
@@ -116,8 +118,9 @@ TEMPLATES = (
 
 
 class TemplateVariation(OnePromptStrategy, Voting):
-    one_prompt_repeats: ClassVar[bool] = False
     """n samples, sample i asked with template i mod len(templates); the answers vote."""
+
+    one_prompt_repeats: ClassVar[bool] = False
 
     name: ClassVar[str] = "template-variation"
 
