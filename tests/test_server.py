@@ -577,7 +577,8 @@ def test_a_stream_shows_life_while_the_ensemble_works_and_reports_a_late_failure
             list(client(url).chat.completions.create(model="self-consistency-2", messages=ASK, stream=True))
 
 
-def test_with_the_langgraph_runner_concurrent_requests_share_a_graph_run(monkeypatch):
+def batch_sizes(monkeypatch) -> list[int]:
+    """The number of questions of every `Session.asolve_many` call from now on (a run's batch)."""
     from manyminds.session import Session
 
     sizes: list[int] = []
@@ -588,6 +589,11 @@ def test_with_the_langgraph_runner_concurrent_requests_share_a_graph_run(monkeyp
         return await original(self, strategy, tasks, **options)
 
     monkeypatch.setattr(Session, "asolve_many", counted)
+    return sizes
+
+
+def test_with_the_langgraph_runner_concurrent_requests_share_a_graph_run(monkeypatch):
+    sizes = batch_sizes(monkeypatch)
     backend = Scripted(votes, latency=0.2)
     with served(backend, max_concurrency=16, runner="langgraph") as url:
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
@@ -602,15 +608,8 @@ def test_with_the_langgraph_runner_concurrent_requests_share_a_graph_run(monkeyp
 def test_with_the_direct_runner_each_request_runs_alone_and_fails_alone(monkeypatch):
     from manyminds.agents.builder import DirectRun
     from manyminds.errors import BackendError
-    from manyminds.session import Session
 
-    sizes: list[int] = []
-    original = Session.asolve_many
-
-    async def counted(self, strategy, tasks, **options):
-        sizes.append(len(tasks))
-        return await original(self, strategy, tasks, **options)
-
+    sizes = batch_sizes(monkeypatch)
     ran: list[int] = []
     direct = DirectRun.__call__
 
@@ -624,7 +623,6 @@ def test_with_the_direct_runner_each_request_runs_alone_and_fails_alone(monkeypa
             raise BackendError("HTTP 400: the upstream refused this one")
         return f"The answer is {k + 5}."
 
-    monkeypatch.setattr(Session, "asolve_many", counted)
     monkeypatch.setattr(DirectRun, "__call__", tracked)
     with served(Scripted(some_fail, latency=0.2), max_concurrency=16) as url:
         def ask(k: int) -> Any:

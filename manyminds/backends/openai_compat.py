@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import json
 import logging
@@ -63,6 +64,7 @@ class _LoopState:
                                  "Content-Type": "application/json"})
         self.queries = [query or None for _, query in backend._endpoints]
         self.proxies = [_proxy(url) for url in self.urls]
+        self.labels = [url or "OpenAI" for url in backend.base_urls]
         self.semaphores = [asyncio.Semaphore(per) for _ in backend._endpoints]
         self.outstanding = [0] * len(backend._endpoints)
         self.failures = [0] * len(backend._endpoints)
@@ -79,6 +81,23 @@ class _LoopState:
         self.turn += 1  # one that just failed goes after those that did not (a retry goes elsewhere)
         return min(healthy, key=lambda i: (self.failures[i] > 0, self.outstanding[i],
                                            (i - self.turn) % len(self.out_until)))
+
+    @contextlib.asynccontextmanager
+    async def endpoint(self) -> AsyncIterator[int]:
+        """One attempt's endpoint (`choose`), held within its concurrency and counted outstanding;
+        a retryable failure counts against it, a success clears its record."""
+        i = self.choose()
+        self.outstanding[i] += 1
+        try:
+            async with self.semaphores[i]:
+                yield i
+        except BackendError as error:
+            if error.retryable:
+                self.failed(i, self.labels[i])
+            raise
+        finally:
+            self.outstanding[i] -= 1
+        self.succeeded(i)
 
     def succeeded(self, i: int) -> None:
         self.failures[i] = 0
@@ -291,60 +310,50 @@ class OpenAICompatible:
 
         async def attempt() -> Generation:
             nonlocal delivered
-            i = state.choose()
-            state.outstanding[i] += 1
-            try:
-                async with state.semaphores[i]:
-                    timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout)
-                    try:
-                        async with state.http.post(state.urls[i] + "chat/completions", params=state.queries[i],
-                                                   proxy=state.proxies[i], data=content, headers=state.headers[i],
-                                                   timeout=timeout) as response:
-                            if response.status >= 400:
-                                _raise_for_status(response.status, await response.read(), response.reason,
-                                                  dict(response.headers), self._secrets)
-                            parts: list[str] = []
-                            chunks, finish, usage, request_id = 0, None, None, None
-                            logprobs: list[TokenLogprob] = []
-                            async for line in response.content:
-                                event = line.decode("utf-8", "replace").strip()
-                                if not event.startswith("data:"):
-                                    continue
-                                data = event[5:].strip()
-                                if data == "[DONE]":
-                                    break
-                                chunk = json.loads(data)
-                                if chunk.get("error"):
-                                    raise BackendError(f"the stream failed: {_short(json.dumps(chunk['error']), self._secrets)}",
-                                                       retryable=not delivered)
-                                request_id = request_id or chunk.get("id")
-                                usage = chunk.get("usage") or usage
-                                for choice in chunk.get("choices") or []:
-                                    text = (choice.get("delta") or {}).get("content") or ""
-                                    if text:
-                                        parts.append(text)
-                                        chunks += 1
-                                        delivered = True
-                                        on_text(text)
-                                    if params.logprobs and (choice.get("logprobs") or {}).get("content"):
-                                        logprobs.extend(_logprobs(choice, self.model))
-                                    finish = choice.get("finish_reason") or finish
-                    except asyncio.TimeoutError as error:
-                        raise BackendError(f"APITimeoutError: {_short(str(error) or 'the stream timed out', self._secrets)}",
-                                           retryable=not delivered) from None
-                    except aiohttp.ClientError as error:
-                        raise BackendError(f"APIConnectionError: {_short(str(error) or type(error).__name__, self._secrets)}",
-                                           retryable=not delivered) from None
-                    except ValueError as error:
-                        raise BackendError(f"malformed stream: {_short(str(error), self._secrets)}",
-                                           retryable=not delivered) from None
-            except BackendError as error:
-                if error.retryable:
-                    state.failed(i, self.base_urls[i] or "OpenAI")
-                raise
-            finally:
-                state.outstanding[i] -= 1
-            state.succeeded(i)
+            parts: list[str] = []
+            chunks, finish, usage, request_id = 0, None, None, None
+            logprobs: list[TokenLogprob] = []
+            async with state.endpoint() as i:
+                timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout)
+                try:
+                    async with state.http.post(state.urls[i] + "chat/completions", params=state.queries[i],
+                                               proxy=state.proxies[i], data=content, headers=state.headers[i],
+                                               timeout=timeout) as response:
+                        if response.status >= 400:
+                            _raise_for_status(response.status, await response.read(), response.reason,
+                                              dict(response.headers), self._secrets)
+                        async for line in response.content:
+                            event = line.decode("utf-8", "replace").strip()
+                            if not event.startswith("data:"):
+                                continue
+                            data = event[5:].strip()
+                            if data == "[DONE]":
+                                break
+                            chunk = json.loads(data)
+                            if chunk.get("error"):
+                                raise BackendError(f"the stream failed: {_short(json.dumps(chunk['error']), self._secrets)}",
+                                                   retryable=not delivered)
+                            request_id = request_id or chunk.get("id")
+                            usage = chunk.get("usage") or usage
+                            for choice in chunk.get("choices") or []:
+                                text = (choice.get("delta") or {}).get("content") or ""
+                                if text:
+                                    parts.append(text)
+                                    chunks += 1
+                                    delivered = True
+                                    on_text(text)
+                                if params.logprobs and (choice.get("logprobs") or {}).get("content"):
+                                    logprobs.extend(_logprobs(choice, self.model))
+                                finish = choice.get("finish_reason") or finish
+                except asyncio.TimeoutError as error:
+                    raise BackendError(f"APITimeoutError: {_short(str(error) or 'the stream timed out', self._secrets)}",
+                                       retryable=not delivered) from None
+                except aiohttp.ClientError as error:
+                    raise BackendError(f"APIConnectionError: {_short(str(error) or type(error).__name__, self._secrets)}",
+                                       retryable=not delivered) from None
+                except ValueError as error:
+                    raise BackendError(f"malformed stream: {_short(str(error), self._secrets)}",
+                                       retryable=not delivered) from None
             usage = usage or {}
             return Generation(text="".join(parts), index=first_index, finish_reason=finish,
                               prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -383,20 +392,10 @@ class OpenAICompatible:
         content = json.dumps(self._body(messages, params, n, first_index)).encode()
 
         async def attempt() -> Any:
-            i = state.choose()  # each attempt, a retry included, goes where it is likeliest to succeed
-            state.outstanding[i] += 1
-            try:
-                async with state.semaphores[i]:
-                    response = await _posted(state, i, content, self.timeout, self._secrets)
+            async with state.endpoint() as i:  # each attempt, a retry included, where likeliest to succeed
+                response = await _posted(state, i, content, self.timeout, self._secrets)
                 # A 200 that is not a completion (a proxy's HTML page, no choices) is transient.
                 _check_completion(response, self.model, self._secrets)
-            except BackendError as error:
-                if error.retryable:
-                    state.failed(i, self.base_urls[i] or "OpenAI")
-                raise
-            finally:
-                state.outstanding[i] -= 1
-            state.succeeded(i)
             return response
 
         response = await with_retries(attempt, deadline=self.retry_deadline)
