@@ -25,23 +25,24 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -e ".[local,serve,dev]"
 	touch $(STAMP)
 
-# The code sandbox isolates with bubblewrap; as root, install it where it is missing.
-sandbox-tools:
-	@command -v bwrap >/dev/null 2>&1 || { \
+# A Debian package the tests need: as root, installed where its command is missing; otherwise a note.
+# $(call debian-tool,COMMAND,PACKAGE,NOTE)
+define debian-tool
+	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2)) >/dev/null; \
 	  else \
-	    echo "note: bubblewrap (bwrap) is missing; install it to run model-written code isolated"; \
+	    echo "note: $(3)"; \
 	  fi; }
+endef
 
-# The viewer's browser test drives Debian's Chromium (headless, through Playwright); as root, install it.
+# The code sandbox isolates with bubblewrap.
+sandbox-tools:
+	$(call debian-tool,bwrap,bubblewrap,bubblewrap (bwrap) is missing; install it to run model-written code isolated)
+
+# The viewer's browser test drives Debian's Chromium (headless, through Playwright).
 browser-tools:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
-	  else \
-	    echo "note: chromium is missing; the viewer's browser test will be skipped"; \
-	  fi; }
+	$(call debian-tool,chromium,chromium,chromium is missing; the viewer's browser test will be skipped)
 
 install: $(STAMP) sandbox-tools browser-tools
 
