@@ -42,7 +42,7 @@ SHAPES = ((1, 60), (16, 25), (64, 10))  # (clients, requests per client)
 SERVER = r'''
 import sys, uvicorn
 from manyminds.server import ServerConfig, create_app
-app = create_app(ServerConfig(backend=f"openai:fake@http://127.0.0.1:{sys.argv[2]}/v1", max_concurrency=128,
+app = create_app(ServerConfig(backend=f"openai:model=fake,base_url=http://127.0.0.1:{sys.argv[2]}/v1,max_concurrency=128", max_concurrency=128,
                               max_queue=256))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 '''

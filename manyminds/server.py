@@ -70,13 +70,13 @@ import errno
 import hmac
 import json
 import logging
+import random
 import re
 import time
-import uuid
 from pathlib import Path
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
@@ -478,6 +478,8 @@ class _State:
     session: Any = None
     admission: _Admission | None = None
     batcher: _Batcher | None = None
+    strategies: "dict[str, tuple[Any, str | None]]" = field(default_factory=dict)
+    """Strategies built for requests, by `_strategy_key`, least recently built first."""
 
 
 def create_app(config: ServerConfig) -> Any:
@@ -524,7 +526,17 @@ def create_app(config: ServerConfig) -> Any:
         return JSONResponse(APIError(error.status_code, message, code=kind).body(), status_code=error.status_code,
                             headers=dict(error.headers or {}))
 
-    app.add_middleware(_Guard, api_key=config.api_key, limit=config.max_body_bytes)
+    async def chat_completion(body: ChatRequest, request: Any) -> Any:
+        question, history, system = _chat_task(body)
+        return await _answer(state, body, question, system, request, chat=True, history=history)
+
+    async def completion(body: CompletionRequest, request: Any) -> Any:
+        return await _answer(state, body, body.prompt if isinstance(body.prompt, str) else "", None, request,
+                             chat=False)
+
+    app.add_middleware(_Front, api_key=config.api_key, limit=config.max_body_bytes,
+                       routes={"/v1/chat/completions": (ChatRequest, chat_completion),
+                               "/v1/completions": (CompletionRequest, completion)})
 
     @app.get("/v1/models", responses={401: _ERRORS[401]})
     async def models() -> dict[str, Any]:
@@ -538,15 +550,15 @@ def create_app(config: ServerConfig) -> Any:
                          "owned_by": "manyminds", "needs_verifier": cls.needs_verifier})
         return {"object": "list", "data": data}
 
+    # Answered by `_Front` before FastAPI routes them; declared here, with the same handlers, for the
+    # OpenAPI document.
     @app.post("/v1/chat/completions", responses=_ERRORS)
     async def chat(body: ChatRequest, request: Request) -> Any:
-        question, history, system = _chat_task(body)
-        return await _answer(state, body, question, system, request, chat=True, history=history)
+        return await chat_completion(body, request)
 
     @app.post("/v1/completions", responses=_ERRORS)
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        return await _answer(state, body, body.prompt if isinstance(body.prompt, str) else "", None, request,
-                             chat=False)
+        return await completion(body, request)
 
     app.state.manyminds = state
     return app
@@ -576,49 +588,38 @@ def _validation_error(errors: Any) -> APIError:
     return bad_request(f"{param or 'body'}: {first.get('msg')}", param=param)
 
 
-class _Guard:
-    """ASGI middleware on /v1/: the bearer key first, then the body, read whole up to the limit.
+_Handler = Callable[[Any, Any], Awaitable[Any]]
+_MISSING = object()
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""A JSON escape of a UTF-16 surrogate: the only way a body that is valid UTF-8 can hold one."""
 
-    Pure ASGI, so the body read here is replayed to the application and a
-    refused request never reaches it.
+
+class _Front:
+    """ASGI in front of FastAPI on /v1/: the bearer key first, then the body (read whole up to the
+    limit, UTF-8 JSON that Python can hold, no lone surrogates), then the completions endpoints
+    answered here.
+
+    A POST to a path in `routes` is validated against its request model and handed to its handler,
+    and the Response the handler returns is sent as is: the same handler FastAPI's route would call,
+    without Starlette's middleware stack, its router and FastAPI's dependency solving, which were
+    about a third of the server's CPU for a one-sample ensemble (`benchmarks/serve.py`). FastAPI
+    keeps everything else: GET /v1/models, 404s and 405s, and the OpenAPI document, which declares
+    the same routes. A refused request never reaches the application.
     """
 
-    def __init__(self, app: Any, api_key: str | None, limit: int) -> None:
+    def __init__(self, app: Any, api_key: str | None, limit: int,
+                 routes: "dict[str, tuple[type[BaseModel], _Handler]] | None" = None) -> None:
         self.app = app
         self.api_key = api_key
         self.limit = limit
+        self.routes = routes or {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            _check_key(headers.get("authorization", ""), self.api_key)
-            if scope["method"] != "POST":
-                return await self.app(scope, receive, send)
-            declared = headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.limit:
-                raise bad_request(f"the body is {declared} bytes; the limit is {self.limit}", code="body_too_large")
-            chunks, size, more = [], 0, True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > self.limit:
-                    raise bad_request(f"the body is over the limit of {self.limit} bytes", code="body_too_large")
-                chunks.append(chunk)
-                more = message.get("more_body", False)
-            body = b"".join(chunks)
-            encoding = headers.get("content-encoding", "identity").strip().lower()
-            if encoding not in ("", "identity"):
-                raise APIError(415, f"Content-Encoding {encoding!r} is not accepted: send the JSON body uncompressed",
-                               code="unsupported_encoding")
-            _parseable(body)
-        except APIError as error:
-            return await _send_error(send, error)
         replayed = False
+        body = b""
 
         async def replay() -> Any:
             nonlocal replayed
@@ -627,22 +628,92 @@ class _Guard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # after the body: a disconnect, when the client goes away
 
-        await self.app(scope, replay, send)
+        try:
+            _check_key(headers.get("authorization", ""), self.api_key)
+            if scope["method"] != "POST":
+                return await self.app(scope, receive, send)
+            read = await self._body(headers, receive)
+            if read is None:
+                return  # the client went away while sending
+            body = read
+            encoding = headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise APIError(415, f"Content-Encoding {encoding!r} is not accepted: send the JSON body uncompressed",
+                               code="unsupported_encoding")
+            parsed = _parsed(body)
+            route = self.routes.get(scope["path"])
+            if route is None:
+                return await self.app(scope, replay, send)
+            model, handler = route
+            if parsed is _MISSING:
+                raise _validation_error([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
+            try:
+                request = model.model_validate(parsed)
+            except ValidationError as error:
+                raise _validation_error(error.errors()) from None
+            from starlette.requests import Request as StarletteRequest
+
+            response = await handler(request, StarletteRequest(scope, replay))
+        except APIError as error:
+            return await _send_error(send, error)
+        except Exception as error:  # a bug: logged, answered in OpenAI's shape, the connection kept
+            log.exception("a request failed unexpectedly", exc_info=error)
+            return await _send_error(send, APIError(500, f"the server failed unexpectedly: {type(error).__name__}",
+                                                    type="server_error", code="internal_error"))
+        await response(scope, replay, send)
+
+    async def _body(self, headers: dict[str, str], receive: Any) -> bytes | None:
+        """The whole body, refused (400) past the limit before more is read; None if the client left."""
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            raise bad_request(f"the body is {declared} bytes; the limit is {self.limit}", code="body_too_large")
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise bad_request(f"the body is over the limit of {self.limit} bytes", code="body_too_large")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _parseable(body: bytes) -> None:
-    """The body is UTF-8 JSON that Python can hold (refused here, as a 400, what the framework's own
-    parsing would let through as a 500: invalid UTF-8, an integer of more than 4,300 digits)."""
+def _parsed(body: bytes) -> Any:
+    """The body's JSON value (`_MISSING` for no body), refused as a 400 where the framework's own
+    parsing would have let it through as a 500: invalid UTF-8, an integer of more than 4,300 digits,
+    a lone surrogate (JSON's "\\ud800", which cannot be stored or sent on)."""
     if not body:
-        return
+        return _MISSING
     try:
-        json.loads(body.decode("utf-8"))
+        value = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as error:
         raise bad_request(f"the body is not UTF-8 text (byte {error.start})", code="invalid_json") from None
     except ValueError as error:  # JSONDecodeError, and the int-digits limit
         raise bad_request(f"the body is not valid JSON: {str(error)[:200]}", code="invalid_json") from None
     except RecursionError:
         raise bad_request("the body's JSON is nested too deeply", code="invalid_json") from None
+    if _SURROGATE_ESCAPE.search(body):  # rare: only then is every string looked at
+        _no_lone_surrogates(value, "")
+    return value
+
+
+def _no_lone_surrogates(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_request(f"{where or 'the body'} holds a lone surrogate (not valid Unicode text)",
+                              param=where or None) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_lone_surrogates(key, where)
+            _no_lone_surrogates(item, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            _no_lone_surrogates(item, f"{where}.{k}")
 
 
 async def _send_error(send: Any, error: APIError) -> None:
@@ -692,7 +763,7 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     """The request's strategy, built by `strategies.make` as every door builds one: the OpenAI
     parameters given and the `manyminds` settings, nothing else (the strategy's defaults stand)."""
     from manyminds.budget import Budget
-    from manyminds.strategies import by_name, make
+    from manyminds.strategies import by_name
 
     cls = by_name(name.strategy)
     extra = dict(body.manyminds)
@@ -775,7 +846,48 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
         raise bad_request(f"manyminds.budget: {error}".split("\n")[0], param="manyminds.budget") from None
     if tokens is not None or asked is not None:
         settings["budget"] = Budget(tokens=tokens).tighter(asked)
-    options = VerifierOptions(backend=backend)
+    # Equal settings make an equal strategy (a frozen model): the one built for an earlier request is
+    # reused, which spares the validation that building costs (a verifier's strategy holds the
+    # backend its judge calls, so it is built each time).
+    key = _strategy_key(name, tokens, settings) if verifier is None else None
+    made = state.strategies.get(key) if key is not None else None
+    if made is None:
+        made = _made(state, name, verifier, VerifierOptions(backend=backend), tokens, settings, body.temperature)
+        if key is not None:
+            state.strategies[key] = made
+            while len(state.strategies) > _STRATEGIES_KEPT:
+                state.strategies.pop(next(iter(state.strategies)))
+    strategy, greedy_note = made
+    return _Built(strategy, backend, answer_format, notes + ([greedy_note] if greedy_note else []))
+
+
+_STRATEGIES_KEPT = 256
+"""Strategies built for requests and kept for the next request that asks for the same (oldest first out)."""
+
+
+def _strategy_key(name: ModelName, tokens: int | None, settings: dict[str, Any]) -> str | None:
+    """The request's strategy as a key: its name, budget and settings as canonical JSON (None when a
+    setting is not JSON data, such as a Python object set through the API)."""
+    try:
+        return json.dumps([name.strategy, name.n, tokens, settings], sort_keys=True,
+                          default=lambda o: [type(o).__name__, o.model_dump(mode="json")] if isinstance(o, BaseModel)
+                          else _unkeyable())
+    except (TypeError, ValueError):
+        return None
+
+
+def _unkeyable() -> Any:
+    raise TypeError("not JSON data")
+
+
+def _made(state: _State, name: ModelName, verifier: str | None, options: VerifierOptions, tokens: int | None,
+          settings: dict[str, Any], temperature: float | None) -> tuple[Any, str | None]:
+    """`strategies.make` with the request's settings, and the note for a greedy request sampled at the
+    strategy's own temperature (None otherwise); a setting found wrong is a 400."""
+    from manyminds.strategies import make
+
+    settings = dict(settings)
+    note = None
     try:
         if tokens is not None and "max_tokens" not in settings:
             unbounded = make(name.strategy, name.n, verifier=verifier, verifier_options=options,
@@ -784,21 +896,21 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
             if own is not None and own.max_tokens > tokens:
                 settings["max_tokens"] = tokens  # the method's default length would not fit: the budget's does
         strategy = make(name.strategy, name.n, verifier=verifier, verifier_options=options, **settings)
-        if body.temperature == 0 and getattr(strategy, "greedy_copies", lambda: False)():
+        if temperature == 0 and getattr(strategy, "greedy_copies", lambda: False)():
             if state.config.greedy == "refuse":
                 raise bad_request(f"temperature 0 makes every sample of {name.strategy} the same greedy draw; ask "
                                   "for temperature > 0 (this server refuses greedy ensembles)", param="temperature")
             del settings["temperature"]
             strategy = make(name.strategy, name.n, verifier=verifier, verifier_options=options, **settings)
             own_temperature = getattr(getattr(strategy, "sampling", None), "temperature", "its default")
-            notes.append("temperature 0 asks for one greedy draw, and copies of it are not agreement: the ensemble "
-                         f"sampled at its own temperature, {own_temperature}")
+            note = ("temperature 0 asks for one greedy draw, and copies of it are not agreement: the ensemble "
+                    f"sampled at its own temperature, {own_temperature}")
     except APIError:
         raise
     except (ManymindsError, TypeError, ValueError, AttributeError, KeyError) as error:
         message = str(error).split("\n")[0]
         raise bad_request(message, param="manyminds.verifier" if "verifier" in message else "manyminds") from None
-    return _Built(strategy, backend, answer_format, notes)
+    return strategy, note
 
 
 def _structured(body: _Common) -> str | None:
@@ -875,7 +987,6 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
                   history: tuple[Message, ...] = ()) -> Any:
     from manyminds.budget import Budget
 
-    _unicode(body)
     target = _passthrough_target(state, body.model)
     if target is not None:
         return await _passthrough(state, body, target, request, chat=chat)
@@ -902,7 +1013,7 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
             return await state.batcher.solve(built.strategy, task, built.backend,
                                              Budget(samples=state.config.max_samples_per_request))
 
-    completion_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+    completion_id = _new_id('chatcmpl' if chat else 'cmpl')
 
     def reply(result: Result) -> dict[str, Any]:
         return _completion(result, body.model, chat=chat, n=body.n, notes=built.notes, logprobs=bool(body.logprobs),
@@ -1061,7 +1172,7 @@ async def _sampled(backend: Backend, body: _Common, model: str, *, chat: bool) -
     prompt_tokens = generations[0].prompt_tokens if generations else 0
     completion = sum(g.completion_tokens for g in generations)
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
-    common = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+    common = {"id": _new_id('chatcmpl' if chat else 'cmpl'), "created": int(time.time()),
               "model": model, "usage": usage}
     if chat:
         return {**common, "object": "chat.completion", "choices": [
@@ -1071,27 +1182,6 @@ async def _sampled(backend: Backend, body: _Common, model: str, *, chat: bool) -
     return {**common, "object": "text_completion", "choices": [
         {"index": k, "text": g.text, "finish_reason": _finish_reason(g),
          "logprobs": _logprobs(g, False) if body.logprobs else None} for k, g in enumerate(generations)]}
-
-
-def _unicode(body: _Common) -> None:
-    """Every string is text that can be stored and sent on: a lone surrogate (JSON's "\\ud800")
-    cannot be encoded, so it is refused here rather than failing later."""
-    def check(value: Any, where: str) -> None:
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise bad_request(f"{where} holds a lone surrogate (not valid Unicode text)", param=where) from None
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                check(key, where)
-                check(item, f"{where}.{key}")
-        elif isinstance(value, (list, tuple)):
-            for k, item in enumerate(value):
-                check(item, f"{where}.{k}")
-
-    for field in type(body).model_fields:
-        check(getattr(body, field) if field != "messages" else [m.model_dump() for m in getattr(body, field)], field)
 
 
 def _known() -> list[str]:
@@ -1146,6 +1236,12 @@ def _api_error(error: BaseException) -> APIError:
                     code="internal_error")
 
 
+def _new_id(prefix: str, joint: str = "-") -> str:
+    """A completion's (or tool call's) id: 96 random bits, as OpenAI's ids have about. Unique, not
+    secret, so the process's Mersenne Twister rather than a system call per reply."""
+    return f"{prefix}{joint}{random.getrandbits(96):024x}"
+
+
 def _finish_reason(generation: Any) -> str:
     """OpenAI's finish_reason of the sample shown: "length" when it was cut at max_tokens."""
     return "length" if generation is not None and generation.finish_reason == "length" else "stop"
@@ -1174,7 +1270,7 @@ def _message(k: int, text: str, generation: Any, logprobs: bool) -> dict[str, An
     if text.startswith(TOOL_CALL):
         call = json.loads(text[len(TOOL_CALL):])
         message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [{
-            "id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+            "id": _new_id("call", "_"), "type": "function",
             "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}]}
         return {"index": k, "message": message, "finish_reason": "tool_calls", "logprobs": None}
     if text.startswith(TOOL_TEXT):
@@ -1237,7 +1333,7 @@ def _completion(result: Result, model: str, *, chat: bool, n: int = 1, notes: li
         "streaming": "the answer is sent once decided, as one chunk (after the role at once, and keep-alive "
                      "comments while the ensemble works)",
     }
-    common = {"id": id or f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+    common = {"id": id or _new_id('chatcmpl' if chat else 'cmpl'), "created": int(time.time()),
               "model": model, "usage": usage, "manyminds": extra}
     if chat:
         choices = [_message(k, text, g, logprobs) for k, (text, g) in enumerate(shown)]

@@ -178,6 +178,8 @@ async def per_task(
             progress(1)
         return out
 
+    if len(state["batch"]) == 1:  # one question (a server's request): no task of its own
+        return [await one(0, state["batch"][0])]
     return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(state["batch"]))))
 
 

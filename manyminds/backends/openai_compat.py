@@ -290,6 +290,8 @@ class OpenAICompatible:
     async def _singles(
         self, messages: list[Message], params: SamplingParams, indices: range
     ) -> list[Generation]:
+        if len(indices) == 1:  # the common case: no task and no gather for one call
+            return await self._call(messages, params, 1, indices[0])
         batches = await asyncio.gather(*(self._call(messages, params, 1, i) for i in indices))
         return [batch[0] for batch in batches]
 
