@@ -426,7 +426,7 @@ class _Batcher:
 
     async def solve(self, strategy: Any, task: Task, backend: Backend, limit: Any) -> Result:
         if self.window is None:
-            return await self.session.asolve(strategy, task, backend=backend, limit=limit)
+            return await self.session.asolve(strategy, task, backend=backend, limit=limit, flush=False)
         key = (strategy, id(backend), limit)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
@@ -449,7 +449,7 @@ class _Batcher:
         if not batch:
             return
         run = asyncio.ensure_future(self.session.asolve_many(strategy, [t for t, _ in batch], progress=False,
-                                                             backend=backend, limit=limit))
+                                                             backend=backend, limit=limit, flush=False))
 
         def gone(_: Any) -> None:
             if all(f.cancelled() for _, f in batch) and not run.done():

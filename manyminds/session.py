@@ -19,6 +19,8 @@ keeps worker pools running for the next call.
 
 from __future__ import annotations
 
+import asyncio
+
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -135,7 +137,8 @@ class Session:
 
     async def asolve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
                           progress: "bool | Callable[[int], None] | None" = None,
-                          backend: Backend | None = None, limit: "Budget | None" = None) -> list[Result]:
+                          backend: Backend | None = None, limit: "Budget | None" = None,
+                          flush: bool = True) -> list[Result]:
         """Results for `tasks`, in their order; at most `concurrency` questions in flight.
 
         `progress`: a bar on stderr (True), none (False), the session's default (None), or a
@@ -143,7 +146,11 @@ class Session:
         one of `upstream(...)`'s. `limit`: a budget per question imposed from outside the method
         (the server's cap), applied with the strategy's own and not recorded as its setting.
         Cancelling the awaiting task cancels the ensemble, its backend calls included; samples
-        already generated stay in the cache.
+        already generated stay in the cache. `flush`: return once the run's samples are committed
+        to the cache file (waited for on a worker thread, so the event loop goes on serving other
+        work meanwhile); False leaves them to the cache's writer, which commits within its flush
+        interval (they are served to lookups at once, and `close` commits the rest): what a server
+        answering a request at a time wants, so that no request waits on the disk.
         """
         from manyminds.agents.nodes import RunContext, run_batch
 
@@ -161,16 +168,17 @@ class Session:
                 return await run_batch(graph, batch, RunContext(self.concurrency, advance, ledger=self.ledger,
                                                                 question_budget=limit, runner=self.runner))
         finally:
-            if self.cache is not None and not self.cache.closed:
-                self.cache.flush()
+            if flush and self.cache is not None and not self.cache.closed:
+                await asyncio.get_running_loop().run_in_executor(None, self.cache.flush)
 
     def solve_many(self, strategy: "Strategy", tasks: Sequence[Task | str], *,
                    progress: "bool | Callable[[int], None] | None" = None) -> list[Result]:
         return run_sync(self.asolve_many(strategy, tasks, progress=progress))
 
     async def asolve(self, strategy: "Strategy", task: Task | str, *, backend: Backend | None = None,
-                     limit: "Budget | None" = None) -> Result:
-        (result,) = await self.asolve_many(strategy, [task], progress=False, backend=backend, limit=limit)
+                     limit: "Budget | None" = None, flush: bool = True) -> Result:
+        (result,) = await self.asolve_many(strategy, [task], progress=False, backend=backend, limit=limit,
+                                           flush=flush)
         return result
 
     def solve(self, strategy: "Strategy", task: Task | str) -> Result:

@@ -349,3 +349,38 @@ def test_several_processes_share_one_cache_file(tmp_path):
 
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 2 * 20 * 5 * 4
+
+
+def test_a_session_waits_for_its_samples_to_be_stored_without_stopping_the_event_loop(tmp_path):
+    """`asolve_many` returns once its samples are committed, but waits on a worker thread: other
+    coroutines run meanwhile (a flush on the loop would have held every request of a server)."""
+    from manyminds.session import Session
+    from manyminds.strategies import SelfConsistency
+    from tests.conftest import count_rows
+
+    started, released = threading.Event(), threading.Event()
+    waited: list[bool] = []
+    with Session(Scripted(["The answer is 4."]), cache=tmp_path / "c.db", progress=False) as session:
+        store = session.cache.flush
+
+        def flush() -> None:
+            started.set()
+            waited.append(released.wait(5))  # set by a coroutine: only if the loop runs meanwhile
+            store()
+
+        session.cache.flush = flush
+
+        async def main() -> None:
+            async def other() -> None:
+                while not waited:
+                    if started.is_set():
+                        released.set()
+                    await asyncio.sleep(0.01)
+
+            ticker = asyncio.ensure_future(other())
+            await session.asolve(SelfConsistency(n=3), "What is 2 + 2?")
+            assert count_rows(tmp_path / "c.db", "generations") == 3, "committed when asolve returned"
+            await ticker
+
+        asyncio.run(main())
+    assert waited[0] is True

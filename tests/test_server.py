@@ -439,6 +439,63 @@ def test_a_greedy_request_never_reports_copies_of_one_draw_as_agreement():
         assert client(url).chat.completions.create(model="self-consistency-1", messages=ASK, temperature=0)
 
 
+def test_a_strategy_built_for_one_request_serves_the_next_equal_one_and_only_that():
+    """Built strategies are kept by their settings: an equal request gets the same strategy (and the
+    greedy note again), a different setting its own, and a wrong setting is refused every time."""
+    backend = Scripted(votes)
+    with served(backend) as url:
+        api = client(url)
+        for _ in range(2):
+            reply = api.chat.completions.create(model="self-consistency-4", messages=ASK, temperature=0,
+                                                extra_body=NUMBERS)
+            assert "temperature 0 asks for one greedy draw" in reply.model_extra["manyminds"]["notes"][0]
+            assert backend.requests[-1].params.temperature == 0.7
+        reply = api.chat.completions.create(model="self-consistency-4", messages=ASK, temperature=0.3,
+                                            extra_body=NUMBERS)
+        assert backend.requests[-1].params.temperature == 0.3 and not reply.model_extra["manyminds"]["notes"]
+        for _ in range(2):
+            with pytest.raises(BadRequestError, match="no setting"):
+                api.chat.completions.create(model="self-consistency-4", messages=ASK,
+                                            extra_body={"manyminds": {"no_such_setting": 1}})
+
+
+def test_an_unexpected_failure_is_a_500_in_openais_shape_and_the_connection_lives_on(monkeypatch):
+    import manyminds.server as server
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    with served(Scripted(votes)) as url:
+        with httpx.Client(timeout=30) as http:
+            monkeypatch.setattr(server, "_completion", broken)
+            failed = http.post(f"{url}/chat/completions", json={"model": "self-consistency-2", "messages": ASK})
+            monkeypatch.undo()
+            after = http.post(f"{url}/chat/completions", json={"model": "self-consistency-2", "messages": ASK})
+    assert failed.status_code == 500, failed.text
+    assert failed.json()["error"] == {"message": "the server failed unexpectedly: RuntimeError", "type": "server_error",
+                                      "param": None, "code": "internal_error"}
+    assert after.status_code == 200 and after.json()["choices"][0]["message"]["content"]
+
+
+def test_surrogate_pairs_are_text_and_a_lone_surrogate_anywhere_is_named():
+    """Escaped surrogates are looked at only when the raw body holds one: a pair (an emoji) is
+    ordinary text, a lone one is refused wherever it is, the field named."""
+    def post(url: str, raw: bytes) -> httpx.Response:
+        return httpx.post(f"{url}/chat/completions", content=raw, headers={"content-type": "application/json"},
+                          timeout=30)
+
+    with served(Scripted(votes)) as url:
+        pair = post(url, b'{"model": "self-consistency-2", "messages": [{"role": "user", "content": '
+                         b'"What is 2 + 3? \\ud83d\\ude00 \\uD83D\\uDE00"}]}')
+        in_a_key = post(url, b'{"model": "self-consistency-2", "messages": [{"role": "user", "content": "hi"}], '
+                             b'"manyminds": {"\\udfff": 1}}')
+        in_a_list = post(url, b'{"model": "self-consistency-2", "messages": [{"role": "user", "content": "hi"}], '
+                              b'"stop": ["ok", "\\uDBFF"]}')
+    assert pair.status_code == 200, pair.text
+    assert in_a_key.status_code == 400 and "manyminds holds a lone surrogate" in in_a_key.json()["error"]["message"]
+    assert in_a_list.status_code == 400 and in_a_list.json()["error"]["param"] == "stop.1"
+
+
 def test_one_cap_bounds_what_any_request_may_cause():
     backend = Scripted(votes)
     with served(backend, max_samples_per_request=5) as url:
