@@ -849,12 +849,12 @@ def _strategy(state: _State, body: _Common, name: ModelName, system: str | None)
     # Equal settings make an equal strategy (a frozen model): the one built for an earlier request is
     # reused, which spares the validation that building costs (a verifier's strategy holds the
     # backend its judge calls, so it is built each time).
-    key = _strategy_key(name, tokens, settings) if verifier is None else None
-    made = state.strategies.get(key) if key is not None else None
+    kept_as = _strategy_key(name, tokens, settings) if verifier is None else None
+    made = state.strategies.get(kept_as) if kept_as is not None else None
     if made is None:
         made = _made(state, name, verifier, VerifierOptions(backend=backend), tokens, settings, body.temperature)
-        if key is not None:
-            state.strategies[key] = made
+        if kept_as is not None:
+            state.strategies[kept_as] = made
             while len(state.strategies) > _STRATEGIES_KEPT:
                 state.strategies.pop(next(iter(state.strategies)))
     strategy, greedy_note = made
