@@ -67,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import errno
+import gc
 import hmac
 import json
 import logging
@@ -76,6 +77,7 @@ import time
 from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -354,6 +356,13 @@ class ServerConfig:
     batching with the direct one, whose per-run cost is microseconds, so that no request waits
     for the slowest of a batch or fails with another's error (`benchmarks/serve.py`)."""
 
+    freeze_startup: bool = False
+    """After startup, move every object the process holds into the collector's permanent generation
+    (`gc.freeze`): for a process that is the server alone (`manyminds serve` sets it). A full
+    collection walked every one of them (LangGraph, pydantic, the strategies: ~150,000 objects,
+    ~60 ms here) and stalled every request in flight; a server embedded in a larger process leaves
+    its host's objects to the collector."""
+
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.max_queue < 0:
             raise ConfigError("max_concurrency must be >= 1 and max_queue >= 0")
@@ -499,6 +508,9 @@ def create_app(config: ServerConfig) -> Any:
         state.batcher = _Batcher(state.session, window)
         _set_timeouts(state.session.backend, config)
         state.admission = _Admission(config.max_concurrency, config.max_queue)
+        if config.freeze_startup:
+            _import_request_path()
+            gc.freeze()
         try:
             yield
         finally:  # uvicorn lets requests in flight finish before this runs
@@ -562,6 +574,19 @@ def create_app(config: ServerConfig) -> Any:
 
     app.state.manyminds = state
     return app
+
+
+def _import_request_path() -> None:
+    """Import now what a request would import on its way (strategies, the pipeline runner, the
+    answer readers, the HTTP client), so the first requests do not, and startup's objects are all there."""
+    import importlib
+
+    from manyminds.strategies import names
+
+    names()  # every strategy module
+    for module in ("manyminds.agents.builder", "manyminds.answers", "manyminds.aggregators", "manyminds.budget",
+                   "manyminds.bench.scoring", "aiohttp"):
+        importlib.import_module(module)
 
 
 def _set_timeouts(backend: Any, config: ServerConfig) -> None:
@@ -987,14 +1012,15 @@ async def _answer(state: _State, body: _Common, text: str, system: str | None, r
                   history: tuple[Message, ...] = ()) -> Any:
     from manyminds.budget import Budget
 
-    target = _passthrough_target(state, body.model)
+    known = _known()
+    target = _passthrough_target(state, body.model, known)
     if target is not None:
         return await _passthrough(state, body, target, request, chat=chat)
     _unsupported(body)
     if not isinstance(text, str) or not text.strip():
         raise bad_request("an ensemble answers one text prompt: send prompt as a non-empty string (token ids and "
                           "batches go to a pass-through model, none:MODEL)", param="prompt")
-    name = parse_model(body.model, _known())
+    name = parse_model(body.model, known)
     built = _strategy(state, body, name, system)
     schema = _schema(body)
     metadata: dict[str, Any] = {"json_schema": schema} if schema is not None else {}
@@ -1093,7 +1119,7 @@ async def _live(work: "asyncio.Future[Result]", reply: Any, completion_id: str, 
             log.info("client disconnected: its ensemble was cancelled")
 
 
-def _passthrough_target(state: _State, model: str) -> str | None:
+def _passthrough_target(state: _State, model: str, known: list[str]) -> str | None:
     """The upstream model a request is forwarded to unchanged: `none` or `none:MODEL`, or a model name
     that is not a strategy but one this server may use (its backend's, or `--upstream-model`)."""
     head, _, rest = model.partition(":")
@@ -1102,7 +1128,6 @@ def _passthrough_target(state: _State, model: str) -> str | None:
         target = rest or own
         _allowed_upstream(state, rest or None)
         return target
-    known = _known()
     budgeted = _BUDGET.match(head)
     if head in known or (budgeted is not None and budgeted.group("name") in known):
         return None
@@ -1414,5 +1439,6 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, gr
     except OSError as error:
         raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}"
                           + (" (pass another --port)" if error.errno == errno.EADDRINUSE else "")) from None
+    config = dataclasses.replace(config, freeze_startup=True)  # a process of its own
     uvicorn.run(create_app(config), host=host, port=port, log_level="info",
                 timeout_graceful_shutdown=graceful_seconds, access_log=False)

@@ -793,3 +793,29 @@ def test_a_synthesis_streams_as_it_is_generated():
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert [c.choices[0].delta.content for c in voted if c.choices and c.choices[0].delta.content] == [
         "Seven plus five makes twelve, so the answer is 12."]
+
+
+def test_a_server_process_of_its_own_keeps_its_startup_objects_out_of_the_collector():
+    """`manyminds serve` freezes what startup built (gc.freeze): a full collection no longer walks
+    LangGraph, pydantic and the strategies, and stalls no request; run in a process of its own."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gc\n"
+        "from fastapi.testclient import TestClient\n"
+        "from manyminds.backends import Scripted\n"
+        "from manyminds.server import ServerConfig, create_app\n"
+        "app = create_app(ServerConfig(backend=Scripted(['The answer is 4.']), freeze_startup=True))\n"
+        "before = gc.get_freeze_count()\n"
+        "with TestClient(app) as http:\n"
+        "    frozen = gc.get_freeze_count()\n"
+        "    reply = http.post('/v1/chat/completions', json={'model': 'self-consistency-2',\n"
+        "                      'messages': [{'role': 'user', 'content': 'What is 2 + 2?'}]})\n"
+        "    assert reply.status_code == 200, reply.text\n"
+        "print(before, frozen)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    before, frozen = map(int, out.stdout.split())
+    assert before == 0 and frozen > 50_000
