@@ -507,6 +507,7 @@ def create_app(config: ServerConfig) -> Any:
             window = 0.002
         state.batcher = _Batcher(state.session, window)
         _set_timeouts(state.session.backend, config)
+        _warn_if_upstream_narrower(state.session.backend, config)
         state.admission = _Admission(config.max_concurrency, config.max_queue)
         if config.freeze_startup:
             _import_request_path()
@@ -587,6 +588,20 @@ def _import_request_path() -> None:
     for module in ("manyminds.agents.builder", "manyminds.answers", "manyminds.aggregators", "manyminds.budget",
                    "manyminds.bench.scoring", "aiohttp"):
         importlib.import_module(module)
+
+
+def _warn_if_upstream_narrower(backend: Any, config: ServerConfig) -> None:
+    """Say so at startup when an HTTP upstream takes fewer calls at once than the server runs
+    ensembles: the rest wait in the backend's queue (at 32 calls and a 50 ms upstream, 640 requests
+    a second at most), which no setting of the server's shows."""
+    upstream = getattr(backend, "per_endpoint_concurrency", None)
+    if upstream is None:
+        return
+    calls = backend.capabilities.max_concurrency
+    if calls < config.max_concurrency:
+        log.warning("the backend takes %d upstream calls at once and the server runs %d ensembles: raise the "
+                    "backend's max_concurrency (openai:model=M,base_url=U,max_concurrency=%d)", calls,
+                    config.max_concurrency, config.max_concurrency)
 
 
 def _set_timeouts(backend: Any, config: ServerConfig) -> None:

@@ -819,3 +819,19 @@ def test_a_server_process_of_its_own_keeps_its_startup_objects_out_of_the_collec
     assert out.returncode == 0, out.stderr
     before, frozen = map(int, out.stdout.split())
     assert before == 0 and frozen > 50_000
+
+
+def test_an_upstream_narrower_than_the_server_is_named_at_startup(caplog, monkeypatch):
+    from manyminds.backends.openai_compat import OpenAICompatible
+    from manyminds.server import _warn_if_upstream_narrower
+
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    narrow = OpenAICompatible(model="m", base_url="http://127.0.0.1:9/v1", max_concurrency=4)
+    with caplog.at_level("WARNING", logger="manyminds.server"):
+        _warn_if_upstream_narrower(narrow, ServerConfig(backend=narrow, max_concurrency=4))
+        assert not caplog.records
+        _warn_if_upstream_narrower(narrow, ServerConfig(backend=narrow, max_concurrency=8))
+        _warn_if_upstream_narrower(Scripted(votes), ServerConfig(backend="local", max_concurrency=64))
+    (record,) = caplog.records
+    assert "takes 4 upstream calls at once and the server runs 8 ensembles" in record.getMessage()
+    assert "max_concurrency=8" in record.getMessage()
