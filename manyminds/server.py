@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import errno
 import gc
 import hmac
@@ -77,7 +78,6 @@ import time
 from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
