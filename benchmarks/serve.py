@@ -26,7 +26,10 @@ throughput at 64 clients >= 0.8x direct; server CPU <= 1 ms a request.
 Also measured, for the choice of HTTP client (`backends/openai_compat.py`): the CPU one chat
 completion costs the calling process with httpx and with aiohttp, 16 at a time against the same
 upstream answering at once. And the CPU of `asyncio.sleep(0.05)`, an idle wait and a wake-up,
-which every request pays at least twice (for the client's request and for the upstream's reply).
+which every request pays at least twice (for the client's request and for the upstream's reply);
+and the server's app called in this process (no sockets, a Scripted backend), warm and with a
+50 ms wait in each request: what the same work costs when it follows an idle wait, as a lone
+client's requests do.
 
     .venv/bin/python benchmarks/serve.py [--model self-consistency-1] [--rounds 3]
 """
@@ -177,6 +180,47 @@ async def idle_wait_cpu(waits: int = 60) -> float:
     return 1000 * (time.process_time() - began) / waits
 
 
+async def in_process_cpu(latency: float, requests: int = 300) -> float:
+    """Milliseconds of CPU one request costs the server's app called in this process (no sockets,
+    a Scripted backend that answers after `latency`): with latency 0 the app's own work, warm; with
+    50 ms the same work after an idle wait, as a lone client's requests find it."""
+    from manyminds.backends import Scripted
+    from manyminds.server import ServerConfig, create_app
+
+    app = create_app(ServerConfig(backend=Scripted(["The answer is 5."], latency=latency), max_concurrency=8))
+    never = asyncio.Event()
+
+    async def call(k: int) -> None:
+        body = json.dumps({"model": "self-consistency-1", "seed": 1,
+                           "messages": [{"role": "user", "content": f"What is {k} + 2?"}]}).encode()
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+                 "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 2)}
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await never.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 200, sent
+
+    async with app.router.lifespan_context(app):
+        for k in range(20):
+            await call(-k)
+        began = time.process_time()
+        for k in range(requests):
+            await call(k)
+        return 1000 * (time.process_time() - began) / requests
+
+
 def p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -288,7 +332,10 @@ def main() -> None:
         instant.terminate()
         instant.wait(20)
     idle = round(asyncio.run(idle_wait_cpu()), 3)
-    print("client CPU ms per completion", clients_cpu, "; CPU ms of one idle wait", idle, flush=True)
+    app_cpu = {"warm": round(asyncio.run(in_process_cpu(0.0)), 3),
+               "after_idle_wait": round(asyncio.run(in_process_cpu(LATENCY)), 3)}
+    print("client CPU ms per completion", clients_cpu, "; CPU ms of one idle wait", idle,
+          "; the app's CPU ms a request in process", app_cpu, flush=True)
     upstream_port = free_port()
     upstream = start_fake_upstream(upstream_port, LATENCY)
     direct_url = f"http://127.0.0.1:{upstream_port}/v1"
@@ -322,7 +369,7 @@ def main() -> None:
     print("met", met)
     print("written", record("serve", {"upstream_latency_s": LATENCY, "model": args.model, "rounds": args.rounds,
                                       "rows": rows, "client_cpu_ms_per_completion": clients_cpu,
-                                      "idle_wait_cpu_ms": idle,
+                                      "idle_wait_cpu_ms": idle, "app_cpu_ms_in_process": app_cpu,
                                       "goals": {"added_p50_ms": goals, "throughput_at_64": 0.8, "cpu_ms": 1.0},
                                       "met": met}))
 
