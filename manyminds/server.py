@@ -909,15 +909,16 @@ def _strategy_key(name: ModelName, tokens: int | None, settings: dict[str, Any])
     """The request's strategy as a key: its name, budget and settings as canonical JSON (None when a
     setting is not JSON data, such as a Python object set through the API)."""
     try:
-        return json.dumps([name.strategy, name.n, tokens, settings], sort_keys=True,
-                          default=lambda o: [type(o).__name__, o.model_dump(mode="json")] if isinstance(o, BaseModel)
-                          else _unkeyable())
+        return json.dumps([name.strategy, name.n, tokens, settings], sort_keys=True, default=_model_as_json)
     except (TypeError, ValueError):
         return None
 
 
-def _unkeyable() -> Any:
-    raise TypeError("not JSON data")
+def _model_as_json(value: Any) -> Any:
+    """A setting that is a pydantic model (a Budget) as JSON data with its type; anything else is no key."""
+    if isinstance(value, BaseModel):
+        return [type(value).__name__, value.model_dump(mode="json")]
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 def _made(state: _State, name: ModelName, verifier: str | None, options: VerifierOptions, tokens: int | None,
