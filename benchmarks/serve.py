@@ -101,14 +101,15 @@ def start(script: str, *args: str) -> subprocess.Popen:
 
 
 def wait_until_up(url: str) -> None:
+    """Until GET /models answers 200 (the fake upstream answers every path, the floor every GET)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            httpx.post(f"{url}/chat/completions", json={"model": "fake", "messages": [{"role": "user", "content": "x"}]},
-                       timeout=2)
-            return
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     raise RuntimeError(f"{url} did not start")
 
 
@@ -239,17 +240,6 @@ def added_p50(direct: list[float], served: list[float], resamples: int = 2000, s
             round(1000 * float(np.quantile(boots, 0.975)), 2))
 
 
-def wait_for(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not start")
-
-
 def measure(direct_url: str, servers: dict[str, tuple[str, "subprocess.Popen[bytes]"]], model: str,
             rounds: int) -> list[dict[str, Any]]:
     """Every shape, `rounds` rounds of direct and each configuration in a rotating order; a row per
@@ -351,7 +341,7 @@ def main() -> None:
                 processes.append(servers[arm][1])
             wait_until_up(direct_url)
             for arm, (url, _) in servers.items():
-                wait_for(url)
+                wait_until_up(url)
                 asyncio.run(load(url, "fake" if arm == "floor" else args.model, 8, 4, " (warm)"))  # imports, connections
             asyncio.run(load(direct_url, "fake", 8, 4))
             rows = measure(direct_url, servers, args.model, args.rounds)
